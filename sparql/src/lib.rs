@@ -1,0 +1,91 @@
+//! Tessera SPARQL: the HTTP face of a Tessera database, as a library.
+//!
+//! The entry point is [`router`], which returns an [`axum::Router`] serving
+//! - the [SPARQL 1.1 Protocol](https://www.w3.org/TR/sparql11-protocol/) at `/query`, `/update`
+//!   and `/sparql` (GET, POST direct, POST form; protocol datasets; a service description);
+//! - the [Graph Store HTTP Protocol](https://www.w3.org/TR/sparql11-http-rdf-update/) at
+//!   `/store` (indirect `?graph=`/`?default`) and `/store/...` (direct identification);
+//! - a small query page at `/`.
+//!
+//! What the server does with an update is the [`Backend`]'s business, so the root crate can
+//! extend SPARQL Update (INSERT TEXT) without this crate knowing about the model. HTTP status
+//! codes are decided in one place, [`HttpError`]'s `IntoResponse`.
+
+mod backend;
+mod config;
+mod error;
+mod gsp;
+pub mod negotiate;
+mod page;
+mod protocol;
+mod service_description;
+mod stream;
+
+pub use backend::{execute_update, Backend, UpdateError, UpdateRequest};
+pub use config::Config;
+pub use error::HttpError;
+pub use stream::running_evaluations;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get};
+use std::sync::Arc;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::decompression::RequestDecompressionLayer;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub config: Arc<Config>,
+}
+
+/// Builds the router serving every endpoint over `backend`.
+///
+/// Tests can drive it without a port with `tower::ServiceExt::oneshot`.
+pub fn router(backend: Arc<dyn Backend>, config: Config) -> axum::Router {
+    let cors = cors_layer(&config.cors_origins);
+    let state = AppState {
+        backend,
+        config: Arc::new(config),
+    };
+    let router = axum::Router::new()
+        .route("/", get(page::query_page))
+        .route("/query", any(protocol::query_endpoint))
+        .route("/update", any(protocol::update_endpoint))
+        .route("/sparql", any(protocol::sparql_endpoint))
+        .route("/store", any(gsp::store_endpoint))
+        .route("/store/{*path}", any(gsp::store_endpoint))
+        .fallback(|| async {
+            HttpError::NotFound("no such endpoint; try /sparql, /query, /update or /store".into())
+        })
+        .with_state(state)
+        // Bodies are read with an explicit cap in the handlers (413 with a message).
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            RequestDecompressionLayer::new()
+                .gzip(true)
+                .pass_through_unaccepted(true),
+        );
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        return Some(layer.allow_origin(Any));
+    }
+    let list = origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect::<Vec<_>>();
+    Some(layer.allow_origin(AllowOrigin::list(list)))
+}

@@ -1,0 +1,167 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod stream;
+
+pub use error::Error;
+pub use stream::{Items, QueryStream};
+pub use tessera_sparql::Config as ServerConfig;
+pub use tessera_storage::{GraphWrite, Storage};
+
+/// RDF terms, formats and SPARQL results from oxigraph, re-exported so callers need no
+/// direct dependency.
+pub use oxigraph::{io, model, sparql};
+
+use oxigraph::io::{RdfFormat, RdfSerializer};
+use oxigraph::model::{GraphNameRef, NamedOrBlankNodeRef};
+use oxigraph::sparql::{QueryResults, SparqlEvaluator};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// An embedded Tessera database: an RDF store that answers SPARQL 1.1 and serves it over HTTP.
+///
+/// Cheap to clone (clones share the store), `Send + Sync`. Writes are serialised (one writer
+/// at a time); queries run on snapshots and never wait for writers. The synchronous methods
+/// block; from async code use the `*_async` methods, which evaluate on blocking threads.
+#[derive(Clone)]
+pub struct Database {
+    storage: Storage,
+}
+
+impl Database {
+    /// Opens (or creates) a durable database in the directory `path` (RocksDB).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Ok(Self {
+            storage: Storage::open(path)?,
+        })
+    }
+
+    /// Creates a volatile in-memory database.
+    pub fn in_memory() -> Result<Self, Error> {
+        Ok(Self {
+            storage: Storage::in_memory()?,
+        })
+    }
+
+    /// The storage layer, for direct reads and writes.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Evaluates a SPARQL query. The results borrow nothing and can be iterated lazily, on
+    /// this thread (oxigraph's iterators are not `Send`).
+    pub fn query(&self, query: &str) -> Result<QueryResults<'static>, Error> {
+        Ok(SparqlEvaluator::new()
+            .parse_query(query)?
+            .on_store(self.storage.store())
+            .execute()?)
+    }
+
+    /// Evaluates a SPARQL query on a blocking thread and streams its results.
+    pub async fn query_async(&self, query: &str) -> Result<QueryStream, Error> {
+        stream::spawn_query(self.storage.store().clone(), query.to_owned()).await
+    }
+
+    /// Executes a SPARQL 1.1 update atomically.
+    pub fn update(&self, update: &str) -> Result<(), Error> {
+        tessera_sparql::execute_update(&self.storage, &tessera_sparql::UpdateRequest::new(update))?;
+        Ok(())
+    }
+
+    /// [`Database::update`] on a blocking thread.
+    pub async fn update_async(&self, update: &str) -> Result<(), Error> {
+        let db = self.clone();
+        let update = update.to_owned();
+        tokio::task::spawn_blocking(move || db.update(&update)).await?
+    }
+
+    /// Parses RDF and adds it atomically: into `graph` for triple formats (`None`: the default
+    /// graph), as it is for dataset formats. Returns the number of quads read. Nothing is
+    /// written if the input is malformed.
+    pub fn load(
+        &self,
+        reader: impl Read,
+        format: RdfFormat,
+        graph: Option<NamedOrBlankNodeRef<'_>>,
+    ) -> Result<u64, Error> {
+        Ok(self.storage.load(reader, format, None, graph)?)
+    }
+
+    /// [`Database::load`] on a blocking thread, for bytes already in memory.
+    pub async fn load_async(
+        &self,
+        data: impl AsRef<[u8]> + Send + 'static,
+        format: RdfFormat,
+    ) -> Result<u64, Error> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.load(data.as_ref(), format, None)).await?
+    }
+
+    /// Loads a large input with the bulk loader (fast, not atomic on failure), calling
+    /// `on_progress` with the number of quads loaded so far.
+    pub fn bulk_load(
+        &self,
+        reader: impl Read,
+        format: RdfFormat,
+        graph: Option<NamedOrBlankNodeRef<'_>>,
+        on_progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        Ok(self
+            .storage
+            .bulk_load(reader, format, None, graph, on_progress)?)
+    }
+
+    /// Writes the whole dataset (dataset formats) or one graph (`graph`, any format; `None`
+    /// with a triple format means the default graph).
+    pub fn dump<W: Write>(
+        &self,
+        writer: W,
+        format: RdfFormat,
+        graph: Option<GraphNameRef<'_>>,
+    ) -> Result<W, Error> {
+        let store = self.storage.store();
+        let mut serializer = RdfSerializer::from_format(format).for_writer(writer);
+        match graph {
+            None if format.supports_datasets() => {
+                for quad in store.iter() {
+                    serializer.serialize_quad(&quad?)?;
+                }
+            }
+            graph => {
+                let graph = graph.unwrap_or(GraphNameRef::DefaultGraph);
+                for quad in store.quads_for_pattern(None, None, None, Some(graph)) {
+                    serializer.serialize_triple(quad?.as_ref())?;
+                }
+            }
+        }
+        Ok(serializer.finish()?)
+    }
+
+    /// Number of quads (a full scan on disk).
+    pub fn len(&self) -> Result<usize, Error> {
+        Ok(self.storage.len()?)
+    }
+
+    /// Whether the database holds no quad.
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.storage.is_empty()?)
+    }
+
+    /// Makes committed writes durable against power loss.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.storage.flush()?)
+    }
+
+    /// The HTTP service of this database (SPARQL Protocol, Graph Store Protocol, query page)
+    /// as an axum router, to serve alone or nest in an application.
+    pub fn router(&self, config: ServerConfig) -> axum::Router {
+        tessera_sparql::router(Arc::new(self.clone()), config)
+    }
+}
+
+impl tessera_sparql::Backend for Database {
+    fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}

@@ -1,0 +1,92 @@
+use super::*;
+use oxigraph::model::NamedNode;
+
+const TTL: &str = "<http://e/s> <http://e/p> <http://e/o> .";
+
+#[test]
+fn load_replace_and_drop_graph() -> Result<(), StorageError> {
+    let storage = Storage::in_memory()?;
+    let g = NamedNode::new_unchecked("http://e/g");
+    let first = storage.replace_graph(
+        Some(g.as_ref().into()),
+        TTL.as_bytes(),
+        RdfFormat::Turtle,
+        None,
+    )?;
+    assert_eq!(first, GraphWrite::Created);
+    let second = storage.replace_graph(
+        Some(g.as_ref().into()),
+        TTL.as_bytes(),
+        RdfFormat::Turtle,
+        None,
+    )?;
+    assert_eq!(second, GraphWrite::Updated);
+    assert_eq!(storage.len()?, 1);
+    assert!(storage.drop_graph(Some(g.as_ref().into()))?);
+    assert!(!storage.drop_graph(Some(g.as_ref().into()))?);
+    assert!(storage.is_empty()?);
+    Ok(())
+}
+
+#[test]
+fn malformed_input_writes_nothing() -> Result<(), StorageError> {
+    let storage = Storage::in_memory()?;
+    storage.load(TTL.as_bytes(), RdfFormat::Turtle, None, None)?;
+    let bad = "<http://e/a> <http://e/b> <http://e/c> .\n<http://e/a> <http://e/b> .";
+    let err = storage.load(bad.as_bytes(), RdfFormat::Turtle, None, None);
+    assert!(matches!(err, Err(StorageError::Parse(_))), "{err:?}");
+    assert_eq!(
+        storage.len()?,
+        1,
+        "the failed load must not leave a partial write"
+    );
+    Ok(())
+}
+
+#[test]
+fn dataset_format_into_a_graph_is_refused() -> Result<(), StorageError> {
+    let storage = Storage::in_memory()?;
+    let g = NamedNode::new_unchecked("http://e/g");
+    let err = storage.load(
+        TTL.as_bytes(),
+        RdfFormat::NQuads,
+        None,
+        Some(g.as_ref().into()),
+    );
+    assert!(
+        matches!(err, Err(StorageError::DatasetIntoGraph(_))),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn format_version_is_written_and_checked() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("store");
+    format::check_or_init(&path)?;
+    assert_eq!(
+        std::fs::read_to_string(path.join(FORMAT_FILE))?.trim(),
+        format!("tessera-store {FORMAT_VERSION}")
+    );
+    format::check_or_init(&path)?;
+    std::fs::write(path.join(FORMAT_FILE), "tessera-store 999\n")?;
+    let err = format::check_or_init(&path);
+    assert!(
+        matches!(err, Err(StorageError::FormatVersion { .. })),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn foreign_directory_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("notes.txt"), "not a store")?;
+    let err = format::check_or_init(dir.path());
+    assert!(
+        matches!(err, Err(StorageError::FormatVersion { .. })),
+        "{err:?}"
+    );
+    Ok(())
+}
