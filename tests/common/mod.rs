@@ -19,7 +19,13 @@ pub struct TestServer {
 impl TestServer {
     pub fn start(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = Database::open(dir.path().join("store")).expect("open the on-disk store");
+        let path = dir.path().join("store");
+        Self::start_at(&path, config, dir)
+    }
+
+    /// Starts a server on the store at `path`; `dir` is kept alive as long as the server.
+    pub fn start_at(path: &Path, config: ServerConfig, dir: tempfile::TempDir) -> Self {
+        let db = Database::open(path).expect("open the on-disk store");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         listener
             .set_nonblocking(true)

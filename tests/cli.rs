@@ -1,0 +1,232 @@
+//! The `tessera` command on a real on-disk store: load, query, update, dump, and one-line
+//! errors with a non-zero exit for bad input.
+#![allow(clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run tessera")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A failure is exit code 1 and exactly one `error:` line, never a panic.
+fn assert_one_line_error(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "'{needle}' not in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn location(dir: &Path) -> String {
+    dir.join("store").display().to_string()
+}
+
+#[test]
+fn load_query_update_dump() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = location(dir.path());
+    let data = dir.path().join("people.ttl");
+    std::fs::write(
+        &data,
+        "<http://e/alice> <http://e/name> \"Alice\" . <http://e/bob> <http://e/name> \"Bob\" .",
+    )
+    .expect("write");
+    let load = tessera(&[
+        "load",
+        "--location",
+        &store,
+        "--file",
+        data.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(String::from_utf8_lossy(&load.stderr).contains("triples/s"));
+
+    let query = tessera(&[
+        "query",
+        "--location",
+        &store,
+        "--query",
+        "SELECT ?n WHERE { ?s <http://e/name> ?n } ORDER BY ?n",
+        "--format",
+        "csv",
+    ]);
+    assert!(query.status.success());
+    assert_eq!(stdout(&query), "n\r\nAlice\r\nBob\r\n");
+
+    let update = tessera(&[
+        "update",
+        "--location",
+        &store,
+        "--update",
+        "INSERT DATA { GRAPH <http://e/g> { <http://e/carol> <http://e/name> \"Carol\" } }",
+    ]);
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+
+    let dump = tessera(&["dump", "--location", &store, "--format", "nq"]);
+    assert!(dump.status.success());
+    let nquads = stdout(&dump);
+    assert_eq!(nquads.lines().count(), 3, "{nquads}");
+    assert!(nquads.contains("\"Carol\" <http://e/g> ."), "{nquads}");
+
+    let graph = tessera(&[
+        "dump",
+        "--location",
+        &store,
+        "--format",
+        "nt",
+        "--graph",
+        "http://e/g",
+    ]);
+    assert_eq!(
+        stdout(&graph),
+        "<http://e/carol> <http://e/name> \"Carol\" .\n"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_and_keeps_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = location(dir.path());
+    let ok = tessera(&[
+        "update",
+        "--location",
+        &store,
+        "--update",
+        "INSERT DATA { <http://e/a> <http://e/b> <http://e/c> }",
+    ]);
+    assert!(ok.status.success());
+
+    assert_one_line_error(
+        &tessera(&[
+            "query",
+            "--location",
+            &store,
+            "--query",
+            "SELECT * WHERE { ?s ?p }",
+        ]),
+        "syntax error",
+    );
+    assert_one_line_error(
+        &tessera(&[
+            "update",
+            "--location",
+            &store,
+            "--update",
+            "INSERT DATA { <a> }",
+        ]),
+        "syntax",
+    );
+
+    let bad = dir.path().join("bad.ttl");
+    std::fs::write(&bad, "<http://e/x> <http://e/y> .").expect("write");
+    assert_one_line_error(
+        &tessera(&[
+            "load",
+            "--location",
+            &store,
+            "--file",
+            bad.to_str().expect("path"),
+        ]),
+        "bad.ttl",
+    );
+
+    let binary = dir.path().join("query.rq");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x41]).expect("write");
+    assert_one_line_error(
+        &tessera(&[
+            "query",
+            "--location",
+            &store,
+            "--query-file",
+            binary.to_str().expect("path"),
+        ]),
+        "query.rq",
+    );
+
+    let unknown = dir.path().join("data.xyz");
+    std::fs::write(&unknown, "x").expect("write");
+    assert_one_line_error(
+        &tessera(&[
+            "load",
+            "--location",
+            &store,
+            "--file",
+            unknown.to_str().expect("path"),
+        ]),
+        "--format",
+    );
+
+    assert_one_line_error(
+        &tessera(&["dump", "--location", &store, "--format", "ttl"]),
+        "--graph",
+    );
+
+    let count = tessera(&[
+        "query",
+        "--location",
+        &store,
+        "--query",
+        "SELECT (COUNT(*) AS ?n) { ?s ?p ?o }",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(stdout(&count), "n\r\n1\r\n", "nothing stored was lost");
+}
+
+#[test]
+fn stores_of_another_format_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let ok = tessera(&[
+        "update",
+        "--location",
+        store.to_str().expect("path"),
+        "--update",
+        "INSERT DATA { <http://e/a> <http://e/b> <http://e/c> }",
+    ]);
+    assert!(ok.status.success());
+    std::fs::write(
+        store.join(tessera_storage::FORMAT_FILE),
+        "tessera-store 99\n",
+    )
+    .expect("write");
+    let refused = tessera(&[
+        "query",
+        "--location",
+        store.to_str().expect("path"),
+        "--query",
+        "ASK {}",
+    ]);
+    assert_one_line_error(&refused, "tessera-store 99");
+
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("notes.txt"), "hello").expect("write");
+    let refused = tessera(&[
+        "query",
+        "--location",
+        foreign.to_str().expect("path"),
+        "--query",
+        "ASK {}",
+    ]);
+    assert_one_line_error(&refused, "not a Tessera store");
+}

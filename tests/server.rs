@@ -1,0 +1,128 @@
+//! The server over real TCP on a real on-disk store: clients that send half a request or
+//! vanish mid-response, and data that survives a restart.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use common::TestServer;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use tessera::ServerConfig;
+
+fn count(server: &TestServer) -> String {
+    let response = reqwest::blocking::Client::new()
+        .get(server.url("/query"))
+        .query(&[(
+            "query",
+            "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }",
+        )])
+        .header("accept", "text/csv")
+        .send()
+        .expect("the server answers");
+    assert_eq!(response.status(), 200);
+    response.text().expect("body")
+}
+
+fn put_people(server: &TestServer) {
+    let response = reqwest::blocking::Client::new()
+        .put(server.url("/store?graph=http%3A%2F%2Fexample.org%2Fpeople"))
+        .header("content-type", "text/turtle")
+        .body("<http://e/alice> <http://e/knows> <http://e/bob> , <http://e/carol> .")
+        .send()
+        .expect("PUT");
+    assert_eq!(response.status(), 201);
+}
+
+#[test]
+fn truncated_and_abandoned_requests_change_nothing() {
+    let server = TestServer::start(ServerConfig::default());
+    put_people(&server);
+    let before = count(&server);
+    assert_eq!(before, "n\r\n2\r\n");
+
+    // A body that promises 500 bytes and stops after a few, then the client disappears.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    write!(
+        stream,
+        "POST /update HTTP/1.1\r\nHost: x\r\nContent-Type: application/sparql-update\r\nContent-Length: 500\r\n\r\nDROP ALL ; INSERT DATA {{"
+    )
+    .expect("write");
+    drop(stream);
+
+    // Half a header block, then gone.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(b"PUT /store?default HTTP/1.1\r\nContent-Ty")
+        .expect("write");
+    drop(stream);
+
+    // Garbage instead of HTTP.
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(&[0xff, 0x00, 0xfe, b'\r', b'\n', b'\r', b'\n'])
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.read_to_end(&mut answer);
+
+    assert_eq!(
+        count(&server),
+        before,
+        "nothing was written by the broken requests"
+    );
+}
+
+#[test]
+fn a_client_killed_mid_stream_stops_the_evaluation() {
+    let server = TestServer::start(ServerConfig::default());
+    let mut data = String::new();
+    for i in 0..1000 {
+        data.push_str(&format!("<http://e/s{i}> <http://e/p> \"{i}\" .\n"));
+    }
+    server
+        .db
+        .load(data.as_bytes(), tessera::io::RdfFormat::NTriples, None)
+        .expect("load");
+    // One million rows: the client reads a little and disappears.
+    let query = form_urlencoded::byte_serialize(b"SELECT * WHERE { ?a ?p ?b . ?c ?q ?d }")
+        .collect::<String>();
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    write!(
+        stream,
+        "GET /query?query={query} HTTP/1.1\r\nHost: x\r\nAccept: text/tab-separated-values\r\n\r\n"
+    )
+    .expect("write");
+    let mut first = [0u8; 4096];
+    let n = stream.read(&mut first).expect("the response starts");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(stream);
+
+    let start = Instant::now();
+    while tessera_sparql::running_evaluations() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the evaluation outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the server still serves.
+    assert_eq!(count(&server), "n\r\n0\r\n");
+}
+
+#[test]
+fn writes_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let keep = tempfile::tempdir().expect("tempdir");
+    {
+        let server = TestServer::start_at(&path, ServerConfig::default(), keep);
+        put_people(&server);
+    }
+    let server = TestServer::start_at(
+        &path,
+        ServerConfig::default(),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    assert_eq!(count(&server), "n\r\n2\r\n");
+}
