@@ -108,7 +108,12 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
         emit(&s, &comment, &lit(&words(&mut rng, 8)), out)?;
         if t > 1 {
-            emit(&s, &iri(format!("{RDFS}subClassOf")), &iri(format!("{INST}ProductType{}", (t / 4).max(1))), out)?;
+            emit(
+                &s,
+                &iri(format!("{RDFS}subClassOf")),
+                &iri(format!("{INST}ProductType{}", (t / 4).max(1))),
+                out,
+            )?;
         }
     }
     for f in 1..=shape.features() {
@@ -122,8 +127,21 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         emit(&s, &ty, &iri(format!("{BSBM}Producer")), out)?;
         emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
         emit(&s, &comment, &lit(&words(&mut rng, 10)), out)?;
-        emit(&s, &iri(format!("{FOAF}homepage")), &iri(format!("http://www.producer{p}.com/")), out)?;
-        emit(&s, &iri(format!("{BSBM}country")), &iri(format!("http://downlode.org/rdf/iso-3166/countries#{}", COUNTRIES[rng.below(10) as usize])), out)?;
+        emit(
+            &s,
+            &iri(format!("{FOAF}homepage")),
+            &iri(format!("http://www.producer{p}.com/")),
+            out,
+        )?;
+        emit(
+            &s,
+            &iri(format!("{BSBM}country")),
+            &iri(format!(
+                "http://downlode.org/rdf/iso-3166/countries#{}",
+                COUNTRIES[rng.below(10) as usize]
+            )),
+            out,
+        )?;
         emit(&s, &publisher, &s, out)?;
         emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
     }
@@ -132,18 +150,54 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         emit(&s, &ty, &iri(format!("{BSBM}Vendor")), out)?;
         emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
         emit(&s, &comment, &lit(&words(&mut rng, 10)), out)?;
-        emit(&s, &iri(format!("{FOAF}homepage")), &iri(format!("http://www.vendor{v}.com/")), out)?;
-        emit(&s, &iri(format!("{BSBM}country")), &iri(format!("http://downlode.org/rdf/iso-3166/countries#{}", COUNTRIES[rng.below(10) as usize])), out)?;
+        emit(
+            &s,
+            &iri(format!("{FOAF}homepage")),
+            &iri(format!("http://www.vendor{v}.com/")),
+            out,
+        )?;
+        emit(
+            &s,
+            &iri(format!("{BSBM}country")),
+            &iri(format!(
+                "http://downlode.org/rdf/iso-3166/countries#{}",
+                COUNTRIES[rng.below(10) as usize]
+            )),
+            out,
+        )?;
         emit(&s, &publisher, &s, out)?;
         emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
     }
     for r in 1..=shape.reviewers() {
         let s = iri(format!("{INST}dataFromRatingSite1/Reviewer{r}"));
         emit(&s, &ty, &iri(format!("{FOAF}Person")), out)?;
-        emit(&s, &iri(format!("{FOAF}name")), &lit(&words(&mut rng, 2)), out)?;
-        emit(&s, &iri(format!("{FOAF}mbox_sha1sum")), &lit(&format!("{:040x}", rng.next())), out)?;
-        emit(&s, &iri(format!("{BSBM}country")), &iri(format!("http://downlode.org/rdf/iso-3166/countries#{}", COUNTRIES[rng.below(10) as usize])), out)?;
-        emit(&s, &publisher, &iri(format!("{INST}dataFromRatingSite1/RatingSite1")), out)?;
+        emit(
+            &s,
+            &iri(format!("{FOAF}name")),
+            &lit(&words(&mut rng, 2)),
+            out,
+        )?;
+        emit(
+            &s,
+            &iri(format!("{FOAF}mbox_sha1sum")),
+            &lit(&format!("{:040x}", rng.next())),
+            out,
+        )?;
+        emit(
+            &s,
+            &iri(format!("{BSBM}country")),
+            &iri(format!(
+                "http://downlode.org/rdf/iso-3166/countries#{}",
+                COUNTRIES[rng.below(10) as usize]
+            )),
+            out,
+        )?;
+        emit(
+            &s,
+            &publisher,
+            &iri(format!("{INST}dataFromRatingSite1/RatingSite1")),
+            out,
+        )?;
         emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
     }
     let mut offer_id = 0;
@@ -152,18 +206,55 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         let producer = rng.range(1, shape.producers());
         let s = iri(format!("{INST}dataFromProducer{producer}/Product{p}"));
         emit(&s, &ty, &iri(format!("{BSBM}Product")), out)?;
-        emit(&s, &ty, &iri(format!("{INST}ProductType{}", rng.range(1, shape.types()))), out)?;
+        emit(
+            &s,
+            &ty,
+            &iri(format!("{INST}ProductType{}", rng.range(1, shape.types()))),
+            out,
+        )?;
         emit(&s, &label, &lit(&words(&mut rng, 3)), out)?;
         emit(&s, &comment, &lit(&words(&mut rng, 25)), out)?;
-        emit(&s, &iri(format!("{BSBM}producer")), &iri(format!("{INST}dataFromProducer{producer}/Producer{producer}")), out)?;
+        emit(
+            &s,
+            &iri(format!("{BSBM}producer")),
+            &iri(format!(
+                "{INST}dataFromProducer{producer}/Producer{producer}"
+            )),
+            out,
+        )?;
         for _ in 0..rng.range(6, 14) {
-            emit(&s, &iri(format!("{BSBM}productFeature")), &iri(format!("{INST}ProductFeature{}", rng.range(1, shape.features()))), out)?;
+            emit(
+                &s,
+                &iri(format!("{BSBM}productFeature")),
+                &iri(format!(
+                    "{INST}ProductFeature{}",
+                    rng.range(1, shape.features())
+                )),
+                out,
+            )?;
         }
         for i in 1..=3 {
-            emit(&s, &iri(format!("{BSBM}productPropertyTextual{i}")), &lit(&words(&mut rng, 4)), out)?;
-            emit(&s, &iri(format!("{BSBM}productPropertyNumeric{i}")), &typed(rng.range(1, 2000).to_string(), "integer"), out)?;
+            emit(
+                &s,
+                &iri(format!("{BSBM}productPropertyTextual{i}")),
+                &lit(&words(&mut rng, 4)),
+                out,
+            )?;
+            emit(
+                &s,
+                &iri(format!("{BSBM}productPropertyNumeric{i}")),
+                &typed(rng.range(1, 2000).to_string(), "integer"),
+                out,
+            )?;
         }
-        emit(&s, &publisher, &iri(format!("{INST}dataFromProducer{producer}/Producer{producer}")), out)?;
+        emit(
+            &s,
+            &publisher,
+            &iri(format!(
+                "{INST}dataFromProducer{producer}/Producer{producer}"
+            )),
+            out,
+        )?;
         emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
         for _ in 0..20 {
             offer_id += 1;
@@ -171,13 +262,54 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
             let o = iri(format!("{INST}dataFromVendor{vendor}/Offer{offer_id}"));
             emit(&o, &ty, &iri(format!("{BSBM}Offer")), out)?;
             emit(&o, &iri(format!("{BSBM}product")), &s, out)?;
-            emit(&o, &iri(format!("{BSBM}vendor")), &iri(format!("{INST}dataFromVendor{vendor}/Vendor{vendor}")), out)?;
-            emit(&o, &iri(format!("{BSBM}price")), &typed(format!("{}.{:02}", rng.range(5, 9999), rng.below(100)), "decimal"), out)?;
-            emit(&o, &iri(format!("{BSBM}validFrom")), &typed(format!("{}T00:00:00", day(&mut rng)), "dateTime"), out)?;
-            emit(&o, &iri(format!("{BSBM}validTo")), &typed(format!("{}T00:00:00", day(&mut rng).replace("2008", "2009")), "dateTime"), out)?;
-            emit(&o, &iri(format!("{BSBM}deliveryDays")), &typed(rng.range(1, 21).to_string(), "integer"), out)?;
-            emit(&o, &iri(format!("{BSBM}offerWebpage")), &iri(format!("http://www.vendor{vendor}.com/offers/{offer_id}")), out)?;
-            emit(&o, &publisher, &iri(format!("{INST}dataFromVendor{vendor}/Vendor{vendor}")), out)?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}vendor")),
+                &iri(format!("{INST}dataFromVendor{vendor}/Vendor{vendor}")),
+                out,
+            )?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}price")),
+                &typed(
+                    format!("{}.{:02}", rng.range(5, 9999), rng.below(100)),
+                    "decimal",
+                ),
+                out,
+            )?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}validFrom")),
+                &typed(format!("{}T00:00:00", day(&mut rng)), "dateTime"),
+                out,
+            )?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}validTo")),
+                &typed(
+                    format!("{}T00:00:00", day(&mut rng).replace("2008", "2009")),
+                    "dateTime",
+                ),
+                out,
+            )?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}deliveryDays")),
+                &typed(rng.range(1, 21).to_string(), "integer"),
+                out,
+            )?;
+            emit(
+                &o,
+                &iri(format!("{BSBM}offerWebpage")),
+                &iri(format!("http://www.vendor{vendor}.com/offers/{offer_id}")),
+                out,
+            )?;
+            emit(
+                &o,
+                &publisher,
+                &iri(format!("{INST}dataFromVendor{vendor}/Vendor{vendor}")),
+                out,
+            )?;
             emit(&o, &date, &typed(day(&mut rng), "date"), out)?;
         }
         for _ in 0..10 {
@@ -185,16 +317,49 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
             let r = iri(format!("{INST}dataFromRatingSite1/Review{review_id}"));
             emit(&r, &ty, &iri(format!("{REV}Review")), out)?;
             emit(&r, &iri(format!("{BSBM}reviewFor")), &s, out)?;
-            emit(&r, &iri(format!("{REV}reviewer")), &iri(format!("{INST}dataFromRatingSite1/Reviewer{}", rng.range(1, shape.reviewers()))), out)?;
-            emit(&r, &iri(format!("{BSBM}reviewDate")), &typed(format!("{}T00:00:00", day(&mut rng)), "dateTime"), out)?;
-            emit(&r, &iri(format!("{DC}title")), &lit(&words(&mut rng, 4)), out)?;
-            emit(&r, &iri(format!("{REV}text")), &format!("\"{}\"@en", words(&mut rng, 30)), out)?;
+            emit(
+                &r,
+                &iri(format!("{REV}reviewer")),
+                &iri(format!(
+                    "{INST}dataFromRatingSite1/Reviewer{}",
+                    rng.range(1, shape.reviewers())
+                )),
+                out,
+            )?;
+            emit(
+                &r,
+                &iri(format!("{BSBM}reviewDate")),
+                &typed(format!("{}T00:00:00", day(&mut rng)), "dateTime"),
+                out,
+            )?;
+            emit(
+                &r,
+                &iri(format!("{DC}title")),
+                &lit(&words(&mut rng, 4)),
+                out,
+            )?;
+            emit(
+                &r,
+                &iri(format!("{REV}text")),
+                &format!("\"{}\"@en", words(&mut rng, 30)),
+                out,
+            )?;
             for i in 1..=4 {
                 if rng.below(10) < 7 {
-                    emit(&r, &iri(format!("{BSBM}rating{i}")), &typed(rng.range(1, 10).to_string(), "integer"), out)?;
+                    emit(
+                        &r,
+                        &iri(format!("{BSBM}rating{i}")),
+                        &typed(rng.range(1, 10).to_string(), "integer"),
+                        out,
+                    )?;
                 }
             }
-            emit(&r, &publisher, &iri(format!("{INST}dataFromRatingSite1/RatingSite1")), out)?;
+            emit(
+                &r,
+                &publisher,
+                &iri(format!("{INST}dataFromRatingSite1/RatingSite1")),
+                out,
+            )?;
             emit(&r, &date, &typed(day(&mut rng), "date"), out)?;
         }
     }
@@ -223,7 +388,9 @@ fn query_mix(rng: &mut Rng, products: u64) -> Vec<(&'static str, String)> {
     let offer = rng.range(1, products * 20);
     let reviewer = rng.range(1, shape.reviewers());
     let country = COUNTRIES[rng.below(10) as usize];
-    let by_number = |p: u64| format!("?product rdfs:label ?plabel . FILTER(STRENDS(STR(?product), \"/Product{p}\"))");
+    let by_number = |p: u64| {
+        format!("?product rdfs:label ?plabel . FILTER(STRENDS(STR(?product), \"/Product{p}\"))")
+    };
     vec![
         ("q1", format!("{prefixes}SELECT DISTINCT ?product ?label WHERE {{ ?product rdfs:label ?label ; a inst:ProductType{ty} ; bsbm:productFeature inst:ProductFeature{f1} ; bsbm:productPropertyNumeric1 ?v . FILTER (?v > {x}) }} ORDER BY ?label LIMIT 10")),
         ("q2", format!("{prefixes}SELECT ?label ?comment ?producer ?f ?t1 ?n1 WHERE {{ ?product bsbm:producer ?p . {} ?product rdfs:comment ?comment ; bsbm:productFeature ?pf ; bsbm:productPropertyTextual1 ?t1 ; bsbm:productPropertyNumeric1 ?n1 . ?p rdfs:label ?producer . ?pf rdfs:label ?f . BIND(?plabel AS ?label) }}", by_number(p1))),
@@ -247,7 +414,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn run(endpoint: &str, products: u64, clients: usize, mixes: usize, seed: u64) -> anyhow::Result<()> {
+fn run(
+    endpoint: &str,
+    products: u64,
+    clients: usize,
+    mixes: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     // Every client gets its own pre-drawn sequence of mixes: the same for every endpoint.
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -265,7 +438,10 @@ fn run(endpoint: &str, products: u64, clients: usize, mixes: usize, seed: u64) -
                         let result = http
                             .post(endpoint)
                             .header("content-type", "application/sparql-query")
-                            .header("accept", "application/sparql-results+json, application/n-triples;q=0.9")
+                            .header(
+                                "accept",
+                                "application/sparql-results+json, application/n-triples;q=0.9",
+                            )
                             .body(query)
                             .send()
                             .and_then(|r| r.error_for_status())
@@ -273,7 +449,10 @@ fn run(endpoint: &str, products: u64, clients: usize, mixes: usize, seed: u64) -
                         let elapsed = t.elapsed();
                         match result {
                             Ok(_) => latencies.lock().map(|mut l| l.push(elapsed)).unwrap_or(()),
-                            Err(e) => errors.lock().map(|mut l| l.push(format!("{name}: {e}"))).unwrap_or(()),
+                            Err(e) => errors
+                                .lock()
+                                .map(|mut l| l.push(format!("{name}: {e}")))
+                                .unwrap_or(()),
                         }
                     }
                 }

@@ -45,7 +45,8 @@ async fn add_person(
     // Build the update from typed terms, so any name is safely quoted.
     let person = NamedNode::new(format!(
         "http://example.org/person/{}",
-        name.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-")
+        name.to_lowercase()
+            .replace(|c: char| !c.is_alphanumeric(), "-")
     ))
     .map_err(|e| e.to_string())?;
     let update = format!(

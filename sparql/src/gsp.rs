@@ -278,7 +278,7 @@ async fn body_parts(
 async fn read(state: &AppState, parts: &Parts, target: Target) -> Result<Response, HttpError> {
     let url = url_params(parts);
     let accept = negotiate::effective_accept(
-        values(&url, "format").first().copied(),
+        &values(&url, "format"),
         header_str(&parts.headers, header::ACCEPT),
     );
     let format = match target {

@@ -92,22 +92,25 @@ fn format_alias(name: &str) -> Option<&'static str> {
         "nt" | "ntriples" | "n-triples" => "application/n-triples",
         "nq" | "nquads" | "n-quads" => "application/n-quads",
         "trig" => "application/trig",
-        "rdf" | "rdfxml" | "rdf/xml" => "application/rdf+xml",
+        "rdf" | "rdfxml" | "rdf/xml" | "rdf+xml" | "xml-rdf" => "application/rdf+xml",
         "jsonld" | "json-ld" => "application/ld+json",
         _ => return None,
     })
 }
 
-/// The effective accept header: the `format` parameter if given (a short name or a media
-/// type), else the `Accept` header.
-pub fn effective_accept<'a>(
-    format_param: Option<&'a str>,
-    accept: Option<&'a str>,
-) -> Option<&'a str> {
-    match format_param {
-        Some(f) => Some(format_alias(f).unwrap_or(f)),
-        None => accept,
+/// The effective accept header: the first `format` parameter that names a known short name
+/// or a media type, else the `Accept` header. (Some clients send several `format` values,
+/// e.g. `format=rdf+xml&format=application/rdf+xml`.)
+pub fn effective_accept<'a>(format_params: &[&'a str], accept: Option<&'a str>) -> Option<&'a str> {
+    for f in format_params {
+        if let Some(alias) = format_alias(f) {
+            return Some(alias);
+        }
+        if f.contains('/') && !parse_accept(f).is_empty() {
+            return Some(f);
+        }
     }
+    accept
 }
 
 const SOLUTIONS: &[(&str, QueryResultsFormat)] = &[
@@ -249,8 +252,13 @@ mod tests {
 
     #[test]
     fn format_parameter_overrides_accept() {
-        let accept = effective_accept(Some("tsv"), Some("application/json"));
+        let accept = effective_accept(&["tsv"], Some("application/json"));
         assert_eq!(solutions_format(accept), Some(QueryResultsFormat::Tsv));
+        // Unknown values are skipped; the next usable one wins.
+        let accept = effective_accept(&["bogus", "rdf+xml"], Some("text/turtle"));
+        assert_eq!(graph_format(accept), Some(RdfFormat::RdfXml));
+        let accept = effective_accept(&["bogus"], Some("text/turtle"));
+        assert_eq!(graph_format(accept), Some(RdfFormat::Turtle));
     }
 
     #[test]

@@ -269,7 +269,7 @@ async fn handle(
     let base = request_url(&parts);
     let url = url_params(&parts);
     let accept = negotiate::effective_accept(
-        values(&url, "format").first().copied(),
+        &values(&url, "format"),
         header_str(&parts.headers, header::ACCEPT),
     );
     match operation {
