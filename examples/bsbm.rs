@@ -78,6 +78,26 @@ impl Shape {
     fn reviewers(&self) -> u64 {
         (self.products / 2).max(5)
     }
+    /// Producers and vendors follow from the numbers, so queries can name products and offers
+    /// by IRI as BSBM's do.
+    fn producer_of(&self, product: u64) -> u64 {
+        1 + product.wrapping_mul(7919) % self.producers()
+    }
+    fn vendor_of(&self, offer: u64) -> u64 {
+        1 + offer.wrapping_mul(104_729) % self.vendors()
+    }
+    fn product_iri(&self, product: u64) -> String {
+        format!(
+            "<{INST}dataFromProducer{}/Product{product}>",
+            self.producer_of(product)
+        )
+    }
+    fn offer_iri(&self, offer: u64) -> String {
+        format!(
+            "<{INST}dataFromVendor{}/Offer{offer}>",
+            self.vendor_of(offer)
+        )
+    }
 }
 
 fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
@@ -203,7 +223,7 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
     let mut offer_id = 0;
     let mut review_id = 0;
     for p in 1..=products {
-        let producer = rng.range(1, shape.producers());
+        let producer = shape.producer_of(p);
         let s = iri(format!("{INST}dataFromProducer{producer}/Product{p}"));
         emit(&s, &ty, &iri(format!("{BSBM}Product")), out)?;
         emit(
@@ -258,7 +278,7 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
         for _ in 0..20 {
             offer_id += 1;
-            let vendor = rng.range(1, shape.vendors());
+            let vendor = shape.vendor_of(offer_id);
             let o = iri(format!("{INST}dataFromVendor{vendor}/Offer{offer_id}"));
             emit(&o, &ty, &iri(format!("{BSBM}Offer")), out)?;
             emit(&o, &iri(format!("{BSBM}product")), &s, out)?;
@@ -372,37 +392,29 @@ fn query_mix(rng: &mut Rng, products: u64) -> Vec<(&'static str, String)> {
     let prefixes = format!(
         "PREFIX bsbm: <{BSBM}> PREFIX inst: <{INST}> PREFIX rdfs: <{RDFS}> PREFIX rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#> PREFIX dc: <{DC}> PREFIX rev: <{REV}> PREFIX foaf: <{FOAF}> PREFIX xsd: <{XSD}>\n"
     );
-    let product = |rng: &mut Rng| {
-        let p = rng.range(1, products);
-        // Producer of product p is not derivable without the data; find it by a pattern.
-        p
-    };
     let ty = rng.range(1, shape.types());
     let f1 = rng.range(1, shape.features());
     let f2 = rng.range(1, shape.features());
     let x = rng.range(1, 500);
-    let p1 = product(rng);
-    let p2 = product(rng);
-    let p3 = product(rng);
-    let p4 = product(rng);
-    let offer = rng.range(1, products * 20);
+    let p1 = shape.product_iri(rng.range(1, products));
+    let p2 = shape.product_iri(rng.range(1, products));
+    let p3 = shape.product_iri(rng.range(1, products));
+    let p4 = shape.product_iri(rng.range(1, products));
+    let offer = shape.offer_iri(rng.range(1, products * 20));
     let reviewer = rng.range(1, shape.reviewers());
     let country = COUNTRIES[rng.below(10) as usize];
-    let by_number = |p: u64| {
-        format!("?product rdfs:label ?plabel . FILTER(STRENDS(STR(?product), \"/Product{p}\"))")
-    };
     vec![
         ("q1", format!("{prefixes}SELECT DISTINCT ?product ?label WHERE {{ ?product rdfs:label ?label ; a inst:ProductType{ty} ; bsbm:productFeature inst:ProductFeature{f1} ; bsbm:productPropertyNumeric1 ?v . FILTER (?v > {x}) }} ORDER BY ?label LIMIT 10")),
-        ("q2", format!("{prefixes}SELECT ?label ?comment ?producer ?f ?t1 ?n1 WHERE {{ ?product bsbm:producer ?p . {} ?product rdfs:comment ?comment ; bsbm:productFeature ?pf ; bsbm:productPropertyTextual1 ?t1 ; bsbm:productPropertyNumeric1 ?n1 . ?p rdfs:label ?producer . ?pf rdfs:label ?f . BIND(?plabel AS ?label) }}", by_number(p1))),
+        ("q2", format!("{prefixes}SELECT ?label ?comment ?producer ?f ?t1 ?n1 WHERE {{ {p1} rdfs:label ?label ; rdfs:comment ?comment ; bsbm:producer ?p ; bsbm:productFeature ?pf ; bsbm:productPropertyTextual1 ?t1 ; bsbm:productPropertyNumeric1 ?n1 . ?p rdfs:label ?producer . ?pf rdfs:label ?f }}")),
         ("q3", format!("{prefixes}SELECT ?product ?label WHERE {{ ?product rdfs:label ?label ; a inst:ProductType{ty} ; bsbm:productFeature inst:ProductFeature{f1} ; bsbm:productPropertyNumeric1 ?p1 . FILTER(?p1 > {x}) OPTIONAL {{ ?product bsbm:productFeature inst:ProductFeature{f2} . ?product rdfs:label ?t }} FILTER(!BOUND(?t)) }} ORDER BY ?label LIMIT 10")),
         ("q4", format!("{prefixes}SELECT DISTINCT ?product ?label WHERE {{ {{ ?product rdfs:label ?label ; a inst:ProductType{ty} ; bsbm:productFeature inst:ProductFeature{f1} }} UNION {{ ?product rdfs:label ?label ; a inst:ProductType{ty} ; bsbm:productFeature inst:ProductFeature{f2} }} }} ORDER BY ?label LIMIT 10")),
-        ("q5", format!("{prefixes}SELECT DISTINCT ?product ?productLabel WHERE {{ ?product rdfs:label ?productLabel . ?origin bsbm:productFeature ?prodFeature ; bsbm:productPropertyNumeric1 ?o1 . FILTER(STRENDS(STR(?origin), \"/Product{p2}\")) ?product bsbm:productFeature ?prodFeature ; bsbm:productPropertyNumeric1 ?s1 . FILTER(?origin != ?product && ?s1 < (?o1 + 120) && ?s1 > (?o1 - 120)) }} ORDER BY ?productLabel LIMIT 5")),
-        ("q7", format!("{prefixes}SELECT ?plabel ?offer ?price ?vendor ?vlabel ?review ?title WHERE {{ {} OPTIONAL {{ ?offer bsbm:product ?product ; bsbm:price ?price ; bsbm:vendor ?vendor . ?vendor rdfs:label ?vlabel ; bsbm:country <http://downlode.org/rdf/iso-3166/countries#{country}> }} OPTIONAL {{ ?review bsbm:reviewFor ?product ; rev:reviewer ?reviewer ; dc:title ?title }} }}", by_number(p3))),
-        ("q8", format!("{prefixes}SELECT ?title ?text ?date ?reviewer ?name ?r1 ?r2 WHERE {{ ?review bsbm:reviewFor ?product ; dc:title ?title ; rev:text ?text ; bsbm:reviewDate ?date ; rev:reviewer ?reviewer . FILTER(STRENDS(STR(?product), \"/Product{p4}\")) ?reviewer foaf:name ?name . OPTIONAL {{ ?review bsbm:rating1 ?r1 }} OPTIONAL {{ ?review bsbm:rating2 ?r2 }} }} ORDER BY DESC(?date) LIMIT 20")),
-        ("q9", format!("{prefixes}DESCRIBE ?x WHERE {{ ?x foaf:name ?n . FILTER(?x = <{INST}dataFromRatingSite1/Reviewer{reviewer}>) }}")),
-        ("q10", format!("{prefixes}SELECT DISTINCT ?offer ?price WHERE {{ ?offer bsbm:product ?product ; bsbm:vendor ?vendor ; bsbm:deliveryDays ?d ; bsbm:price ?price . FILTER(STRENDS(STR(?product), \"/Product{p2}\")) ?vendor bsbm:country <http://downlode.org/rdf/iso-3166/countries#{country}> . FILTER(?d <= 10) }} ORDER BY xsd:double(STR(?price)) LIMIT 10")),
-        ("q11", format!("{prefixes}SELECT ?property ?hasValue ?isValueOf WHERE {{ ?offer a bsbm:Offer . FILTER(STRENDS(STR(?offer), \"/Offer{offer}\")) {{ ?offer ?property ?hasValue }} UNION {{ ?isValueOf ?property ?offer }} }}")),
-        ("q12", format!("{prefixes}CONSTRUCT {{ ?offer bsbm:price ?price ; bsbm:vendor ?vlabel ; bsbm:deliveryDays ?d }} WHERE {{ ?offer bsbm:price ?price ; bsbm:vendor ?v ; bsbm:deliveryDays ?d . FILTER(STRENDS(STR(?offer), \"/Offer{offer}\")) ?v rdfs:label ?vlabel }}")),
+        ("q5", format!("{prefixes}SELECT DISTINCT ?product ?productLabel WHERE {{ ?product rdfs:label ?productLabel . {p2} bsbm:productFeature ?prodFeature ; bsbm:productPropertyNumeric1 ?o1 . ?product bsbm:productFeature ?prodFeature ; bsbm:productPropertyNumeric1 ?s1 . FILTER({p2} != ?product && ?s1 < (?o1 + 120) && ?s1 > (?o1 - 120)) }} ORDER BY ?productLabel LIMIT 5")),
+        ("q7", format!("{prefixes}SELECT ?plabel ?offer ?price ?vendor ?vlabel ?review ?title WHERE {{ {p3} rdfs:label ?plabel . OPTIONAL {{ ?offer bsbm:product {p3} ; bsbm:price ?price ; bsbm:vendor ?vendor . ?vendor rdfs:label ?vlabel ; bsbm:country <http://downlode.org/rdf/iso-3166/countries#{country}> }} OPTIONAL {{ ?review bsbm:reviewFor {p3} ; rev:reviewer ?reviewer ; dc:title ?title }} }}")),
+        ("q8", format!("{prefixes}SELECT ?title ?text ?date ?reviewer ?name ?r1 ?r2 WHERE {{ ?review bsbm:reviewFor {p4} ; dc:title ?title ; rev:text ?text ; bsbm:reviewDate ?date ; rev:reviewer ?reviewer . ?reviewer foaf:name ?name . OPTIONAL {{ ?review bsbm:rating1 ?r1 }} OPTIONAL {{ ?review bsbm:rating2 ?r2 }} }} ORDER BY DESC(?date) LIMIT 20")),
+        ("q9", format!("{prefixes}DESCRIBE ?x WHERE {{ ?review rev:reviewer ?x . FILTER(?x = <{INST}dataFromRatingSite1/Reviewer{reviewer}>) }} LIMIT 1")),
+        ("q10", format!("{prefixes}SELECT DISTINCT ?offer ?price WHERE {{ ?offer bsbm:product {p2} ; bsbm:vendor ?vendor ; bsbm:deliveryDays ?d ; bsbm:price ?price . ?vendor bsbm:country <http://downlode.org/rdf/iso-3166/countries#{country}> . FILTER(?d <= 10) }} ORDER BY xsd:double(STR(?price)) LIMIT 10")),
+        ("q11", format!("{prefixes}SELECT ?property ?hasValue ?isValueOf WHERE {{ {{ {offer} ?property ?hasValue }} UNION {{ ?isValueOf ?property {offer} }} }}")),
+        ("q12", format!("{prefixes}CONSTRUCT {{ {offer} bsbm:price ?price ; bsbm:vendor ?vlabel ; bsbm:deliveryDays ?d ; bsbm:product ?p }} WHERE {{ {offer} bsbm:price ?price ; bsbm:vendor ?v ; bsbm:deliveryDays ?d ; bsbm:product ?p . ?v rdfs:label ?vlabel }}")),
     ]
 }
 
@@ -447,6 +459,13 @@ fn run(
                             .and_then(|r| r.error_for_status())
                             .and_then(|r| r.bytes());
                         let elapsed = t.elapsed();
+                        if std::env::var_os("BSBM_VERBOSE").is_some() {
+                            let size = result.as_ref().map_or(0, |b| b.len());
+                            eprintln!(
+                                "{name}: {size} bytes in {:.1} ms",
+                                elapsed.as_secs_f64() * 1000.0
+                            );
+                        }
                         match result {
                             Ok(_) => latencies.lock().map(|mut l| l.push(elapsed)).unwrap_or(()),
                             Err(e) => errors

@@ -11,7 +11,6 @@
 use anyhow::Context as _;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::Json;
 use futures::StreamExt;
 use std::collections::HashMap;
 use tessera::model::{Literal, NamedNode, Term};
@@ -57,7 +56,7 @@ async fn add_person(
     Ok("added\n")
 }
 
-async fn list_people(State(db): State<Database>) -> Result<Json<Vec<String>>, String> {
+async fn list_people(State(db): State<Database>) -> Result<String, String> {
     let query = format!("SELECT ?name WHERE {{ ?p <{NAME}> ?name }} ORDER BY ?name");
     let mut names = Vec::new();
     if let QueryStream::Solutions { mut solutions, .. } =
@@ -69,5 +68,5 @@ async fn list_people(State(db): State<Database>) -> Result<Json<Vec<String>>, St
             }
         }
     }
-    Ok(Json(names))
+    Ok(names.join("\n") + "\n")
 }
