@@ -90,3 +90,59 @@ fn foreign_directory_is_refused() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+#[test]
+fn readers_are_not_blocked_by_a_writer_and_writers_take_turns(
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    let storage = Storage::in_memory()?;
+    storage.load(TTL.as_bytes(), RdfFormat::Turtle, None, None)?;
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let writer = {
+        let storage = storage.clone();
+        std::thread::spawn(move || {
+            storage.write(|transaction| {
+                transaction.insert(QuadRef::new(
+                    NamedNode::new_unchecked("http://e/w").as_ref(),
+                    NamedNode::new_unchecked("http://e/p").as_ref(),
+                    NamedNode::new_unchecked("http://e/o").as_ref(),
+                    GraphNameRef::DefaultGraph,
+                ));
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv();
+                Ok::<_, StorageError>(())
+            })
+        })
+    };
+    entered_rx.recv()?;
+    // The first writer holds the lock: a reader still answers, from the last commit.
+    assert_eq!(storage.store().iter().count(), 1);
+    // A second writer waits for its turn.
+    let second_done = std::sync::Arc::new(AtomicBool::new(false));
+    let second = {
+        let storage = storage.clone();
+        let done = second_done.clone();
+        std::thread::spawn(move || {
+            let result = storage.insert(QuadRef::new(
+                NamedNode::new_unchecked("http://e/x").as_ref(),
+                NamedNode::new_unchecked("http://e/p").as_ref(),
+                NamedNode::new_unchecked("http://e/o").as_ref(),
+                GraphNameRef::DefaultGraph,
+            ));
+            done.store(true, Ordering::SeqCst);
+            result
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        !second_done.load(Ordering::SeqCst),
+        "the second writer must wait for the first"
+    );
+    release_tx.send(())?;
+    writer.join().map_err(|_| "writer panicked")??;
+    second.join().map_err(|_| "second writer panicked")??;
+    assert_eq!(storage.len()?, 3);
+    Ok(())
+}
