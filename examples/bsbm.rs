@@ -9,6 +9,7 @@
 //! ```
 //! `run` prints one JSON line: queries, seconds, queries/s, p50/p99 latency (ms), errors.
 //! The same seed sends the same queries, so two endpoints can be compared side by side.
+#![allow(clippy::print_stdout)] // a command-line program: its results go to stdout
 
 use anyhow::{bail, Context as _};
 use std::fmt::Write as _;

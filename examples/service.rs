@@ -7,6 +7,7 @@
 //! curl 'http://127.0.0.1:8080/people'
 //! curl -H 'Accept: text/csv' --data-urlencode 'query=SELECT * { ?s ?p ?o }' http://127.0.0.1:8080/kg/query
 //! ```
+#![allow(clippy::print_stdout)] // a command-line program: its results go to stdout
 
 use anyhow::Context as _;
 use axum::extract::{Query, State};

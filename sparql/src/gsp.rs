@@ -10,7 +10,7 @@ use crate::negotiate;
 use crate::protocol::{
     authorize_write, content_type, header_str, read_body, request_url, url_params, values,
 };
-use crate::stream::{stream_response, write_error};
+use crate::stream::{stream_response, write_error, Limit};
 use crate::{AppState, HttpError};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -121,7 +121,11 @@ async fn handle(state: AppState, request: Request) -> Result<Response, HttpError
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
                 let iri = new_graph_iri(&parts);
-                let graph = NamedNode::new_unchecked(iri.clone());
+                let graph = NamedNode::new(iri.as_str()).map_err(|e| {
+                    HttpError::BadRequest(format!(
+                        "cannot mint a graph IRI from the request URL <{iri}>: {e}"
+                    ))
+                })?;
                 blocking(move || {
                     storage.add_to_graph(
                         Some(graph.as_ref().into()),
@@ -315,7 +319,7 @@ async fn read(state: &AppState, parts: &Parts, target: Target) -> Result<Respons
     let timeout = state.config.timeout;
     stream_response(
         content_type,
-        timeout,
+        Limit::Stall(timeout),
         CancellationToken::new(),
         move |writer| {
             let store = storage.store();

@@ -81,6 +81,18 @@ pub fn choose<T: Copy>(accept: Option<&str>, offers: &[(&str, T)]) -> Option<T> 
     best.map(|(_, value)| value)
 }
 
+/// Whether `accept` names `media_type` itself (not through a wildcard) with a non-zero q.
+pub fn names_explicitly(accept: Option<&str>, media_type: &str) -> bool {
+    let Some((main, sub)) = media_type.split_once('/') else {
+        return false;
+    };
+    accept.is_some_and(|a| {
+        parse_accept(a)
+            .iter()
+            .any(|r| r.main == main && r.sub == sub && r.q > 0.0)
+    })
+}
+
 /// Short names accepted by the `format` URL parameter, which overrides `Accept`.
 fn format_alias(name: &str) -> Option<&'static str> {
     Some(match name.to_ascii_lowercase().as_str() {

@@ -6,7 +6,7 @@
 
 use crate::negotiate;
 use crate::service_description;
-use crate::stream::{stream_response, write_error};
+use crate::stream::{stream_response, write_error, Limit};
 use crate::{AppState, HttpError, UpdateError, UpdateRequest};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -409,7 +409,7 @@ async fn run_query(
         Out::Graph(f) => negotiate::rdf_content_type(*f),
     };
     let cancel_check = cancel.clone();
-    stream_response(content_type, timeout, cancel, move |writer| {
+    stream_response(content_type, Limit::Total(timeout), cancel, move |writer| {
         let results = prepared
             .on_store(&store)
             .execute()

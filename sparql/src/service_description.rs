@@ -83,6 +83,11 @@ pub(crate) fn triples(endpoint: &str) -> Vec<Triple> {
 
 /// Serialises the description in the format the client accepts.
 pub(crate) fn respond(endpoint: &str, accept: Option<&str>) -> Result<Response, HttpError> {
+    NamedNode::new(endpoint).map_err(|e| {
+        HttpError::BadRequest(format!(
+            "the request URL <{endpoint}> is not a valid IRI (check the Host header): {e}"
+        ))
+    })?;
     let format = negotiate::graph_format(accept).ok_or_else(|| {
         HttpError::NotAcceptable(
             "the service description is RDF; accept text/turtle, application/rdf+xml, application/n-triples or application/ld+json".into(),

@@ -54,6 +54,7 @@ pub(crate) struct ChunkWriter {
     ready: Option<oneshot::Sender<Result<(), HttpError>>>,
     handle: Handle,
     deadline: Option<Instant>,
+    stall: Option<Duration>,
 }
 
 impl ChunkWriter {
@@ -70,7 +71,13 @@ impl ChunkWriter {
             Vec::with_capacity(CHUNK_BYTES),
         ));
         let send = self.tx.send(Ok(chunk));
-        let sent = match self.deadline {
+        let limit = match (self.deadline, self.stall) {
+            (Some(deadline), Some(stall)) => Some(deadline.min(Instant::now() + stall)),
+            (Some(deadline), None) => Some(deadline),
+            (None, Some(stall)) => Some(Instant::now() + stall),
+            (None, None) => None,
+        };
+        let sent = match limit {
             Some(deadline) => self
                 .handle
                 .block_on(tokio::time::timeout_at(deadline, send))
@@ -122,12 +129,22 @@ pub(crate) fn write_error(e: io::Error, timeout: Option<Duration>) -> HttpError 
     }
 }
 
+/// How long a streamed response may take.
+#[derive(Clone, Copy)]
+pub(crate) enum Limit {
+    /// The whole evaluation must end within this time (queries).
+    Total(Option<Duration>),
+    /// Each chunk must be taken by the client within this time (dumps, which may be long).
+    Stall(Option<Duration>),
+}
+
 /// Runs `produce` on a blocking thread and streams what it writes as the response body.
 ///
-/// `cancel` is triggered when `timeout` passes, which makes oxigraph stop evaluating.
+/// With [`Limit::Total`], `cancel` is triggered when the time passes, which makes oxigraph
+/// stop evaluating.
 pub(crate) async fn stream_response<F>(
     content_type: &'static str,
-    timeout: Option<Duration>,
+    limit: Limit,
     cancel: CancellationToken,
     produce: F,
 ) -> Result<Response, HttpError>
@@ -136,6 +153,10 @@ where
 {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let (ready_tx, ready_rx) = oneshot::channel();
+    let (timeout, stall) = match limit {
+        Limit::Total(t) => (t, None),
+        Limit::Stall(s) => (None, s),
+    };
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut writer = ChunkWriter {
         tx,
@@ -143,6 +164,7 @@ where
         ready: Some(ready_tx),
         handle: Handle::current(),
         deadline,
+        stall,
     };
     let running = Running::start();
     tokio::task::spawn_blocking(move || {
