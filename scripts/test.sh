@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (CI runs exactly this): formatting, lints, the Rust tests (unit, HTTP,
+# W3C SPARQL 1.1 query/update suites over HTTP, CLI, doctests), then the W3C protocol,
+# service-description and graph-store manifests with the independent rdf-test-suite runner
+# and the real-client checks (rdflib, SPARQLWrapper, Comunica) against a live server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+target=${CARGO_TARGET_DIR:-$PWD/target}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test --workspace"
+cargo test --workspace
+echo "== W3C protocol / service description / graph store manifests (rdf-test-suite)"
+cargo build --bin tessera
+tests/protocol-suite/run.sh "$target/debug/tessera"
+echo "== real clients (rdflib, SPARQLWrapper, Comunica)"
+tests/clients/run.sh "$target/debug/tessera"
+echo "== all checks passed"
