@@ -143,51 +143,31 @@ fn generate(products: u64, out: &mut impl Write) -> anyhow::Result<u64> {
         emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
         emit(&s, &comment, &lit(&words(&mut rng, 8)), out)?;
     }
-    for p in 1..=shape.producers() {
-        let s = iri(format!("{INST}dataFromProducer{p}/Producer{p}"));
-        emit(&s, &ty, &iri(format!("{BSBM}Producer")), out)?;
-        emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
-        emit(&s, &comment, &lit(&words(&mut rng, 10)), out)?;
-        emit(
-            &s,
-            &iri(format!("{FOAF}homepage")),
-            &iri(format!("http://www.producer{p}.com/")),
-            out,
-        )?;
-        emit(
-            &s,
-            &iri(format!("{BSBM}country")),
-            &iri(format!(
-                "http://downlode.org/rdf/iso-3166/countries#{}",
-                COUNTRIES[rng.below(10) as usize]
-            )),
-            out,
-        )?;
-        emit(&s, &publisher, &s, out)?;
-        emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
-    }
-    for v in 1..=shape.vendors() {
-        let s = iri(format!("{INST}dataFromVendor{v}/Vendor{v}"));
-        emit(&s, &ty, &iri(format!("{BSBM}Vendor")), out)?;
-        emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
-        emit(&s, &comment, &lit(&words(&mut rng, 10)), out)?;
-        emit(
-            &s,
-            &iri(format!("{FOAF}homepage")),
-            &iri(format!("http://www.vendor{v}.com/")),
-            out,
-        )?;
-        emit(
-            &s,
-            &iri(format!("{BSBM}country")),
-            &iri(format!(
-                "http://downlode.org/rdf/iso-3166/countries#{}",
-                COUNTRIES[rng.below(10) as usize]
-            )),
-            out,
-        )?;
-        emit(&s, &publisher, &s, out)?;
-        emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
+    // Producers and vendors have the same shape: (kind, instance folder, homepage host, count).
+    for (kind, folder, host, count) in [
+        (
+            "Producer",
+            "dataFromProducer",
+            "producer",
+            shape.producers(),
+        ),
+        ("Vendor", "dataFromVendor", "vendor", shape.vendors()),
+    ] {
+        for i in 1..=count {
+            let s = iri(format!("{INST}{folder}{i}/{kind}{i}"));
+            let country = COUNTRIES[rng.below(10) as usize];
+            emit(&s, &ty, &iri(format!("{BSBM}{kind}")), out)?;
+            emit(&s, &label, &lit(&words(&mut rng, 2)), out)?;
+            emit(&s, &comment, &lit(&words(&mut rng, 10)), out)?;
+            let homepage = iri(format!("http://www.{host}{i}.com/"));
+            emit(&s, &iri(format!("{FOAF}homepage")), &homepage, out)?;
+            let country = iri(format!(
+                "http://downlode.org/rdf/iso-3166/countries#{country}"
+            ));
+            emit(&s, &iri(format!("{BSBM}country")), &country, out)?;
+            emit(&s, &publisher, &s, out)?;
+            emit(&s, &date, &typed(day(&mut rng), "date"), out)?;
+        }
     }
     for r in 1..=shape.reviewers() {
         let s = iri(format!("{INST}dataFromRatingSite1/Reviewer{r}"));

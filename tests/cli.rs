@@ -106,86 +106,46 @@ fn load_query_update_dump() {
 fn bad_input_gives_one_line_and_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = location(dir.path());
-    let ok = tessera(&[
-        "update",
-        "--location",
-        &store,
-        "--update",
-        "INSERT DATA { <http://e/a> <http://e/b> <http://e/c> }",
-    ]);
-    assert!(ok.status.success());
-
-    assert_one_line_error(
-        &tessera(&[
-            "query",
-            "--location",
-            &store,
-            "--query",
-            "SELECT * WHERE { ?s ?p }",
-        ]),
-        "syntax error",
-    );
-    assert_one_line_error(
-        &tessera(&[
-            "update",
-            "--location",
-            &store,
-            "--update",
-            "INSERT DATA { <a> }",
-        ]),
-        "syntax",
+    let insert = "INSERT DATA { <http://e/a> <http://e/b> <http://e/c> }";
+    assert!(
+        tessera(&["update", "--location", &store, "--update", insert])
+            .status
+            .success()
     );
 
-    let bad = dir.path().join("bad.ttl");
-    std::fs::write(&bad, "<http://e/x> <http://e/y> .").expect("write");
-    assert_one_line_error(
-        &tessera(&[
-            "load",
-            "--location",
-            &store,
-            "--file",
-            bad.to_str().expect("path"),
-        ]),
-        "bad.ttl",
-    );
+    let file = |name: &str, content: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        path.display().to_string()
+    };
+    let bad_ttl = file("bad.ttl", b"<http://e/x> <http://e/y> .");
+    let binary_query = file("query.rq", &[0xff, 0xfe, 0x00, 0x41]);
+    let unknown = file("data.xyz", b"x");
+    // (command, what the one error line must name)
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["query", "--query", "SELECT * WHERE { ?s ?p }"],
+            "syntax error",
+        ),
+        (&["update", "--update", "INSERT DATA { <a> }"], "syntax"),
+        (&["load", "--file", &bad_ttl], "bad.ttl"),
+        (&["query", "--query-file", &binary_query], "query.rq"),
+        (&["load", "--file", &unknown], "--format"),
+        (&["dump", "--format", "ttl"], "--graph"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec![args[0], "--location", &store];
+        full.extend_from_slice(&args[1..]);
+        assert_one_line_error(&tessera(&full), needle);
+    }
 
-    let binary = dir.path().join("query.rq");
-    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x41]).expect("write");
-    assert_one_line_error(
-        &tessera(&[
-            "query",
-            "--location",
-            &store,
-            "--query-file",
-            binary.to_str().expect("path"),
-        ]),
-        "query.rq",
-    );
-
-    let unknown = dir.path().join("data.xyz");
-    std::fs::write(&unknown, "x").expect("write");
-    assert_one_line_error(
-        &tessera(&[
-            "load",
-            "--location",
-            &store,
-            "--file",
-            unknown.to_str().expect("path"),
-        ]),
-        "--format",
-    );
-
-    assert_one_line_error(
-        &tessera(&["dump", "--location", &store, "--format", "ttl"]),
-        "--graph",
-    );
-
+    let count = "SELECT (COUNT(*) AS ?n) { ?s ?p ?o }";
     let count = tessera(&[
         "query",
         "--location",
         &store,
         "--query",
-        "SELECT (COUNT(*) AS ?n) { ?s ?p ?o }",
+        count,
         "--format",
         "csv",
     ]);
