@@ -189,4 +189,17 @@ fn stores_of_another_format_are_refused() {
         "ASK {}",
     ]);
     assert_one_line_error(&refused, "not a Tessera store");
+
+    let serve = tessera(&["serve", "--location", foreign.to_str().expect("path")]);
+    assert_one_line_error(&serve, "not a Tessera store");
+}
+
+#[test]
+fn serve_reports_a_busy_port_in_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = location(dir.path());
+    let busy = tessera(&["serve", "--location", &store, "--bind", &addr]);
+    assert_one_line_error(&busy, &addr);
 }
