@@ -99,14 +99,14 @@ impl Database {
     }
 
     /// Loads a large input with the bulk loader (fast, not atomic on failure), calling
-    /// `on_progress` with the number of quads loaded so far.
+    /// `on_progress` with the number of quads loaded so far. Returns the number of quads read.
     pub fn bulk_load(
         &self,
         reader: impl Read,
         format: RdfFormat,
         graph: Option<NamedOrBlankNodeRef<'_>>,
         on_progress: impl Fn(u64) + Send + Sync + 'static,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         Ok(self
             .storage
             .bulk_load(reader, format, None, graph, on_progress)?)

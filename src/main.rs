@@ -338,33 +338,29 @@ fn load(
         let name = path.display().to_string();
         let progress = bar.clone();
         let base = total;
-        let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = counted.clone();
-        db.bulk_load(
-            reader,
-            format,
-            graph.as_ref().map(|g| g.as_ref().into()),
-            move |n| {
-                counter.store(n, std::sync::atomic::Ordering::Relaxed);
-                let secs = start.elapsed().as_secs_f64().max(1e-9);
-                progress.set_message(format!(
-                    "{name}: {} triples ({:.0} triples/s)",
-                    base + n,
-                    (base + n) as f64 / secs
-                ));
-            },
-        )
-        .with_context(|| format!("loading {} failed", path.display()))?;
-        total += counted.load(std::sync::atomic::Ordering::Relaxed);
+        total += db
+            .bulk_load(
+                reader,
+                format,
+                graph.as_ref().map(|g| g.as_ref().into()),
+                move |n| {
+                    let secs = start.elapsed().as_secs_f64().max(1e-9);
+                    progress.set_message(format!(
+                        "{name}: {} triples ({:.0} triples/s)",
+                        base + n,
+                        (base + n) as f64 / secs
+                    ));
+                },
+            )
+            .with_context(|| format!("loading {} failed", path.display()))?;
     }
     db.flush()?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    let count = db.len()? as u64;
     eprintln!(
-        "loaded {} files in {secs:.1} s; the store holds {count} quads ({:.0} triples/s)",
+        "loaded {total} triples from {} files in {secs:.1} s ({:.0} triples/s)",
         files.len(),
-        count.max(total) as f64 / secs.max(1e-9)
+        total as f64 / secs.max(1e-9)
     );
     Ok(())
 }

@@ -128,7 +128,7 @@ impl Storage {
     }
 
     /// Loads a large file with oxigraph's bulk loader (not atomic on failure), reporting the
-    /// number of quads loaded so far to `on_progress`.
+    /// number of quads loaded so far to `on_progress`. Returns the number of quads read.
     pub fn bulk_load(
         &self,
         reader: impl Read,
@@ -136,12 +136,18 @@ impl Storage {
         base_iri: Option<&str>,
         graph: Option<NamedOrBlankNodeRef<'_>>,
         on_progress: impl Fn(u64) + Send + Sync + 'static,
-    ) -> Result<(), StorageError> {
+    ) -> Result<u64, StorageError> {
         let parser = parser(format, base_iri, graph)?;
         let _guard = self.lock();
+        let mut count = 0u64;
         let mut loader = self.store.bulk_loader().on_progress(on_progress);
-        loader.load_from_reader(parser, reader)?;
-        loader.commit().map_err(StorageError::Store)
+        let quads = parser
+            .rename_blank_nodes()
+            .for_reader(reader)
+            .inspect(|_| count += 1);
+        loader.load_ok_quads::<_, StorageError>(quads)?;
+        loader.commit()?;
+        Ok(count)
     }
 
     /// Replaces the content of a graph (`None`: the default graph) with the parsed `reader`,
