@@ -8,7 +8,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 oxigraph=${OXIGRAPH:-$(command -v oxigraph || true)}
-(cd "$root" && cargo build --release --quiet --bin tessera)
+# The same target set as bench/run.sh, so RocksDB is compiled once for both.
+(cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
 tessera=$target/release/tessera
 work=$(mktemp -d)
 pids=()

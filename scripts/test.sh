@@ -15,8 +15,9 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace
+# `cargo test` has built target/debug/tessera. (A separate `cargo build` would resolve the
+# build dependencies' features without the dev-dependencies and compile RocksDB once more.)
 echo "== W3C protocol / service description / graph store manifests (rdf-test-suite)"
-cargo build --bin tessera
 tests/protocol-suite/run.sh "$target/debug/tessera"
 echo "== real clients (rdflib, SPARQLWrapper, Comunica)"
 tests/clients/run.sh "$target/debug/tessera"

@@ -10,7 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin=${1:-}
 if [[ -z $bin ]]; then
-  (cd "$root" && cargo build --quiet --bin tessera)
+  # Built the way `cargo test` builds it, so RocksDB is not compiled a second time.
+  (cd "$root" && cargo test --quiet --no-run --test cli)
   bin="${CARGO_TARGET_DIR:-$root/target}/debug/tessera"
 fi
 port=${TESSERA_CLIENTS_PORT:-7880}
