@@ -11,7 +11,7 @@ root=$(cd "$here/../.." && pwd)
 bin=${1:-}
 if [[ -z $bin ]]; then
   # Built the way `cargo test` builds it, so RocksDB is not compiled a second time.
-  (cd "$root" && cargo test --quiet --no-run --test cli)
+  (cd "$root" && cargo test --quiet --workspace --no-run)
   bin="${CARGO_TARGET_DIR:-$root/target}/debug/tessera"
 fi
 port=${TESSERA_CLIENTS_PORT:-7880}

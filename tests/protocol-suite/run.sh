@@ -14,7 +14,7 @@ w3c=$(cd "${TESSERA_W3C_DIR:-$root/../shared/data/w3c-sparql11}" && pwd)
 bin=${1:-}
 if [[ -z $bin ]]; then
   # Built the way `cargo test` builds it, so RocksDB is not compiled a second time.
-  (cd "$root" && cargo test --quiet --no-run --test cli)
+  (cd "$root" && cargo test --quiet --workspace --no-run)
   bin="${CARGO_TARGET_DIR:-$root/target}/debug/tessera"
 fi
 port=${TESSERA_SUITE_PORT:-7879}
