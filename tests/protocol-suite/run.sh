@@ -10,7 +10,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-w3c=$(cd "${TESSERA_W3C_DIR:-$root/../shared/data/w3c-sparql11}" && pwd)
+w3c=
+for candidate in "${TESSERA_W3C_DIR:-}" "$root/../shared/data/w3c-sparql11" /work/shared/data/w3c-sparql11; do
+  [[ -n $candidate && -f $candidate/protocol/manifest.ttl ]] && { w3c=$(cd "$candidate" && pwd); break; }
+done
+[[ -n $w3c ]] || { echo "the W3C SPARQL 1.1 suite was not found: set TESSERA_W3C_DIR" >&2; exit 1; }
 bin=${1:-}
 if [[ -z $bin ]]; then
   # Built the way `cargo test` builds it, so RocksDB is not compiled a second time.
