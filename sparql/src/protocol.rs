@@ -123,6 +123,8 @@ pub(crate) async fn read_body(
         }
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // The limit error may arrive wrapped (e.g. behind the gzip decoder): check the source,
+        // then the message.
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
@@ -330,12 +332,8 @@ pub(crate) fn authorize_write(state: &AppState, headers: &HeaderMap) -> Result<(
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Compare every byte so the time does not reveal the length of a matching prefix.
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
+    // Every byte is compared, so the time does not reveal how long a matching prefix is.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn evaluation_error(e: QueryEvaluationError, state: &AppState) -> HttpError {
