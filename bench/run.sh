@@ -5,8 +5,8 @@
 #   bench/run.sh
 #
 # Environment: PRODUCTS (default 3000, about 1M triples), MIXES1 / MIXES8 (query mixes per
-# client with 1 and 8 clients), OXIGRAPH (the oxigraph binary; default: on PATH, install with
-# `cargo install oxigraph-cli --version 0.5.13`). Prints one JSON line per measurement and a
+# client with 1 and 8 clients), OXIGRAPH (the oxigraph binary; default: bench/oxigraph.sh
+# fetches the official 0.5.13 release binary). Prints one JSON line per measurement and a
 # table of ratios (Tessera / oxigraph; above 1.0 means Tessera is faster).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +14,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 products=${PRODUCTS:-3000}
 mixes1=${MIXES1:-20}
 mixes8=${MIXES8:-5}
-oxigraph=${OXIGRAPH:-$(command -v oxigraph || true)}
-[[ -x $oxigraph ]] || { echo "oxigraph not found: cargo install oxigraph-cli --version 0.5.13, or set OXIGRAPH" >&2; exit 1; }
+oxigraph=$("$root/bench/oxigraph.sh")
 
 (cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
 tessera=$target/release/tessera

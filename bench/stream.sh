@@ -3,11 +3,11 @@
 # over HTTP; reports time to first byte, total time, bytes, and the server's peak resident
 # memory while it answers, for Tessera and for `oxigraph serve`.
 #
-#   bench/stream.sh        (OXIGRAPH: the oxigraph binary, default on PATH)
+#   bench/stream.sh        (OXIGRAPH: the oxigraph binary, default: bench/oxigraph.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
-oxigraph=${OXIGRAPH:-$(command -v oxigraph || true)}
+oxigraph=$("$root/bench/oxigraph.sh")
 # The same target set as bench/run.sh, so RocksDB is compiled once for both.
 (cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
 tessera=$target/release/tessera
