@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{bind}");
-    axum::serve(listener, app).await?;
+    axum::serve(tessera::listener(listener), app).await?;
     Ok(())
 }
 

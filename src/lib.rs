@@ -5,6 +5,7 @@ mod stream;
 
 pub use error::Error;
 pub use stream::{Items, QueryStream};
+pub use tessera_sparql::listener;
 pub use tessera_sparql::Config as ServerConfig;
 pub use tessera_storage::{GraphWrite, Storage};
 

@@ -233,7 +233,7 @@ fn serve(db: Database, bind: SocketAddr, config: ServerConfig) -> anyhow::Result
             "Tessera listening on http://{} (query page at /, SPARQL at /sparql, graph store at /store)",
             listener.local_addr()?
         );
-        axum::serve(listener, db.router(config))
+        axum::serve(tessera::listener(listener), db.router(config))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("the HTTP server failed")?;

@@ -41,7 +41,7 @@ impl TestServer {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                axum::serve(listener, router)
+                axum::serve(tessera::listener(listener), router)
                     .with_graceful_shutdown(async {
                         let _ = rx.await;
                     })
