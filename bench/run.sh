@@ -12,8 +12,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 products=${PRODUCTS:-3000}
-mixes1=${MIXES1:-20}
-mixes8=${MIXES8:-5}
+mixes1=${MIXES1:-100}
+mixes8=${MIXES8:-30}
 oxigraph=$("$root/bench/oxigraph.sh")
 
 (cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
