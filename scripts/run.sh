@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 if [[ $# -eq 0 ]]; then set -- serve --location tessera-data; fi
-exec cargo run --release --bin tessera -- "$@"
+# The same build as bench/run.sh (the example pulls in the dev-dependencies, which changes the
+# features of RocksDB's build tools): RocksDB is then compiled once for both.
+cargo build --release --bin tessera --example bsbm
+exec "${CARGO_TARGET_DIR:-target}/release/tessera" "$@"
