@@ -267,6 +267,12 @@ async fn handle(
     allowed: Allowed,
 ) -> Result<Response, HttpError> {
     let (parts, body) = request.into_parts();
+    // Refuse unauthorised writes before reading a body that is certainly an update.
+    let direct_update =
+        content_type(&parts.headers).is_some_and(|(m, _)| m == "application/sparql-update");
+    if parts.method == Method::POST && (allowed == Allowed::Update || direct_update) {
+        authorize_write(&state, &parts.headers)?;
+    }
     let operation = parse_request(&state, &parts, body, allowed).await?;
     let base = request_url(&parts);
     let url = url_params(&parts);
