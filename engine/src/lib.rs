@@ -5,9 +5,6 @@
 //! `engine` and `storage`) is fixed first, and the inference core fills it. It exposes
 //! [`Backend`], the compute backend a build was made with.
 
-#[cfg(feature = "cuda")]
-pub use tessera_kernels::CUDA_AVAILABLE;
-
 /// A compute backend for inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

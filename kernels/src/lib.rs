@@ -4,10 +4,6 @@
 //! This crate is a skeleton so far; its entry point [`cuda_compiled`] tells whether the CUDA
 //! backend was built in.
 
-#[cfg(feature = "cuda")]
-/// Set when the crate was built with the `cuda` feature.
-pub const CUDA_AVAILABLE: bool = true;
-
 /// Whether this build includes the CUDA backend.
 pub const fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")

@@ -13,7 +13,7 @@ pub use format::{FORMAT_FILE, FORMAT_VERSION};
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{GraphNameRef, NamedOrBlankNodeRef, QuadRef};
-use oxigraph::sparql::{PreparedSparqlUpdate, QueryDataset};
+use oxigraph::sparql::PreparedSparqlUpdate;
 use oxigraph::store::{Store, Transaction};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -264,11 +264,6 @@ impl Storage {
     /// process crash through the write-ahead log).
     pub fn flush(&self) -> Result<(), StorageError> {
         Ok(self.store.flush()?)
-    }
-
-    /// The dataset a query sees by default: the default graph only, named graphs by name.
-    pub fn default_dataset() -> QueryDataset {
-        QueryDataset::new()
     }
 }
 
