@@ -4,7 +4,8 @@
 //!
 //! Entry point: [`stream_response`]. The status line waits for the first chunk (or the end),
 //! so errors and timeouts before any output still get a proper status code; after that an
-//! error aborts the body.
+//! error aborts the body. An answer that ends before its first chunk fills (most do) goes out
+//! whole, without the channel.
 
 use crate::HttpError;
 use axum::body::Body;
@@ -47,11 +48,18 @@ impl Drop for Running {
     }
 }
 
+/// How a response starts: the first chunk is in the channel, or the whole body was produced
+/// before the first chunk filled (most answers), and it skips the channel.
+enum Start {
+    Streaming,
+    Complete(Bytes),
+}
+
 /// The `Write` end of a streamed body, used by serialisers on the blocking thread.
 pub(crate) struct ChunkWriter {
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
-    ready: Option<oneshot::Sender<Result<(), HttpError>>>,
+    ready: Option<oneshot::Sender<Result<Start, HttpError>>>,
     handle: Handle,
     deadline: Option<Instant>,
     stall: Option<Duration>,
@@ -61,7 +69,7 @@ impl ChunkWriter {
     fn send_chunk(&mut self) -> io::Result<()> {
         if let Some(ready) = self.ready.take() {
             // The receiver is gone only if the request already timed out.
-            let _ = ready.send(Ok(()));
+            let _ = ready.send(Ok(Start::Streaming));
         }
         if self.buf.is_empty() {
             return Ok(());
@@ -90,7 +98,11 @@ impl ChunkWriter {
     fn finish(mut self, result: Result<(), HttpError>) {
         match result {
             Ok(()) => {
-                if let Err(e) = self.send_chunk() {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(Start::Complete(Bytes::from(std::mem::take(
+                        &mut self.buf,
+                    )))));
+                } else if let Err(e) = self.send_chunk() {
                     tracing::debug!(error = %e, "response stream ended early");
                 }
             }
@@ -182,22 +194,32 @@ where
         },
         None => ready_rx.await,
     };
-    ready
+    let start = ready
         .map_err(|_| HttpError::Internal("the evaluation thread stopped unexpectedly".into()))??;
-    if let Some(deadline) = deadline {
-        // Past the first bytes the deadline still holds: cancel the evaluation then.
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
-            cancel.cancel();
-        });
-    }
-    let body = Body::from_stream(tokio_stream_from(rx));
+    let body = match start {
+        Start::Complete(bytes) => Body::from(bytes),
+        Start::Streaming => streaming_body(rx, deadline, cancel),
+    };
     let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+fn streaming_body(
+    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+) -> Body {
+    if let Some(deadline) = deadline {
+        // Past the first bytes the deadline still holds: cancel the evaluation then.
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            cancel.cancel();
+        });
+    }
+    Body::from_stream(tokio_stream_from(rx))
 }
 
 fn tokio_stream_from(
