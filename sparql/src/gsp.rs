@@ -98,10 +98,7 @@ async fn handle(state: AppState, request: Request) -> Result<Response, HttpError
                 storage.replace_graph(target.graph(), bytes.as_ref(), format, Some(&base))
             })
             .await?;
-            Ok(match written {
-                GraphWrite::Created => StatusCode::CREATED.into_response(),
-                GraphWrite::Updated => StatusCode::NO_CONTENT.into_response(),
-            })
+            Ok(write_status(written))
         }
         Method::POST => {
             authorize_write(&state, &parts.headers)?;
@@ -149,10 +146,7 @@ async fn handle(state: AppState, request: Request) -> Result<Response, HttpError
                 )
             })
             .await?;
-            Ok(match written {
-                GraphWrite::Created => StatusCode::CREATED.into_response(),
-                GraphWrite::Updated => StatusCode::NO_CONTENT.into_response(),
-            })
+            Ok(write_status(written))
         }
         Method::DELETE => {
             authorize_write(&state, &parts.headers)?;
@@ -174,6 +168,14 @@ async fn handle(state: AppState, request: Request) -> Result<Response, HttpError
             message: format!("{} is not supported by the graph store", parts.method),
             allow: "GET, HEAD, PUT, POST, DELETE",
         }),
+    }
+}
+
+/// 201 for a graph the write created, 204 for one it changed.
+fn write_status(written: GraphWrite) -> Response {
+    match written {
+        GraphWrite::Created => StatusCode::CREATED.into_response(),
+        GraphWrite::Updated => StatusCode::NO_CONTENT.into_response(),
     }
 }
 

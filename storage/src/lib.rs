@@ -117,14 +117,7 @@ impl Storage {
         graph: Option<NamedOrBlankNodeRef<'_>>,
     ) -> Result<u64, StorageError> {
         let parser = parser(format, base_iri, graph)?;
-        self.write(|transaction| {
-            let mut count = 0;
-            for quad in parser.rename_blank_nodes().for_reader(reader) {
-                transaction.insert(quad.map_err(StorageError::Parse)?.as_ref());
-                count += 1;
-            }
-            Ok::<_, StorageError>(count)
-        })
+        self.write(|transaction| insert_parsed(transaction, parser, reader))
     }
 
     /// Loads a large file with oxigraph's bulk loader (not atomic on failure), reporting the
@@ -159,26 +152,7 @@ impl Storage {
         format: RdfFormat,
         base_iri: Option<&str>,
     ) -> Result<GraphWrite, StorageError> {
-        let parser = parser(format, base_iri, graph)?;
-        let graph_name = graph.map_or(GraphNameRef::DefaultGraph, GraphNameRef::from);
-        self.write(|transaction| {
-            let existed = match graph {
-                Some(g) => transaction.contains_named_graph(g)?,
-                None => true,
-            };
-            transaction.clear_graph(graph_name)?;
-            if let Some(g) = graph {
-                transaction.insert_named_graph(g);
-            }
-            for quad in parser.rename_blank_nodes().for_reader(reader) {
-                transaction.insert(quad.map_err(StorageError::Parse)?.as_ref());
-            }
-            Ok::<_, StorageError>(if existed {
-                GraphWrite::Updated
-            } else {
-                GraphWrite::Created
-            })
-        })
+        self.write_graph(graph, [(reader, format)], base_iri, true)
     }
 
     /// Adds the parsed `readers` to a graph atomically (Graph Store Protocol `POST`; several
@@ -189,21 +163,32 @@ impl Storage {
         readers: impl IntoIterator<Item = (R, RdfFormat)>,
         base_iri: Option<&str>,
     ) -> Result<GraphWrite, StorageError> {
+        self.write_graph(graph, readers, base_iri, false)
+    }
+
+    fn write_graph<R: Read>(
+        &self,
+        graph: Option<NamedOrBlankNodeRef<'_>>,
+        readers: impl IntoIterator<Item = (R, RdfFormat)>,
+        base_iri: Option<&str>,
+        replace: bool,
+    ) -> Result<GraphWrite, StorageError> {
         self.write(|transaction| {
             let existed = match graph {
                 Some(g) => transaction.contains_named_graph(g)?,
                 None => true,
             };
+            if replace {
+                transaction
+                    .clear_graph(graph.map_or(GraphNameRef::DefaultGraph, GraphNameRef::from))?;
+            }
             if let Some(g) = graph {
                 transaction.insert_named_graph(g);
             }
             for (reader, format) in readers {
-                let parser = parser(format, base_iri, graph)?;
-                for quad in parser.rename_blank_nodes().for_reader(reader) {
-                    transaction.insert(quad.map_err(StorageError::Parse)?.as_ref());
-                }
+                insert_parsed(transaction, parser(format, base_iri, graph)?, reader)?;
             }
-            Ok::<_, StorageError>(if existed {
+            Ok(if existed {
                 GraphWrite::Updated
             } else {
                 GraphWrite::Created
@@ -265,6 +250,20 @@ impl Storage {
     pub fn flush(&self) -> Result<(), StorageError> {
         Ok(self.store.flush()?)
     }
+}
+
+/// Parses `reader` into `transaction`; returns the number of quads read.
+fn insert_parsed(
+    transaction: &mut Transaction<'_>,
+    parser: RdfParser,
+    reader: impl Read,
+) -> Result<u64, StorageError> {
+    let mut count = 0;
+    for quad in parser.rename_blank_nodes().for_reader(reader) {
+        transaction.insert(quad?.as_ref());
+        count += 1;
+    }
+    Ok(count)
 }
 
 fn parser(
