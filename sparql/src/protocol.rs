@@ -197,19 +197,19 @@ fn operation_from_params(params: &Params, allowed: Allowed) -> Result<Operation,
 async fn parse_request(
     state: &AppState,
     parts: &Parts,
+    url: &Params,
     body: Body,
     allowed: Allowed,
 ) -> Result<Operation, HttpError> {
-    let url = url_params(parts);
     match parts.method {
         Method::GET | Method::HEAD => {
-            if !values(&url, "update").is_empty() {
+            if !values(url, "update").is_empty() {
                 return Err(HttpError::MethodNotAllowed {
                     message: "updates must be sent with POST".into(),
                     allow: "POST",
                 });
             }
-            if values(&url, "query").is_empty() {
+            if values(url, "query").is_empty() {
                 return match allowed {
                     Allowed::Update => Err(HttpError::MethodNotAllowed {
                         message: "send updates with POST".into(),
@@ -218,7 +218,7 @@ async fn parse_request(
                     _ => Ok(Operation::Describe),
                 };
             }
-            operation_from_params(&url, allowed)
+            operation_from_params(url, allowed)
         }
         Method::POST => {
             let Some((media, is_utf8)) = content_type(&parts.headers) else {
@@ -236,18 +236,18 @@ async fn parse_request(
                 "application/x-www-form-urlencoded" => {
                     let text = utf8(body, "form body")?;
                     let mut params: Params = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
-                    params.extend(url.into_iter().filter(|(k, _)| k != "query" && k != "update"));
+                    params.extend(url.iter().filter(|(k, _)| k != "query" && k != "update").cloned());
                     operation_from_params(&params, allowed)
                 }
                 "application/sparql-query" => Ok(Operation::Query {
                     query: utf8(body, "query")?,
-                    default_graphs: iris(&url, "default-graph-uri")?,
-                    named_graphs: iris(&url, "named-graph-uri")?,
+                    default_graphs: iris(url, "default-graph-uri")?,
+                    named_graphs: iris(url, "named-graph-uri")?,
                 }),
                 "application/sparql-update" => Ok(Operation::Update {
                     update: utf8(body, "update")?,
-                    using_graphs: iris(&url, "using-graph-uri")?,
-                    using_named_graphs: iris(&url, "using-named-graph-uri")?,
+                    using_graphs: iris(url, "using-graph-uri")?,
+                    using_named_graphs: iris(url, "using-named-graph-uri")?,
                 }),
                 other => Err(HttpError::UnsupportedMediaType(format!(
                     "unsupported Content-Type '{other}'; use application/sparql-query, application/sparql-update or application/x-www-form-urlencoded"
@@ -273,9 +273,9 @@ async fn handle(
     if parts.method == Method::POST && (allowed == Allowed::Update || direct_update) {
         authorize_write(&state, &parts.headers)?;
     }
-    let operation = parse_request(&state, &parts, body, allowed).await?;
-    let base = request_url(&parts);
     let url = url_params(&parts);
+    let operation = parse_request(&state, &parts, &url, body, allowed).await?;
+    let base = request_url(&parts);
     let accept = negotiate::effective_accept(
         &values(&url, "format"),
         header_str(&parts.headers, header::ACCEPT),
