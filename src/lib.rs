@@ -5,6 +5,8 @@ mod stream;
 
 pub use error::Error;
 pub use stream::{Items, QueryStream};
+/// The inference core: language models, embedder, model cache.
+pub use tessera_engine as engine;
 pub use tessera_sparql::listener;
 pub use tessera_sparql::Config as ServerConfig;
 pub use tessera_storage::{GraphWrite, Storage};

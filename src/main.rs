@@ -1,6 +1,8 @@
 //! The `tessera` command: a thin shell over the library. Parses arguments, opens the
 //! database, and hands over to `tessera::Database` and `tessera_sparql`.
 
+mod llm_cli;
+
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -106,6 +108,14 @@ enum Command {
         #[arg(long)]
         graph: Option<String>,
     },
+    /// Models by name: list, pull, path, info.
+    #[command(subcommand)]
+    Models(llm_cli::ModelsCommand),
+    /// Generate text with a language model (chat template applied).
+    Generate(llm_cli::GenerateArgs),
+    /// Benchmarks: llm (prefill/decode), prefix (prefix cache), embed.
+    #[command(subcommand)]
+    Bench(llm_cli::BenchCommand),
 }
 
 fn main() {
@@ -191,6 +201,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format.as_deref(),
             graph.as_deref(),
         ),
+        Command::Models(cmd) => llm_cli::models(cmd),
+        Command::Bench(cmd) => llm_cli::bench(cmd),
+        Command::Generate(args) => llm_cli::generate(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `tessera` command on a real on-disk store: load, query, update, dump, and one-line
-//! errors with a non-zero exit for bad input.
+//! errors with a non-zero exit for bad input; the model commands (`models`, `generate`,
+//! `bench llm`) on the real small model.
 #![allow(clippy::expect_used)]
 
 use std::path::Path;
@@ -202,4 +203,115 @@ fn serve_reports_a_busy_port_in_one_line() {
     let store = location(dir.path());
     let busy = tessera(&["serve", "--location", &store, "--bind", &addr]);
     assert_one_line_error(&busy, &addr);
+}
+
+/// Runs `tessera` and returns stdout, failing the test on a non-zero exit.
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(o)
+}
+
+// Model commands as a new user runs them: `models list|pull|path|info`, `generate` by name and
+// by GGUF path (real SmolLM2), `bench llm --json`, and one-line errors.
+
+#[test]
+fn pull_path_info_generate_bench() {
+    let path = ok(&tessera(&["models", "pull", "smollm2"]))
+        .trim()
+        .to_owned();
+    assert!(path.ends_with(".gguf"), "{path}");
+    assert_eq!(ok(&tessera(&["models", "path", "smollm2"])).trim(), path);
+    let list = ok(&tessera(&["models", "list"]));
+    for name in ["smollm2", "qwen2.5-0.5b", "qwen2.5-1.5b", "minilm"] {
+        assert!(list.contains(name), "{list}");
+    }
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("smollm2") && l.contains(" yes ")),
+        "{list}"
+    );
+    let info = ok(&tessera(&["models", "info", &path]));
+    assert!(
+        info.contains("architecture  llama") && info.contains("Q4_1"),
+        "{info}"
+    );
+
+    for model in ["smollm2", path.as_str()] {
+        let out = ok(&tessera(&[
+            "generate",
+            "--model",
+            model,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+            "--threads",
+            "2",
+            "The capital of France is",
+        ]));
+        assert!(out.contains("Paris"), "{out}");
+    }
+    let schema = std::env::temp_dir().join(format!("tessera-schema-{}.json", std::process::id()));
+    std::fs::write(&schema, r#"{"type":"object","properties":{"city":{"type":"string","maxLength":20}},"required":["city"]}"#)
+        .expect("write schema");
+    let out = ok(&tessera(&[
+        "generate",
+        "--model",
+        "smollm2",
+        "--json-schema",
+        schema.to_str().expect("utf-8"),
+        "--max-tokens",
+        "64",
+        "What is the capital of France? Answer as JSON.",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("constrained output parses");
+    assert!(v["city"].is_string(), "{v}");
+    std::fs::remove_file(&schema).expect("remove");
+
+    let out = ok(&tessera(&[
+        "bench",
+        "llm",
+        "--model",
+        "smollm2",
+        "--threads",
+        "1",
+        "--prompt-tokens",
+        "32",
+        "--gen-tokens",
+        "8",
+        "--reps",
+        "1",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    for key in ["prefill_tok_s", "decode_tok_s", "peak_rss_bytes"] {
+        assert!(v[key].as_f64().expect(key) > 0.0, "{v}");
+    }
+}
+
+#[test]
+fn model_errors_are_one_line() {
+    assert_one_line_error(
+        &tessera(&["models", "pull", "no-such-model"]),
+        "unknown model",
+    );
+    assert_one_line_error(
+        &tessera(&["generate", "--model", "/nonexistent/m.gguf", "hi"]),
+        "unknown model",
+    );
+    let junk = std::env::temp_dir().join(format!("tessera-junk-{}.gguf", std::process::id()));
+    std::fs::write(&junk, b"GGUF\x03\x00\x00\x00garbage").expect("write");
+    assert_one_line_error(
+        &tessera(&["generate", "--model", junk.to_str().expect("utf-8"), "hi"]),
+        "not a valid GGUF file",
+    );
+    assert_one_line_error(
+        &tessera(&["models", "info", junk.to_str().expect("utf-8")]),
+        "tessera-junk",
+    );
+    std::fs::remove_file(&junk).expect("remove");
 }

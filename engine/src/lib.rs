@@ -1,15 +1,33 @@
-//! Tessera engine: the in-engine inference core (GGUF models, tokenizer, constrained decoding,
-//! prefix cache, embedder) and the EDC+R text-to-triples pipeline.
+//! Tessera engine: the in-engine inference core and (later) the EDC+R text-to-triples pipeline.
 //!
-//! This crate is a skeleton so far: the layering (`kernels <- engine`, the root crate wiring
-//! `engine` and `storage`) is fixed first, and the inference core fills it. It exposes
-//! [`Backend`], the compute backend a build was made with.
+//! Entry points: [`LanguageModel`] (load a GGUF model, generate, score, constrain),
+//! [`Embedder`] (sentence embeddings), [`ModelCache`] (models by name: `smollm2`,
+//! `qwen2.5-0.5b`, ...). Below them: [`gguf`] (a strict reader for untrusted model files),
+//! [`tokenizer`] (tokenizers from GGUF metadata), [`model`] (the shared transformer with our own
+//! KV cache), [`constrain`] (grammar-constrained decoding).
+
+pub mod bench;
+pub mod constrain;
+pub mod embed;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod registry;
+pub mod tokenizer;
+
+pub use constrain::Constraint;
+pub use embed::Embedder;
+pub use generate::{
+    Finish, GenerateError, GenerateOptions, Generation, LanguageModel, ModelOptions, Prompt,
+};
+pub use registry::{ModelCache, RegistryError};
+pub use tokenizer::ChatMessage;
 
 /// A compute backend for inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
-    /// Portable CPU code, SIMD chosen at run time.
+    /// Portable CPU code.
     Cpu,
     /// NVIDIA GPU (builds with the `cuda` feature).
     Cuda,

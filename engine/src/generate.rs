@@ -1,0 +1,701 @@
+//! Text generation on a loaded model: [`LanguageModel`] is the entry point.
+//!
+//! Greedy and sampled decoding (temperature, top-p, seed), stop strings, token limits,
+//! streaming, grammar constraints, a prefix cache (a fixed instruction + few-shot prefix is
+//! computed once and reused by every request), batched decoding (several sequences in one
+//! forward pass) and scoring of given continuations. Inference runs on its own thread pool, so
+//! it never oversubscribes the cores that the database and the caller use.
+
+use crate::constrain::{Constraint, ConstraintError, Guide, GuideFactory};
+use crate::gguf::GgufFile;
+use crate::model::{KvCache, KvSnapshot, LoadOptions, Model, ModelError, Segment};
+use crate::tokenizer::{ChatMessage, Tokenizer, TokenizerError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What can go wrong generating.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// A constraint was invalid.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
+    /// The request was invalid.
+    #[error("invalid request: {0}")]
+    Request(String),
+    /// The inference thread pool could not start.
+    #[error("inference thread pool: {0}")]
+    Threads(String),
+}
+
+/// How to decode.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most new tokens.
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    pub temperature: f32,
+    /// Nucleus sampling mass (1.0 disables it).
+    pub top_p: f32,
+    /// Seed for sampling.
+    pub seed: u64,
+    /// Generation stops before the first of these strings.
+    pub stop: Vec<String>,
+    /// A grammar the output must follow.
+    pub constraint: Option<Constraint>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+            constraint: None,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The model produced an end-of-generation token, or the grammar completed.
+    End,
+    /// A stop string appeared.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+}
+
+/// A prompt: an optional fixed prefix (served from the prefix cache) and the rest.
+///
+/// The prefix is tokenized on its own; end it at a natural boundary (a newline or a special
+/// token) so that the split does not change the tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    /// The cacheable part (instructions, few-shot examples).
+    pub prefix: String,
+    /// The request-specific part.
+    pub text: String,
+}
+
+impl Prompt {
+    /// A prompt with no cacheable prefix.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            prefix: String::new(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated text (without stop strings or end tokens).
+    pub text: String,
+    /// Generated token ids.
+    pub tokens: Vec<u32>,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: usize,
+    /// Why it ended.
+    pub finish: Finish,
+    /// Time spent on the prompt.
+    pub prefill: Duration,
+    /// Time spent generating.
+    pub decode: Duration,
+}
+
+/// A language model ready to serve requests; `Send + Sync`, share it behind an `Arc`.
+pub struct LanguageModel {
+    model: Arc<Model>,
+    tokenizer: Arc<Tokenizer>,
+    guides: Mutex<Option<GuideFactory>>,
+    pool: rayon::ThreadPool,
+    prefixes: Mutex<PrefixCache>,
+    name: String,
+}
+
+impl std::fmt::Debug for LanguageModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanguageModel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most prefixes kept; the least recently used goes first.
+const PREFIX_SLOTS: usize = 8;
+
+#[derive(Default)]
+struct PrefixCache {
+    entries: HashMap<Vec<u32>, (Arc<KvSnapshot>, u64)>,
+    clock: u64,
+}
+
+impl PrefixCache {
+    fn get(&mut self, key: &[u32]) -> Option<Arc<KvSnapshot>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(s, used)| {
+            *used = clock;
+            s.clone()
+        })
+    }
+    fn put(&mut self, key: Vec<u32>, snap: Arc<KvSnapshot>) {
+        self.clock += 1;
+        if self.entries.len() >= PREFIX_SLOTS {
+            if let Some(old) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, u))| *u)
+                .map(|(k, _)| k.clone())
+            {
+                self.entries.remove(&old);
+            }
+        }
+        self.entries.insert(key, (snap, self.clock));
+    }
+}
+
+/// Options for loading a language model.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// Inference threads (default: the number of cores).
+    pub threads: usize,
+    /// Loader options.
+    pub load: LoadOptions,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            load: LoadOptions::default(),
+        }
+    }
+}
+
+struct Seq {
+    cache: KvCache,
+    pending: Vec<u32>,
+    out: Vec<u32>,
+    text: Vec<u8>,
+    emitted: usize,
+    guide: Option<Guide>,
+    rng: StdRng,
+    finish: Option<Finish>,
+    prompt_tokens: usize,
+    cached: usize,
+    prefill: Duration,
+}
+
+impl LanguageModel {
+    /// Loads a GGUF model file.
+    pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Self, GenerateError> {
+        let path = path.as_ref();
+        let file = GgufFile::open(path).map_err(ModelError::from)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads.max(1))
+            .thread_name(|i| format!("tessera-infer-{i}"))
+            .build()
+            .map_err(|e| GenerateError::Threads(e.to_string()))?;
+        let tokenizer = Arc::new(Tokenizer::from_gguf(&file)?);
+        let model = pool.install(|| Model::load(&file, &opts.load))?;
+        let name = file
+            .meta_str("general.name")
+            .map(str::to_owned)
+            .unwrap_or_else(|| path.display().to_string());
+        Ok(Self {
+            model: Arc::new(model),
+            tokenizer,
+            guides: Mutex::new(None),
+            pool,
+            prefixes: Mutex::new(PrefixCache::default()),
+            name,
+        })
+    }
+
+    /// The model's name (`general.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Runs `f` on the inference thread pool.
+    pub fn install<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.pool.install(f)
+    }
+
+    /// The underlying model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Renders a chat with the model's template, ready for generation.
+    pub fn chat(&self, messages: &[ChatMessage]) -> Result<String, GenerateError> {
+        Ok(self.tokenizer.chat_prompt(messages)?)
+    }
+
+    fn guide_factory(&self) -> Result<GuideFactory, GenerateError> {
+        let mut g = self.guides.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = &*g {
+            return Ok(f.clone());
+        }
+        let eos = self
+            .tokenizer
+            .eog()
+            .first()
+            .copied()
+            .or(self.tokenizer.eos())
+            .unwrap_or(0);
+        let f = GuideFactory::new(self.tokenizer.clone(), eos)?;
+        *g = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Computes (or finds) the KV snapshot of a prefix.
+    fn prefix(&self, prefix: &str) -> Result<Option<Arc<KvSnapshot>>, GenerateError> {
+        if prefix.is_empty() {
+            return Ok(None);
+        }
+        let ids = self.tokenizer.encode(prefix, true, true)?;
+        if let Some(s) = self
+            .prefixes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ids)
+        {
+            return Ok(Some(s));
+        }
+        let mut cache = self.model.new_cache(ids.len())?;
+        self.model.forward(&mut [Segment {
+            cache: &mut cache,
+            tokens: &ids,
+            all_logits: false,
+        }])?;
+        let snap = Arc::new(cache.snapshot()?);
+        self.prefixes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(ids, snap.clone());
+        Ok(Some(snap))
+    }
+
+    /// Prefix tokens computed once and kept for later requests (warms the cache).
+    pub fn cache_prefix(&self, prefix: &str) -> Result<usize, GenerateError> {
+        Ok(self
+            .pool
+            .install(|| self.prefix(prefix))?
+            .map(|s| s.len())
+            .unwrap_or(0))
+    }
+
+    fn start(
+        &self,
+        prompt: &Prompt,
+        opts: &GenerateOptions,
+        index: u64,
+    ) -> Result<Seq, GenerateError> {
+        let t0 = Instant::now();
+        let snap = self.prefix(&prompt.prefix)?;
+        let rest = self.tokenizer.encode(&prompt.text, snap.is_none(), true)?;
+        let cached = snap.as_ref().map(|s| s.len()).unwrap_or(0);
+        if cached + rest.len() == 0 {
+            return Err(GenerateError::Request("the prompt is empty".into()));
+        }
+        let mut cache = self
+            .model
+            .new_cache(cached + rest.len() + opts.max_tokens)?;
+        if let Some(s) = &snap {
+            cache.restore(s)?;
+        }
+        let guide = opts
+            .constraint
+            .as_ref()
+            .map(|c| self.guide_factory()?.guide(c).map_err(GenerateError::from))
+            .transpose()?;
+        Ok(Seq {
+            cache,
+            pending: rest.clone(),
+            out: Vec::new(),
+            text: Vec::new(),
+            emitted: 0,
+            guide,
+            rng: StdRng::seed_from_u64(opts.seed.wrapping_add(index)),
+            finish: None,
+            prompt_tokens: cached + rest.len(),
+            cached,
+            prefill: t0.elapsed(),
+        })
+    }
+
+    /// Generates a continuation of one prompt; `on_text` receives the text as it is produced.
+    pub fn generate(
+        &self,
+        prompt: &Prompt,
+        opts: &GenerateOptions,
+        mut on_text: impl FnMut(&str) + Send,
+    ) -> Result<Generation, GenerateError> {
+        let mut out = self.run(std::slice::from_ref(prompt), opts, &mut |_, s| on_text(s))?;
+        out.pop()
+            .ok_or_else(|| GenerateError::Request("no output".into()))
+    }
+
+    /// Generates continuations of several prompts, decoding them together: each step is one
+    /// forward pass over every unfinished sequence.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, GenerateError> {
+        self.run(prompts, opts, &mut |_, _| {})
+    }
+
+    fn run(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+        on_text: &mut (dyn FnMut(usize, &str) + Send),
+    ) -> Result<Vec<Generation>, GenerateError> {
+        if opts.temperature < 0.0
+            || !opts.temperature.is_finite()
+            || !(0.0..=1.0).contains(&opts.top_p)
+        {
+            return Err(GenerateError::Request(
+                "temperature must be >= 0 and top_p in [0, 1]".into(),
+            ));
+        }
+        self.pool.install(|| {
+            let mut seqs = prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.start(p, opts, i as u64))
+                .collect::<Result<Vec<_>, _>>()?;
+            let t_prefill = Instant::now();
+            let mut first = true;
+            let mut t_decode = Instant::now();
+            let mut prefill_time = Duration::ZERO;
+            loop {
+                let active: Vec<usize> = (0..seqs.len())
+                    .filter(|&i| seqs[i].finish.is_none())
+                    .collect();
+                if active.is_empty() {
+                    break;
+                }
+                let logits = {
+                    let mut segs: Vec<Segment<'_>> = Vec::new();
+                    let mut pend: Vec<Vec<u32>> = active
+                        .iter()
+                        .map(|&i| std::mem::take(&mut seqs[i].pending))
+                        .collect();
+                    let mut refs: Vec<&mut Seq> =
+                        seqs.iter_mut().filter(|s| s.finish.is_none()).collect();
+                    for (s, toks) in refs.iter_mut().zip(pend.iter_mut()) {
+                        segs.push(Segment {
+                            cache: &mut s.cache,
+                            tokens: toks.as_slice(),
+                            all_logits: false,
+                        });
+                    }
+                    self.model.forward(&mut segs)?
+                };
+                if first {
+                    prefill_time = t_prefill.elapsed();
+                    t_decode = Instant::now();
+                    first = false;
+                }
+                for (&i, l) in active.iter().zip(logits) {
+                    let mut row: Vec<f32> = l
+                        .squeeze(0)
+                        .and_then(|t| t.to_vec1())
+                        .map_err(ModelError::from)?;
+                    let s = &mut seqs[i];
+                    let token = self.pick(s, &mut row, opts)?;
+                    self.advance(i, s, token, opts, on_text)?;
+                }
+            }
+            let decode = t_decode.elapsed();
+            Ok(seqs
+                .into_iter()
+                .map(|s| Generation {
+                    text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
+                    tokens: s.out,
+                    prompt_tokens: s.prompt_tokens,
+                    cached_tokens: s.cached,
+                    finish: s.finish.unwrap_or(Finish::Length),
+                    prefill: s.prefill + prefill_time,
+                    decode,
+                })
+                .collect())
+        })
+    }
+
+    fn pick(
+        &self,
+        s: &mut Seq,
+        row: &mut [f32],
+        opts: &GenerateOptions,
+    ) -> Result<Option<u32>, GenerateError> {
+        if let Some(g) = &mut s.guide {
+            if !g.mask(row)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(sample(row, opts.temperature, opts.top_p, &mut s.rng)))
+    }
+
+    fn advance(
+        &self,
+        i: usize,
+        s: &mut Seq,
+        token: Option<u32>,
+        opts: &GenerateOptions,
+        on_text: &mut (dyn FnMut(usize, &str) + Send),
+    ) -> Result<(), GenerateError> {
+        let Some(token) = token else {
+            s.finish = Some(Finish::End);
+            return Ok(());
+        };
+        if let Some(g) = &mut s.guide {
+            g.accept(token)?;
+        }
+        if self.tokenizer.eog().contains(&token) {
+            s.finish = Some(Finish::End);
+            return Ok(());
+        }
+        s.out.push(token);
+        s.text.extend_from_slice(self.tokenizer.token_bytes(token));
+        // Emit only complete UTF-8, and hold back what could still become a stop string.
+        let valid = match std::str::from_utf8(&s.text) {
+            Ok(t) => t.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let text = std::str::from_utf8(&s.text[..valid]).unwrap_or("");
+        if let Some(at) = opts
+            .stop
+            .iter()
+            .filter_map(|st| text.find(st.as_str()))
+            .min()
+        {
+            if at > s.emitted {
+                on_text(i, &text[s.emitted..at]);
+            }
+            s.emitted = at.max(s.emitted);
+            s.finish = Some(Finish::Stop);
+            return Ok(());
+        }
+        let hold = opts
+            .stop
+            .iter()
+            .map(|st| {
+                (1..st.len())
+                    .rev()
+                    .find(|&k| text.ends_with(&st[..k]) && st.is_char_boundary(k))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        let safe = valid - hold;
+        if safe > s.emitted && text.is_char_boundary(safe) {
+            on_text(i, &text[s.emitted..safe]);
+            s.emitted = safe;
+        }
+        if s.guide.as_ref().is_some_and(Guide::is_done) {
+            s.emitted = valid;
+            s.finish = Some(Finish::End);
+        } else if s.out.len() >= opts.max_tokens {
+            if valid > s.emitted {
+                on_text(i, &text[s.emitted..valid]);
+            }
+            s.emitted = valid;
+            s.finish = Some(Finish::Length);
+        } else {
+            s.pending = vec![token];
+        }
+        if s.finish.is_some() && valid > s.emitted {
+            on_text(i, &text[s.emitted..valid]);
+            s.emitted = valid;
+        }
+        Ok(())
+    }
+
+    /// Log-probabilities of each continuation after the prompt (sum over its tokens), computed
+    /// without free generation. Single-token options (multiple-choice letters) cost one
+    /// forward pass over the prompt; longer ones run together in one more pass.
+    pub fn score(
+        &self,
+        prompt: &Prompt,
+        continuations: &[&str],
+    ) -> Result<Vec<f32>, GenerateError> {
+        if continuations.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.pool.install(|| {
+            let mut seq = self.start(
+                prompt,
+                &GenerateOptions {
+                    max_tokens: 0,
+                    ..Default::default()
+                },
+                0,
+            )?;
+            let pending = std::mem::take(&mut seq.pending);
+            let conts = continuations
+                .iter()
+                .map(|c| self.tokenizer.encode(c, false, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            if conts.iter().any(Vec::is_empty) {
+                return Err(GenerateError::Request("an option is empty".into()));
+            }
+            let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+            seq.cache.truncate(seq.cache.len());
+            let last = self.model.forward(&mut [Segment {
+                cache: &mut seq.cache,
+                tokens: &pending,
+                all_logits: false,
+            }])?;
+            let first = log_softmax(
+                &last[0]
+                    .squeeze(0)
+                    .and_then(|t| t.to_vec1())
+                    .map_err(ModelError::from)?,
+            );
+            let mut scores: Vec<f32> = conts.iter().map(|c| first[c[0] as usize]).collect();
+            if longest > 1 {
+                let snap = seq.cache.snapshot()?;
+                let multi: Vec<usize> = (0..conts.len()).filter(|&i| conts[i].len() > 1).collect();
+                let mut caches = multi
+                    .iter()
+                    .map(|_| {
+                        let mut c = self.model.new_cache(snap.len() + longest)?;
+                        c.restore(&snap)?;
+                        Ok(c)
+                    })
+                    .collect::<Result<Vec<_>, ModelError>>()?;
+                let inputs: Vec<&[u32]> = multi
+                    .iter()
+                    .map(|&i| &conts[i][..conts[i].len() - 1])
+                    .collect();
+                let mut segs: Vec<Segment<'_>> = caches
+                    .iter_mut()
+                    .zip(&inputs)
+                    .map(|(cache, t)| Segment {
+                        cache,
+                        tokens: t,
+                        all_logits: true,
+                    })
+                    .collect();
+                let out = self.model.forward(&mut segs)?;
+                for (&i, l) in multi.iter().zip(out) {
+                    let rows: Vec<Vec<f32>> = l.to_vec2().map_err(ModelError::from)?;
+                    for (r, next) in rows.iter().zip(&conts[i][1..]) {
+                        scores[i] += log_softmax(r)[*next as usize];
+                    }
+                }
+            }
+            Ok(scores)
+        })
+    }
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+    let lse = max + sum.ln();
+    row.iter().map(|v| v - lse).collect()
+}
+
+/// Picks a token: argmax at temperature 0, else nucleus sampling.
+pub fn sample(row: &[f32], temperature: f32, top_p: f32, rng: &mut impl Rng) -> u32 {
+    let argmax = row
+        .iter()
+        .enumerate()
+        .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0 as u32;
+    if temperature == 0.0 {
+        return argmax;
+    }
+    let max = row[argmax as usize];
+    let mut probs: Vec<(u32, f32)> = row
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| (i as u32, ((v - max) / temperature).exp()))
+        .collect();
+    probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f32 = probs.iter().map(|p| p.1).sum();
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (i, p) in probs.iter().enumerate() {
+        kept += p.1 / total;
+        if kept >= top_p {
+            cut = i + 1;
+            break;
+        }
+    }
+    probs.truncate(cut.max(1));
+    let mass: f32 = probs.iter().map(|p| p.1).sum();
+    let mut x = rng.random::<f32>() * mass;
+    for (id, p) in &probs {
+        x -= p;
+        if x <= 0.0 {
+            return *id;
+        }
+    }
+    probs.last().map(|p| p.0).unwrap_or(argmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax_and_sampling_respects_top_p() {
+        let row = [0.0, 3.0, 1.0, f32::NEG_INFINITY];
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(sample(&row, 0.0, 1.0, &mut rng), 1);
+        // A tiny nucleus keeps only the best token.
+        for _ in 0..50 {
+            assert_eq!(sample(&row, 1.0, 0.01, &mut rng), 1);
+        }
+        let mut seen = [0; 4];
+        for _ in 0..2000 {
+            seen[sample(&row, 1.0, 1.0, &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[3], 0, "masked tokens are never sampled");
+        assert!(seen[0] > 0 && seen[2] > 0 && seen[1] > seen[2]);
+    }
+
+    #[test]
+    fn log_softmax_normalises() {
+        let l = log_softmax(&[1.0, 2.0, 3.0]);
+        let s: f32 = l.iter().map(|v| v.exp()).sum();
+        assert!((s - 1.0).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,729 @@
+//! The decoder-only transformer shared by every supported architecture: [`Model::load`] and
+//! [`Model::forward`] are the entry points.
+//!
+//! llama (SmolLM2), qwen2 (Qwen2.5) and gemma3 differ only in a handful of switches (QKV biases,
+//! RoPE layout, per-head Q/K norms, post-norms, sliding-window layers, activation, embedding
+//! scale), so RoPE, RMSNorm, attention and the KV cache are written once here. The KV cache is
+//! ours ([`KvCache`]): preallocated, written in place, and snapshotted so that a fixed prompt
+//! prefix is computed once and reused. One forward pass takes several sequences at once
+//! ([`Segment`]): the weight matmuls run over all their rows together, attention per sequence.
+
+use crate::gguf::{GgufError, GgufFile};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use std::sync::Arc;
+
+/// What can go wrong loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model file could not be read.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// The file's architecture is not supported.
+    #[error("{path}: architecture {arch:?} is not supported (llama, qwen2 and gemma3 are)")]
+    Architecture {
+        /// The model file.
+        path: String,
+        /// `general.architecture`.
+        arch: String,
+    },
+    /// A hyper-parameter is missing or out of range.
+    #[error("{path}: {what}")]
+    Config {
+        /// The model file.
+        path: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A tensor operation failed.
+    #[error("tensor computation: {0}")]
+    Compute(#[from] candle_core::Error),
+    /// The sequence would exceed the model's context.
+    #[error("sequence of {needed} tokens exceeds the model's context of {context} tokens")]
+    Context {
+        /// Tokens needed.
+        needed: usize,
+        /// The model's context length.
+        context: usize,
+    },
+}
+
+/// A supported architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama family (SmolLM2): interleaved RoPE, no biases.
+    Llama,
+    /// Qwen2 family: NeoX RoPE, QKV biases.
+    Qwen2,
+    /// Gemma 3: NeoX RoPE, Q/K norms, post-norms, GELU, sliding-window layers.
+    Gemma3,
+}
+
+/// The hyper-parameters of a model, read from GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Architecture.
+    pub arch: Arch,
+    /// Hidden size.
+    pub dim: usize,
+    /// Number of layers.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Dimension of one head.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+    /// RoPE base (global layers).
+    pub rope_base: f32,
+    /// RoPE base of sliding-window layers (gemma3).
+    pub rope_base_local: f32,
+    /// Training context length.
+    pub context: usize,
+    /// Sliding window of local layers (gemma3), in tokens.
+    pub sliding_window: Option<usize>,
+    /// Vocabulary size (rows of the output matrix).
+    pub vocab: usize,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_attn_norm: Option<Tensor>,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+    post_ffn_norm: Option<Tensor>,
+    sliding: bool,
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(base: f32, head_dim: usize, len: usize, dev: &Device) -> candle_core::Result<Self> {
+        let inv: Vec<f32> = (0..head_dim / 2)
+            .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
+            .collect();
+        let inv = Tensor::new(inv, dev)?.reshape((1, head_dim / 2))?;
+        let pos = Tensor::arange(0u32, len as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((len, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+}
+
+/// A loaded model: weights plus the shared forward pass. Cheap to share behind an `Arc`.
+pub struct Model {
+    config: Config,
+    embed: Arc<QTensor>,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    rope: Rope,
+    rope_local: Option<Rope>,
+    device: Device,
+    converted: Vec<String>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Re-quantize tensors whose types have no fast kernel (Q4_1, Q5_0, Q5_1) to Q8_0.
+    pub requantize: bool,
+    /// The device.
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            requantize: true,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Types that candle's CPU matmul only runs through its scalar fallback.
+fn slow_on_cpu(t: GgmlDType) -> bool {
+    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+}
+
+impl Config {
+    /// Reads the hyper-parameters from a GGUF header.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
+        let path = file.path().display().to_string();
+        let arch_name = file
+            .meta_str("general.architecture")
+            .unwrap_or("")
+            .to_owned();
+        let arch = match arch_name.as_str() {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "gemma3" => Arch::Gemma3,
+            _ => {
+                return Err(ModelError::Architecture {
+                    path,
+                    arch: arch_name,
+                })
+            }
+        };
+        let a = arch_name.as_str();
+        let need = |key: &str, max: u64| -> Result<usize, ModelError> {
+            let full = format!("{a}.{key}");
+            match file.meta_u64(&full) {
+                Some(v) if v > 0 && v <= max => Ok(v as usize),
+                Some(v) => Err(ModelError::Config {
+                    path: path.clone(),
+                    what: format!("{full} = {v} is out of range (1..={max})"),
+                }),
+                None => Err(ModelError::Config {
+                    path: path.clone(),
+                    what: format!("{full} is missing"),
+                }),
+            }
+        };
+        let dim = need("embedding_length", 1 << 16)?;
+        let n_layers = need("block_count", 1024)?;
+        let n_heads = need("attention.head_count", 1024)?;
+        let n_kv_heads = file
+            .meta_u64(&format!("{a}.attention.head_count_kv"))
+            .map(|v| v as usize)
+            .unwrap_or(n_heads);
+        let head_dim = file
+            .meta_u64(&format!("{a}.attention.key_length"))
+            .map(|v| v as usize)
+            .unwrap_or(dim / n_heads);
+        if n_kv_heads == 0
+            || n_heads % n_kv_heads != 0
+            || head_dim == 0
+            || !head_dim.is_multiple_of(2)
+            || head_dim > 1024
+        {
+            return Err(ModelError::Config {
+                path,
+                what: format!("{n_heads} heads, {n_kv_heads} KV heads, head size {head_dim}"),
+            });
+        }
+        let context = need("context_length", 1 << 22)?;
+        let eps = file
+            .meta_f64(&format!("{a}.attention.layer_norm_rms_epsilon"))
+            .unwrap_or(1e-6);
+        let default_base = if arch == Arch::Gemma3 {
+            1_000_000.0
+        } else {
+            10_000.0
+        };
+        let rope_base = file
+            .meta_f64(&format!("{a}.rope.freq_base"))
+            .unwrap_or(default_base) as f32;
+        let sliding_window = (arch == Arch::Gemma3)
+            .then(|| {
+                file.meta_u64(&format!("{a}.attention.sliding_window"))
+                    .map(|v| v as usize)
+            })
+            .flatten();
+        let vocab = file
+            .content()
+            .tensor_infos
+            .get("output.weight")
+            .or_else(|| file.content().tensor_infos.get("token_embd.weight"))
+            .and_then(|t| t.shape.dims().first().copied())
+            .ok_or_else(|| ModelError::Config {
+                path: path.clone(),
+                what: "token_embd.weight is missing".into(),
+            })?;
+        Ok(Self {
+            arch,
+            dim,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            eps,
+            rope_base,
+            rope_base_local: 10_000.0,
+            context,
+            sliding_window,
+            vocab,
+        })
+    }
+}
+
+/// One sequence in a forward pass: its cache, the new tokens, and whether logits are wanted
+/// for every new position (scoring) or only the last (generation).
+pub struct Segment<'a> {
+    /// The sequence's KV cache; the new tokens are appended to it.
+    pub cache: &'a mut KvCache,
+    /// New tokens.
+    pub tokens: &'a [u32],
+    /// Return logits for every new token instead of only the last.
+    pub all_logits: bool,
+}
+
+impl Model {
+    /// Loads a model from an opened GGUF file.
+    pub fn load(file: &GgufFile, opts: &LoadOptions) -> Result<Self, ModelError> {
+        let config = Config::from_gguf(file)?;
+        let dev = &opts.device;
+        let mut converted = Vec::new();
+        let mut qt = |name: &str| -> Result<Arc<QTensor>, ModelError> {
+            let t = file.tensor(name, dev)?;
+            if opts.requantize && slow_on_cpu(t.dtype()) {
+                let from = t.dtype();
+                let f = t.dequantize(dev)?;
+                let q = QTensor::quantize(&f, GgmlDType::Q8_0)?;
+                converted.push(format!("{name} {from:?}->Q8_0"));
+                return Ok(Arc::new(q));
+            }
+            Ok(Arc::new(t))
+        };
+        let mm = |t: Arc<QTensor>| QMatMul::from_arc(t).map_err(ModelError::from);
+        let dense = |name: &str| -> Result<Tensor, ModelError> {
+            Ok(file.tensor(name, dev)?.dequantize(dev)?)
+        };
+        let opt_dense = |name: &str| -> Result<Option<Tensor>, ModelError> {
+            if file.has_tensor(name) {
+                dense(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let embed = qt("token_embd.weight")?;
+        let output = if file.has_tensor("output.weight") {
+            qt("output.weight")?
+        } else {
+            embed.clone()
+        };
+        let output = mm(output)?;
+        let mut layers = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let sliding =
+                config.arch == Arch::Gemma3 && config.sliding_window.is_some() && (i + 1) % 6 != 0;
+            layers.push(Layer {
+                attn_norm: dense(&p("attn_norm.weight"))?,
+                wq: mm(qt(&p("attn_q.weight"))?)?,
+                wk: mm(qt(&p("attn_k.weight"))?)?,
+                wv: mm(qt(&p("attn_v.weight"))?)?,
+                wo: mm(qt(&p("attn_output.weight"))?)?,
+                bq: opt_dense(&p("attn_q.bias"))?,
+                bk: opt_dense(&p("attn_k.bias"))?,
+                bv: opt_dense(&p("attn_v.bias"))?,
+                q_norm: opt_dense(&p("attn_q_norm.weight"))?,
+                k_norm: opt_dense(&p("attn_k_norm.weight"))?,
+                post_attn_norm: opt_dense(&p("post_attention_norm.weight"))?,
+                ffn_norm: dense(&p("ffn_norm.weight"))?,
+                w_gate: mm(qt(&p("ffn_gate.weight"))?)?,
+                w_up: mm(qt(&p("ffn_up.weight"))?)?,
+                w_down: mm(qt(&p("ffn_down.weight"))?)?,
+                post_ffn_norm: opt_dense(&p("post_ffw_norm.weight"))?,
+                sliding,
+            });
+        }
+        let norm = dense("output_norm.weight")?;
+        // Tables cover the training context; longer sequences are refused by `forward`.
+        let rope = Rope::new(config.rope_base, config.head_dim, config.context, dev)?;
+        let rope_local = (config.arch == Arch::Gemma3)
+            .then(|| Rope::new(config.rope_base_local, config.head_dim, config.context, dev))
+            .transpose()?;
+        if !converted.is_empty() {
+            tracing::info!(
+                model = %file.path().display(),
+                tensors = converted.len(),
+                "re-quantized tensors without a fast CPU kernel to Q8_0: {}",
+                converted.join(", ")
+            );
+        }
+        Ok(Self {
+            config,
+            embed,
+            layers,
+            norm,
+            output,
+            rope,
+            rope_local,
+            device: dev.clone(),
+            converted,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Tensors re-quantized at load time, as `name FROM->TO`.
+    pub fn converted(&self) -> &[String] {
+        &self.converted
+    }
+
+    /// A fresh KV cache with room for `capacity` tokens (grown on demand up to the context).
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache, ModelError> {
+        KvCache::new(
+            &self.config,
+            capacity.clamp(1, self.config.context),
+            &self.device,
+        )
+    }
+
+    /// Runs the new tokens of every segment through the model, appending them to the
+    /// segments' caches. Returns, per segment, logits `[rows, vocab]`: one row (the last
+    /// position) or one per new token when `all_logits`.
+    pub fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Tensor>, ModelError> {
+        let c = &self.config;
+        let mut ids = Vec::new();
+        for s in segments.iter_mut() {
+            let needed = s.cache.len + s.tokens.len();
+            if needed > c.context {
+                return Err(ModelError::Context {
+                    needed,
+                    context: c.context,
+                });
+            }
+            s.cache.reserve(needed)?;
+            ids.extend_from_slice(s.tokens);
+        }
+        if ids.is_empty() {
+            return Ok(segments
+                .iter()
+                .map(|_| Tensor::zeros((0, c.vocab), DType::F32, &self.device))
+                .collect::<candle_core::Result<_>>()?);
+        }
+        let n = ids.len();
+        let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
+        let mut x = self.embed.embedding(&ids_t)?;
+        if c.arch == Arch::Gemma3 {
+            x = (x * (c.dim as f64).sqrt())?;
+        }
+        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let scale = 1.0 / (hd as f64).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.eps as f32)?;
+            let mut q = layer.wq.forward(&h)?;
+            let mut k = layer.wk.forward(&h)?;
+            let mut v = layer.wv.forward(&h)?;
+            if let Some(b) = &layer.bq {
+                q = q.broadcast_add(b)?;
+            }
+            if let Some(b) = &layer.bk {
+                k = k.broadcast_add(b)?;
+            }
+            if let Some(b) = &layer.bv {
+                v = v.broadcast_add(b)?;
+            }
+            let mut outs = Vec::with_capacity(segments.len());
+            let mut row = 0;
+            for s in segments.iter_mut() {
+                let l = s.tokens.len();
+                if l == 0 {
+                    continue;
+                }
+                let pos = s.cache.len;
+                let heads = |t: &Tensor, nh: usize| -> candle_core::Result<Tensor> {
+                    t.narrow(0, row, l)?
+                        .reshape((l, nh, hd))?
+                        .transpose(0, 1)?
+                        .contiguous()
+                };
+                let mut qs = heads(&q, nh)?;
+                let mut ks = heads(&k, nkv)?;
+                let vs = heads(&v, nkv)?;
+                if let Some(w) = &layer.q_norm {
+                    qs = candle_nn::ops::rms_norm(&qs, w, c.eps as f32)?;
+                }
+                if let Some(w) = &layer.k_norm {
+                    ks = candle_nn::ops::rms_norm(&ks, w, c.eps as f32)?;
+                }
+                let rope = match (&self.rope_local, layer.sliding) {
+                    (Some(r), true) => r,
+                    _ => &self.rope,
+                };
+                let cos = rope.cos.narrow(0, pos, l)?;
+                let sin = rope.sin.narrow(0, pos, l)?;
+                let rot = |t: &Tensor| -> candle_core::Result<Tensor> {
+                    let t = t.unsqueeze(0)?;
+                    let t = if c.arch == Arch::Llama {
+                        candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?
+                    } else {
+                        candle_nn::rotary_emb::rope(&t, &cos, &sin)?
+                    };
+                    t.squeeze(0)
+                };
+                let qs = rot(&qs)?;
+                let ks = rot(&ks)?;
+                s.cache.write(li, pos, &ks, &vs)?;
+                let total = pos + l;
+                let (k_all, v_all) = s.cache.view(li, total)?;
+                let groups = nh / nkv;
+                let qg = qs.reshape((nkv, groups * l, hd))?;
+                let mut att = (qg.matmul(&k_all.t()?)? * scale)?;
+                let window = if layer.sliding {
+                    c.sliding_window
+                } else {
+                    None
+                };
+                if l > 1 || window.is_some_and(|w| total > w) {
+                    let mask = causal_mask(pos, l, total, window, &self.device)?;
+                    att = att
+                        .reshape((nkv, groups, l, total))?
+                        .broadcast_add(&mask)?
+                        .reshape((nkv, groups * l, total))?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let o = att
+                    .matmul(&v_all)?
+                    .reshape((nh, l, hd))?
+                    .transpose(0, 1)?
+                    .reshape((l, nh * hd))?;
+                outs.push(o);
+                row += l;
+            }
+            let attn = Tensor::cat(&outs, 0)?;
+            let mut o = layer.wo.forward(&attn)?;
+            if let Some(w) = &layer.post_attn_norm {
+                o = candle_nn::ops::rms_norm(&o, w, c.eps as f32)?;
+            }
+            x = (x + o)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
+            let gate = layer.w_gate.forward(&h)?;
+            let gate = if c.arch == Arch::Gemma3 {
+                gate.gelu()?
+            } else {
+                candle_nn::ops::silu(&gate)?
+            };
+            let mut f = layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?;
+            if let Some(w) = &layer.post_ffn_norm {
+                f = candle_nn::ops::rms_norm(&f, w, c.eps as f32)?;
+            }
+            x = (x + f)?;
+        }
+        debug_assert_eq!(x.dim(0)?, n);
+        // Only the rows whose logits are wanted go through the (large) output matrix.
+        let mut rows = Vec::new();
+        let mut counts = Vec::new();
+        let mut row = 0;
+        for s in segments.iter_mut() {
+            let l = s.tokens.len();
+            s.cache.len += l;
+            if l == 0 {
+                counts.push(0);
+            } else if s.all_logits {
+                rows.push(x.narrow(0, row, l)?);
+                counts.push(l);
+            } else {
+                rows.push(x.narrow(0, row + l - 1, 1)?);
+                counts.push(1);
+            }
+            row += l;
+        }
+        let h = candle_nn::ops::rms_norm(&Tensor::cat(&rows, 0)?, &self.norm, c.eps as f32)?;
+        let logits = self.output.forward(&h)?;
+        let mut out = Vec::with_capacity(counts.len());
+        let mut at = 0;
+        for n in counts {
+            out.push(logits.narrow(0, at, n)?);
+            at += n;
+        }
+        Ok(out)
+    }
+}
+
+fn causal_mask(
+    pos: usize,
+    l: usize,
+    total: usize,
+    window: Option<usize>,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let mut m = vec![0f32; l * total];
+    for i in 0..l {
+        let p = pos + i;
+        for t in 0..total {
+            let future = t > p;
+            let too_old = window.is_some_and(|w| p >= w && t <= p - w);
+            if future || too_old {
+                m[i * total + t] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Tensor::from_vec(m, (l, total), dev)
+}
+
+/// A sequence's keys and values for every layer, preallocated and written in place.
+#[derive(Debug)]
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    len: usize,
+    capacity: usize,
+    max: usize,
+    shape: (usize, usize),
+    device: Device,
+}
+
+/// A copy of a cache's first tokens, restorable into any cache of the same model.
+#[derive(Debug, Clone)]
+pub struct KvSnapshot {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    len: usize,
+}
+
+impl KvSnapshot {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether it holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl KvCache {
+    fn new(c: &Config, capacity: usize, dev: &Device) -> Result<Self, ModelError> {
+        let shape = (c.n_kv_heads, c.head_dim);
+        let alloc = || Tensor::zeros((shape.0, capacity, shape.1), DType::F32, dev);
+        let k = (0..c.n_layers)
+            .map(|_| alloc())
+            .collect::<candle_core::Result<_>>()?;
+        let v = (0..c.n_layers)
+            .map(|_| alloc())
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            k,
+            v,
+            len: 0,
+            capacity,
+            max: c.context,
+            shape,
+            device: dev.clone(),
+        })
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every token after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn reserve(&mut self, needed: usize) -> Result<(), ModelError> {
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        // Grow geometrically: reallocation is rare and amortised.
+        let cap = needed.max(self.capacity * 2).min(self.max);
+        let (h, d) = self.shape;
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            let bigger = Tensor::zeros((h, cap, d), DType::F32, &self.device)?;
+            if self.len > 0 {
+                bigger.slice_set(&t.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+            }
+            *t = bigger;
+        }
+        self.capacity = cap;
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        layer: usize,
+        pos: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<()> {
+        self.k[layer].slice_set(k, 1, pos)?;
+        self.v[layer].slice_set(v, 1, pos)
+    }
+
+    fn view(&self, layer: usize, total: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((
+            self.k[layer].narrow(1, 0, total)?.contiguous()?,
+            self.v[layer].narrow(1, 0, total)?.contiguous()?,
+        ))
+    }
+
+    /// Copies the first `len` tokens out (a computed prompt prefix, say).
+    pub fn snapshot(&self) -> Result<KvSnapshot, ModelError> {
+        let copy = |ts: &[Tensor]| -> candle_core::Result<Vec<Tensor>> {
+            ts.iter()
+                .map(|t| t.narrow(1, 0, self.len)?.contiguous()?.copy())
+                .collect()
+        };
+        Ok(KvSnapshot {
+            k: copy(&self.k)?,
+            v: copy(&self.v)?,
+            len: self.len,
+        })
+    }
+
+    /// Replaces the contents with a snapshot.
+    pub fn restore(&mut self, snap: &KvSnapshot) -> Result<(), ModelError> {
+        self.len = 0;
+        self.reserve(snap.len)?;
+        if snap.len > 0 {
+            for (dst, src) in self.k.iter().zip(&snap.k).chain(self.v.iter().zip(&snap.v)) {
+                dst.slice_set(src, 1, 0)?;
+            }
+        }
+        self.len = snap.len;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_hides_the_future_and_the_window() {
+        let m = causal_mask(2, 2, 4, None, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m[0][..3], [0.0, 0.0, 0.0]);
+        assert!(m[0][3].is_infinite());
+        assert!(m[1].iter().all(|v| *v == 0.0));
+        let m = causal_mask(3, 1, 4, Some(2), &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert!(m[0][0].is_infinite() && m[0][1].is_infinite());
+        assert_eq!(m[0][2..], [0.0, 0.0]);
+    }
+}

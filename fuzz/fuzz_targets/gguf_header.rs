@@ -1,0 +1,8 @@
+//! Fuzzes the GGUF header reader: any bytes give a header or an error, never a panic, and
+//! never an allocation beyond the caps in `tessera_engine::gguf`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = tessera_engine::gguf::parse_header(data, data.len() as u64);
+});

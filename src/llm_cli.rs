@@ -1,0 +1,474 @@
+//! The model commands of the `tessera` binary: `models`, `generate` and `bench`.
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tessera::engine::gguf::GgufFile;
+use tessera::engine::registry::{self, PullProgress, Role, CATALOG};
+use tessera::engine::{
+    ChatMessage, Constraint, Embedder, GenerateOptions, LanguageModel, ModelCache, ModelOptions,
+    Prompt,
+};
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// List the models Tessera knows by name, and which are in the cache.
+    List,
+    /// Download, verify and cache a model.
+    Pull {
+        /// Model name (see `tessera models list`).
+        name: String,
+    },
+    /// Print the cached path of a model.
+    Path {
+        /// Model name.
+        name: String,
+    },
+    /// Describe a GGUF file (or a cached model).
+    Info {
+        /// Path to a GGUF file, or a model name.
+        model: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Prefill and decode speed of a language model, llama-bench style.
+    Llm {
+        /// Model name or GGUF path.
+        #[arg(short, long, default_value = "smollm2")]
+        model: String,
+        /// Inference threads.
+        #[arg(short, long, default_value_t = 1)]
+        threads: usize,
+        /// Prompt length for the prefill test.
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        /// Tokens for the decode test.
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        /// Repetitions (the mean is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prefill saved by the prefix cache for a fixed few-shot prefix.
+    Prefix {
+        /// Model name or GGUF path.
+        #[arg(short, long, default_value = "smollm2")]
+        model: String,
+        /// Inference threads.
+        #[arg(short, long, default_value_t = 1)]
+        threads: usize,
+        /// Length of the shared prefix, in tokens (about).
+        #[arg(long, default_value_t = 1000)]
+        prefix_tokens: usize,
+        /// Requests to time.
+        #[arg(long, default_value_t = 5)]
+        requests: usize,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sentence embedding throughput.
+    Embed {
+        /// Embedder name or directory.
+        #[arg(short, long, default_value = "minilm")]
+        model: String,
+        /// Sentences to embed.
+        #[arg(long, default_value_t = 512)]
+        sentences: usize,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Resolves a model name or path, pulling known models that are missing (with progress).
+pub fn model_path(name_or_path: &str) -> anyhow::Result<PathBuf> {
+    let cache = ModelCache::default();
+    let mut bar: Option<ProgressBar> = None;
+    let path = cache.resolve_or_pull(name_or_path, &mut |p| {
+        show_progress(&mut bar, name_or_path, p)
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(path)
+}
+
+fn show_progress(bar: &mut Option<ProgressBar>, name: &str, p: PullProgress) {
+    let b = bar.get_or_insert_with(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("pulling {name}"));
+        b
+    });
+    match p {
+        PullProgress::Download { done, total } => {
+            b.set_length(total);
+            b.set_position(done.min(total));
+        }
+        PullProgress::Verify => b.set_message(format!("verifying {name}")),
+    }
+}
+
+pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    let cache = ModelCache::default();
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ModelsCommand::List => {
+            writeln!(
+                out,
+                "{:<14} {:<9} {:>9}  {:<7} description",
+                "name", "role", "size", "cached"
+            )?;
+            for m in CATALOG {
+                let role = match m.role {
+                    Role::Llm => "llm",
+                    Role::Embedder => "embedder",
+                };
+                let cached = if cache.is_pulled(m) { "yes" } else { "no" };
+                writeln!(
+                    out,
+                    "{:<14} {:<9} {:>7}MB  {:<7} {}",
+                    m.name,
+                    role,
+                    m.size / 1_000_000,
+                    cached,
+                    m.description
+                )?;
+            }
+            writeln!(out, "cache: {}", cache.root().display())?;
+        }
+        ModelsCommand::Pull { name } => {
+            let path = model_path_strict(&cache, &name)?;
+            writeln!(out, "{}", path.display())?;
+        }
+        ModelsCommand::Path { name } => {
+            writeln!(out, "{}", cache.resolve(&name)?.display())?;
+        }
+        ModelsCommand::Info { model } => {
+            let path = cache.resolve(&model)?;
+            info(&path, &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+fn model_path_strict(cache: &ModelCache, name: &str) -> anyhow::Result<PathBuf> {
+    if registry::spec(name).is_none() {
+        bail!("unknown model {name:?}: `tessera models list` shows the names");
+    }
+    let mut bar: Option<ProgressBar> = None;
+    let path = cache.pull(name, &mut |p| show_progress(&mut bar, name, p))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(path)
+}
+
+fn info(path: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    if path.is_dir() {
+        let cfg = std::fs::read_to_string(path.join("config.json")).with_context(|| {
+            format!(
+                "{}: not a GGUF file or an embedder directory",
+                path.display()
+            )
+        })?;
+        writeln!(out, "embedder directory {}", path.display())?;
+        writeln!(
+            out,
+            "config.json: {}",
+            cfg.split_whitespace().collect::<Vec<_>>().join(" ")
+        )?;
+        return Ok(());
+    }
+    let f = GgufFile::open(path)?;
+    let s = |k: &str| f.meta_str(k).unwrap_or("-").to_owned();
+    let arch = s("general.architecture");
+    let n = |k: &str| {
+        f.meta_u64(&format!("{arch}.{k}"))
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut types: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    let mut params: u64 = 0;
+    for t in f.content().tensor_infos.values() {
+        let e = t.shape.elem_count() as u64;
+        params += e;
+        let entry = types.entry(format!("{:?}", t.ggml_dtype)).or_default();
+        entry.0 += 1;
+        entry.1 += e;
+    }
+    writeln!(out, "file          {} ({} bytes)", path.display(), f.len())?;
+    writeln!(out, "name          {}", s("general.name"))?;
+    writeln!(out, "architecture  {arch}")?;
+    writeln!(out, "parameters    {:.1}M", params as f64 / 1e6)?;
+    writeln!(out, "layers        {}", n("block_count"))?;
+    writeln!(out, "hidden        {}", n("embedding_length"))?;
+    writeln!(
+        out,
+        "heads         {} (kv {})",
+        n("attention.head_count"),
+        n("attention.head_count_kv")
+    )?;
+    writeln!(out, "context       {}", n("context_length"))?;
+    writeln!(
+        out,
+        "tokenizer     {} / pre {}",
+        s("tokenizer.ggml.model"),
+        s("tokenizer.ggml.pre")
+    )?;
+    writeln!(
+        out,
+        "chat template {}",
+        if f.meta_str("tokenizer.chat_template").is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+    )?;
+    writeln!(out, "tensors       {}", f.content().tensor_infos.len())?;
+    for (t, (count, elems)) in types {
+        writeln!(
+            out,
+            "  {t:<6} {count:>4} tensors, {:.1}M weights",
+            elems as f64 / 1e6
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Model name (see `tessera models list`) or GGUF path.
+    #[arg(short, long, default_value = "smollm2")]
+    pub model: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Inference threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+    /// Constrain the output to JSON valid against this JSON Schema file.
+    #[arg(long, conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain the output to this Lark grammar file.
+    #[arg(long)]
+    pub grammar: Option<PathBuf>,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Send the prompt as is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// The prompt.
+    pub prompt: String,
+}
+
+pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let path = model_path(&a.model)?;
+    let mut opts = ModelOptions::default();
+    if let Some(t) = a.threads {
+        opts.threads = t;
+    }
+    let lm = LanguageModel::load(&path, &opts)?;
+    let constraint = match (&a.json_schema, &a.grammar) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", f.display()))?;
+            Some(Constraint::JsonSchema(v))
+        }
+        (None, Some(f)) => Some(Constraint::Lark(
+            std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+        )),
+        (None, None) => None,
+    };
+    let text = if a.raw {
+        a.prompt
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = a.system {
+            msgs.push(ChatMessage::system(s));
+        }
+        msgs.push(ChatMessage::user(a.prompt));
+        lm.chat(&msgs)?
+    };
+    let options = GenerateOptions {
+        max_tokens: a.max_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        stop: Vec::new(),
+        constraint,
+    };
+    let g = lm.generate(&Prompt::text(text), &options, |piece| {
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(piece.as_bytes());
+        let _ = stdout.flush();
+    })?;
+    writeln!(std::io::stdout())?;
+    tracing::debug!(
+        prompt_tokens = g.prompt_tokens,
+        tokens = g.tokens.len(),
+        finish = ?g.finish,
+        decode_tok_s = g.tokens.len() as f64 / g.decode.as_secs_f64().max(1e-9),
+        "generated"
+    );
+    Ok(())
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Llm {
+            model,
+            threads,
+            prompt_tokens,
+            gen_tokens,
+            reps,
+            json,
+        } => {
+            let path = model_path(&model)?;
+            let lm = LanguageModel::load(
+                &path,
+                &ModelOptions {
+                    threads,
+                    ..Default::default()
+                },
+            )?;
+            let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
+            let rss = peak_rss_bytes();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "model": lm.name(),
+                        "threads": threads,
+                        "prompt_tokens": prompt_tokens,
+                        "gen_tokens": gen_tokens,
+                        "prefill_tok_s": r.prefill_tok_s,
+                        "decode_tok_s": r.decode_tok_s,
+                        "peak_rss_bytes": rss,
+                    })
+                );
+            } else {
+                println!("model        {} ({})", lm.name(), path.display());
+                println!("threads      {threads}");
+                println!(
+                    "prefill      {:.1} tok/s (pp{prompt_tokens})",
+                    r.prefill_tok_s
+                );
+                println!("decode       {:.1} tok/s (tg{gen_tokens})", r.decode_tok_s);
+                println!("peak RSS     {:.1} MiB", rss as f64 / (1 << 20) as f64);
+            }
+        }
+        BenchCommand::Prefix {
+            model,
+            threads,
+            prefix_tokens,
+            requests,
+            json,
+        } => {
+            let path = model_path(&model)?;
+            let lm = LanguageModel::load(
+                &path,
+                &ModelOptions {
+                    threads,
+                    ..Default::default()
+                },
+            )?;
+            let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "model": lm.name(),
+                        "prefix_tokens": r.prefix_tokens,
+                        "request_tokens": r.request_tokens,
+                        "cold_s": r.cold.as_secs_f64(),
+                        "warm_s": r.warm.as_secs_f64(),
+                        "saved_tokens_per_request": r.prefix_tokens,
+                        "saved_s_per_request": (r.cold.saturating_sub(r.warm)).as_secs_f64(),
+                    })
+                );
+            } else {
+                println!(
+                    "prefix       {} tokens, request {} tokens",
+                    r.prefix_tokens, r.request_tokens
+                );
+                println!("uncached     {:.3} s per request", r.cold.as_secs_f64());
+                println!("cached       {:.3} s per request", r.warm.as_secs_f64());
+                println!(
+                    "saved        {} prefill tokens, {:.3} s per request",
+                    r.prefix_tokens,
+                    r.cold.saturating_sub(r.warm).as_secs_f64()
+                );
+            }
+        }
+        BenchCommand::Embed {
+            model,
+            sentences,
+            json,
+        } => {
+            let path = model_path(&model)?;
+            let e = Embedder::load(&path)?;
+            let texts: Vec<String> = (0..sentences)
+                .map(|i| {
+                    format!(
+                        "Sentence number {i} says that item {} is located in region {}.",
+                        i * 7 % 101,
+                        i % 13
+                    )
+                })
+                .collect();
+            e.embed(&texts[..texts.len().min(8)])?;
+            let t = Instant::now();
+            e.embed(&texts)?;
+            let dt = t.elapsed().max(Duration::from_nanos(1));
+            let rate = sentences as f64 / dt.as_secs_f64();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": model, "sentences": sentences, "sentences_per_s": rate})
+                );
+            } else {
+                println!("embedder     {}", path.display());
+                println!("throughput   {rate:.1} sentences/s ({sentences} sentences)");
+            }
+        }
+    }
+    Ok(())
+}
