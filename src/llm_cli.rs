@@ -352,6 +352,7 @@ fn peak_rss_bytes() -> u64 {
 }
 
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     match cmd {
         BenchCommand::Llm {
             model,
@@ -372,7 +373,8 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
             let rss = peak_rss_bytes();
             if json {
-                println!(
+                writeln!(
+                    out,
                     "{}",
                     serde_json::json!({
                         "model": lm.name(),
@@ -383,16 +385,21 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                         "decode_tok_s": r.decode_tok_s,
                         "peak_rss_bytes": rss,
                     })
-                );
+                )?;
             } else {
-                println!("model        {} ({})", lm.name(), path.display());
-                println!("threads      {threads}");
-                println!(
+                writeln!(out, "model        {} ({})", lm.name(), path.display())?;
+                writeln!(out, "threads      {threads}")?;
+                writeln!(
+                    out,
                     "prefill      {:.1} tok/s (pp{prompt_tokens})",
                     r.prefill_tok_s
-                );
-                println!("decode       {:.1} tok/s (tg{gen_tokens})", r.decode_tok_s);
-                println!("peak RSS     {:.1} MiB", rss as f64 / (1 << 20) as f64);
+                )?;
+                writeln!(
+                    out,
+                    "decode       {:.1} tok/s (tg{gen_tokens})",
+                    r.decode_tok_s
+                )?;
+                writeln!(out, "peak RSS     {:.1} MiB", rss as f64 / (1 << 20) as f64)?;
             }
         }
         BenchCommand::Prefix {
@@ -412,7 +419,8 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             )?;
             let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
             if json {
-                println!(
+                writeln!(
+                    out,
                     "{}",
                     serde_json::json!({
                         "model": lm.name(),
@@ -423,19 +431,29 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                         "saved_tokens_per_request": r.prefix_tokens,
                         "saved_s_per_request": (r.cold.saturating_sub(r.warm)).as_secs_f64(),
                     })
-                );
+                )?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "prefix       {} tokens, request {} tokens",
                     r.prefix_tokens, r.request_tokens
-                );
-                println!("uncached     {:.3} s per request", r.cold.as_secs_f64());
-                println!("cached       {:.3} s per request", r.warm.as_secs_f64());
-                println!(
+                )?;
+                writeln!(
+                    out,
+                    "uncached     {:.3} s per request",
+                    r.cold.as_secs_f64()
+                )?;
+                writeln!(
+                    out,
+                    "cached       {:.3} s per request",
+                    r.warm.as_secs_f64()
+                )?;
+                writeln!(
+                    out,
                     "saved        {} prefill tokens, {:.3} s per request",
                     r.prefix_tokens,
                     r.cold.saturating_sub(r.warm).as_secs_f64()
-                );
+                )?;
             }
         }
         BenchCommand::Embed {
@@ -460,13 +478,17 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             let dt = t.elapsed().max(Duration::from_nanos(1));
             let rate = sentences as f64 / dt.as_secs_f64();
             if json {
-                println!(
+                writeln!(
+                    out,
                     "{}",
                     serde_json::json!({"model": model, "sentences": sentences, "sentences_per_s": rate})
-                );
+                )?;
             } else {
-                println!("embedder     {}", path.display());
-                println!("throughput   {rate:.1} sentences/s ({sentences} sentences)");
+                writeln!(out, "embedder     {}", path.display())?;
+                writeln!(
+                    out,
+                    "throughput   {rate:.1} sentences/s ({sentences} sentences)"
+                )?;
             }
         }
     }

@@ -710,6 +710,52 @@ impl KvCache {
 mod tests {
     use super::*;
 
+    /// Every weight type the loader accepts multiplies like its dequantized self (within the
+    /// error of quantizing the activations), including after re-quantization to Q8_0.
+    #[test]
+    fn every_supported_weight_type_matmuls_like_its_dequantized_weights() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (48, 256), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 256), &dev).unwrap();
+        for t in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
+            let q = QTensor::quantize(&w, t).unwrap();
+            let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+            let scale = exact
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let mut variants = vec![q];
+            if slow_on_cpu(t) {
+                let f = variants[0].dequantize(&dev).unwrap();
+                variants.push(QTensor::quantize(&f, GgmlDType::Q8_0).unwrap());
+            }
+            for v in variants {
+                let got = QMatMul::from_qtensor(v).unwrap().forward(&x).unwrap();
+                let err = (got - &exact)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(err < 0.05 * scale, "{t:?}: max error {err} of {scale}");
+            }
+        }
+    }
+
     #[test]
     fn causal_mask_hides_the_future_and_the_window() {
         let m = causal_mask(2, 2, 4, None, &Device::Cpu)

@@ -2,6 +2,7 @@
 //! cache on first use): tokenizer golden ids and greedy agreement against llama.cpp (reference
 //! data made by tests/data/llamacpp/regenerate.sh), the embedder against an independent NumPy
 //! implementation, and the generation API.
+#![allow(clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +28,8 @@ fn model_path(name: &str) -> PathBuf {
 }
 
 fn lm(name: &str, requantize: bool) -> Arc<LanguageModel> {
-    static MODELS: OnceLock<Mutex<HashMap<(String, bool), Arc<LanguageModel>>>> = OnceLock::new();
+    type Loaded = Mutex<HashMap<(String, bool), Arc<LanguageModel>>>;
+    static MODELS: OnceLock<Loaded> = OnceLock::new();
     let path = model_path(name);
     let mut m = MODELS
         .get_or_init(Default::default)
@@ -165,7 +167,7 @@ fn agreement(name: &str, requantize: bool, tie: f32) -> (usize, usize, f32, Vec<
             let mut cache = model.new_cache(prompt.len() + tokens.len()).unwrap();
             let mut input = prompt.clone();
             let mut free = true;
-            for step in 0..tokens.len() {
+            for t in top.iter().take(tokens.len()) {
                 let logits = model
                     .forward(&mut [Segment {
                         cache: &mut cache,
@@ -175,7 +177,6 @@ fn agreement(name: &str, requantize: bool, tie: f32) -> (usize, usize, f32, Vec<
                     .unwrap();
                 let row: Vec<f32> = logits[0].squeeze(0).unwrap().to_vec1().unwrap();
                 let ours = tessera_engine::generate::sample(&row, 0.0, 1.0, &mut rand_free());
-                let t = &top[step];
                 let (a, la, lb) = (
                     t[0].as_u64().unwrap() as u32,
                     t[1].as_f64().unwrap() as f32,
