@@ -276,9 +276,9 @@ pub struct GenerateArgs {
     /// Constrain the output to this Lark grammar file.
     #[arg(long)]
     pub grammar: Option<PathBuf>,
-    /// A system message.
-    #[arg(long)]
-    pub system: Option<String>,
+    /// The system message (empty: the model template's own default).
+    #[arg(long, default_value = "You are a helpful assistant.")]
+    pub system: String,
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -309,8 +309,8 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         a.prompt
     } else {
         let mut msgs = Vec::new();
-        if let Some(s) = a.system {
-            msgs.push(ChatMessage::system(s));
+        if !a.system.is_empty() {
+            msgs.push(ChatMessage::system(a.system));
         }
         msgs.push(ChatMessage::user(a.prompt));
         lm.chat(&msgs)?

@@ -479,7 +479,7 @@ mod tests {
         assert!(parse(&tensor(&[0], 0, 0))
             .unwrap_err()
             .contains("dimension"));
-        assert!(parse(&tensor(&[1 << 33, 1 << 33], 0, 0))
+        assert!(parse(&tensor(&[1 << 31, 1 << 31], 0, 0))
             .unwrap_err()
             .contains("elements"));
         assert!(parse(&tensor(&[30], 2, 0)).unwrap_err().contains("block"));

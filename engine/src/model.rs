@@ -353,12 +353,21 @@ impl Model {
             .then(|| Rope::new(config.rope_base_local, config.head_dim, config.context, dev))
             .transpose()?;
         if !converted.is_empty() {
+            let mut by_type: std::collections::BTreeMap<&str, usize> = Default::default();
+            for c in &converted {
+                let from = c
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|t| t.split("->").next())
+                    .unwrap_or("?");
+                *by_type.entry(from).or_default() += 1;
+            }
             tracing::info!(
                 model = %file.path().display(),
-                tensors = converted.len(),
-                "re-quantized tensors without a fast CPU kernel to Q8_0: {}",
-                converted.join(", ")
+                "re-quantized {} tensors without a fast CPU kernel to Q8_0 ({by_type:?})",
+                converted.len()
             );
+            tracing::debug!("re-quantized: {}", converted.join(", "));
         }
         Ok(Self {
             config,
