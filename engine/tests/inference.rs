@@ -511,3 +511,27 @@ fn corrupt_and_truncated_model_files_are_refused_cleanly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn chat_templates_render_from_the_gguf() {
+    for name in ["smollm2", "qwen2.5-0.5b"] {
+        let lm = lm(name, true);
+        let p = lm
+            .chat(&[ChatMessage::system("Be brief."), ChatMessage::user("hi")])
+            .unwrap();
+        assert!(
+            p.starts_with("<|im_start|>system\nBe brief.<|im_end|>\n"),
+            "{name}: {p}"
+        );
+        assert!(
+            p.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
+            "{name}: {p}"
+        );
+        // The template's own default system message appears when none is given.
+        let p = chat(&lm, "hi");
+        assert!(
+            p.starts_with("<|im_start|>system\n") && !p.contains("Be brief."),
+            "{name}: {p}"
+        );
+    }
+}
