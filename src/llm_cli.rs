@@ -339,6 +339,19 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves (pulling if needed) and loads a language model with `threads` inference threads.
+fn load_model(model: &str, threads: usize) -> anyhow::Result<(PathBuf, LanguageModel)> {
+    let path = model_path(model)?;
+    let lm = LanguageModel::load(
+        &path,
+        &ModelOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
+    Ok((path, lm))
+}
+
 fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -362,14 +375,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             reps,
             json,
         } => {
-            let path = model_path(&model)?;
-            let lm = LanguageModel::load(
-                &path,
-                &ModelOptions {
-                    threads,
-                    ..Default::default()
-                },
-            )?;
+            let (path, lm) = load_model(&model, threads)?;
             let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
             let rss = peak_rss_bytes();
             if json {
@@ -409,14 +415,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             requests,
             json,
         } => {
-            let path = model_path(&model)?;
-            let lm = LanguageModel::load(
-                &path,
-                &ModelOptions {
-                    threads,
-                    ..Default::default()
-                },
-            )?;
+            let (_, lm) = load_model(&model, threads)?;
             let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
             if json {
                 writeln!(

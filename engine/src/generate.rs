@@ -528,13 +528,8 @@ impl LanguageModel {
             s.emitted = safe;
         }
         if s.guide.as_ref().is_some_and(Guide::is_done) {
-            s.emitted = valid;
             s.finish = Some(Finish::End);
         } else if s.out.len() >= opts.max_tokens {
-            if valid > s.emitted {
-                on_text(i, &text[s.emitted..valid]);
-            }
-            s.emitted = valid;
             s.finish = Some(Finish::Length);
         } else {
             s.pending = vec![token];
@@ -575,7 +570,6 @@ impl LanguageModel {
                 return Err(GenerateError::Request("an option is empty".into()));
             }
             let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-            seq.cache.truncate(seq.cache.len());
             let last = self.model.forward(&mut [Segment {
                 cache: &mut seq.cache,
                 tokens: &pending,

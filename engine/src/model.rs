@@ -719,6 +719,15 @@ impl KvCache {
 mod tests {
     use super::*;
 
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// Every weight type the loader accepts multiplies like its dequantized self (within the
     /// error of quantizing the activations), including after re-quantization to Q8_0.
     #[test]
@@ -738,13 +747,7 @@ mod tests {
         ] {
             let q = QTensor::quantize(&w, t).unwrap();
             let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
-            let scale = exact
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = max_abs(&exact);
             let mut variants = vec![q];
             if slow_on_cpu(t) {
                 let f = variants[0].dequantize(&dev).unwrap();
@@ -752,14 +755,7 @@ mod tests {
             }
             for v in variants {
                 let got = QMatMul::from_qtensor(v).unwrap().forward(&x).unwrap();
-                let err = (got - &exact)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let err = max_abs(&(got - &exact).unwrap());
                 assert!(err < 0.05 * scale, "{t:?}: max error {err} of {scale}");
             }
         }
