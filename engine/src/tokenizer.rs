@@ -468,6 +468,13 @@ impl ChatMessage {
             content: content.into(),
         }
     }
+    /// A reply of the model (a worked example in a few-shot prompt).
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
 }
 
 #[cfg(test)]

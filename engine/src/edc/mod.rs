@@ -1,0 +1,961 @@
+//! EDC+R: text in, canonical triples aligned to a schema out (Extract, Define, Canonicalize,
+//! Refine; arXiv 2404.03868), run inside the engine.
+//!
+//! The entry point is [`Pipeline::run`]: texts plus a [`SchemaView`] in, one [`Plan`] per text
+//! out (triples with typed objects, relations to add to the schema, what was dropped and why,
+//! counters). It is pure: nothing is written; the caller commits the plan. The stages are
+//! functions with typed outputs: [`Pipeline::extract`] -> [`Pipeline::define`] ->
+//! [`Pipeline::canonicalize`] -> [`Pipeline::refine`]. Every texts' calls of one stage go to the
+//! model together (batched decoding), every output is constrained by a grammar so it always
+//! parses, definitions are requested for all relations of a text in one call whose grammar
+//! requires every name (none can be forgotten), and verification is one scored forward pass
+//! over option letters, skipped when the embedding match is unambiguous.
+
+pub mod chunk;
+pub mod literal;
+pub mod prompts;
+
+pub use chunk::Chunk;
+pub use literal::Object;
+
+use crate::generate::{Finish, GenerateError, GenerateOptions, Generation, LanguageModel, Prompt};
+use crate::tokenizer::ChatMessage;
+use crate::{Constraint, Embedder};
+use prompts::Hints;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// What can go wrong running the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum EdcError {
+    /// The language model failed.
+    #[error("language model: {0}")]
+    Model(#[from] GenerateError),
+    /// The embedder failed.
+    #[error("embedder: {0}")]
+    Embed(String),
+    /// The input was unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// The language model as the pipeline uses it (implemented by [`LanguageModel`]; unit tests of
+/// the control flow use a scripted fake).
+pub trait TextModel: Send + Sync {
+    /// Which model this is (file name), recorded in provenance.
+    fn identity(&self) -> String;
+    /// A chat prompt: `fixed` (cacheable) then one user turn.
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError>;
+    /// Generates for several prompts at once.
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError>;
+    /// Log-probabilities of single-token options after the prompt.
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError>;
+}
+
+/// Sentence embeddings as the pipeline uses them (implemented by [`Embedder`]).
+pub trait TextEmbedder: Send + Sync {
+    /// Embeds texts (L2-normalised vectors).
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EdcError>;
+}
+
+const USER_MARK: &str = "\u{1}TESSERA-USER-TURN\u{1}";
+
+impl TextModel for LanguageModel {
+    fn identity(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError> {
+        let mut messages = fixed.to_vec();
+        messages.push(ChatMessage::user(USER_MARK));
+        let full = self.chat(&messages)?;
+        // The fixed part ends where the last user turn's content begins: after the template's
+        // header for that turn (a special token and a newline), a natural token boundary.
+        Ok(match full.find(USER_MARK) {
+            Some(at) => Prompt {
+                prefix: full[..at].to_owned(),
+                text: full[at..].replacen(USER_MARK, user, 1),
+            },
+            None => Prompt::text(full.replace(USER_MARK, user)),
+        })
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError> {
+        Ok(self.generate_batch(prompts, opts)?)
+    }
+
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
+        Ok(LanguageModel::score(self, prompt, options)?)
+    }
+}
+
+impl TextEmbedder for Embedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Embedder::embed(self, texts).map_err(|e| EdcError::Embed(e.to_string()))
+    }
+}
+
+/// A relation of the schema, as the store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaRelation {
+    /// Its IRI.
+    pub iri: String,
+    /// Its name (`rdfs:label`, else the IRI's local name).
+    pub label: String,
+    /// Its definition (`skos:definition`, else `rdfs:comment`; may be empty).
+    pub definition: String,
+    /// Its `rdfs:range`, when declared.
+    pub range: Option<String>,
+}
+
+/// The schema as the pipeline sees it: the store's relations, searchable by name and by the
+/// embedding of their definitions.
+pub trait SchemaView {
+    /// How many relations the view holds.
+    fn relation_count(&self) -> usize;
+    /// The `k` relations whose definition embeddings are most similar to `embedding`, with
+    /// their cosine similarity, best first.
+    fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(SchemaRelation, f32)>;
+    /// The relation named `name` (compared by [`name_key`]).
+    fn by_name(&self, name: &str) -> Option<SchemaRelation>;
+}
+
+/// The key relation names are compared by: letters and digits, lower-cased
+/// (`birthPlace`, `birth place` and `birth_place` are one name).
+pub fn name_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The text embedded for a relation, on the schema side and the extracted side alike:
+/// its name in words, then its definition.
+pub fn definition_text(label: &str, definition: &str) -> String {
+    let mut words = String::new();
+    let mut prev_lower = false;
+    for c in label.chars() {
+        if c == '_' || c == '-' {
+            words.push(' ');
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower {
+            words.push(' ');
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        words.extend(c.to_lowercase());
+    }
+    if definition.is_empty() {
+        words
+    } else {
+        format!("{words}: {definition}")
+    }
+}
+
+/// A camelCase relation name from free text (`place of birth` -> `placeOfBirth`).
+pub fn camel_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            if i == 0 {
+                out.extend(first.to_lowercase());
+            } else {
+                out.extend(first.to_uppercase());
+            }
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}
+
+/// Target alignment or self-canonicalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Align {
+    /// Only relations of the schema: a triple without a match is dropped.
+    #[default]
+    Target,
+    /// A relation without a match joins the schema with its definition.
+    SelfCanonical,
+}
+
+/// Knobs of the pipeline.
+#[derive(Debug, Clone)]
+pub struct EdcOptions {
+    /// Target alignment or self-canonicalization.
+    pub align: Align,
+    /// EDC+R refinement rounds (0: plain EDC).
+    pub refine: usize,
+    /// Schema candidates per relation.
+    pub top_k: usize,
+    /// Accept the nearest schema relation without the model when its similarity is at least
+    /// this and ahead of the second by at least [`EdcOptions::margin`].
+    pub accept: f32,
+    /// See [`EdcOptions::accept`].
+    pub margin: f32,
+    /// Below this similarity no candidate is considered at all.
+    pub reject: f32,
+    /// Most triples per chunk.
+    pub max_triples: usize,
+    /// Chunk length in characters.
+    pub chunk_chars: usize,
+    /// Overlap between chunks in characters.
+    pub chunk_overlap: usize,
+    /// Schema relations retrieved for the raw text as refinement hints.
+    pub hint_relations: usize,
+}
+
+impl Default for EdcOptions {
+    fn default() -> Self {
+        Self {
+            align: Align::Target,
+            refine: 0,
+            top_k: 5,
+            accept: 0.85,
+            margin: 0.05,
+            reject: 0.2,
+            max_triples: 16,
+            chunk_chars: 1500,
+            chunk_overlap: 200,
+            hint_relations: 10,
+        }
+    }
+}
+
+/// How a relation was canonicalized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Its name is a schema relation's name.
+    Name,
+    /// The nearest definition was an unambiguous match.
+    Similarity,
+    /// The model chose it among the nearest definitions.
+    Model,
+    /// It joined the schema (self-canonicalization).
+    New,
+}
+
+/// Where a planned triple's relation points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelationRef {
+    /// A relation of the schema.
+    Schema(SchemaRelation),
+    /// A relation the plan adds (index into [`Plan::new_relations`]).
+    New(usize),
+}
+
+/// A relation the plan adds to the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRelation {
+    /// camelCase name.
+    pub name: String,
+    /// Its generated definition.
+    pub definition: String,
+    /// Embedding of [`definition_text`].
+    pub embedding: Vec<f32>,
+}
+
+/// A canonical triple ready to commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTriple {
+    /// Subject entity, by name.
+    pub subject: String,
+    /// The relation.
+    pub relation: RelationRef,
+    /// Entity or typed literal.
+    pub object: Object,
+    /// The chunk it came from.
+    pub chunk: usize,
+    /// The triple as extracted.
+    pub extracted: [String; 3],
+    /// How its relation was found.
+    pub decision: Decision,
+}
+
+/// A triple that was not kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    /// The triple as extracted.
+    pub triple: [String; 3],
+    /// The chunk it came from.
+    pub chunk: usize,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+/// Counters of one text's run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Time in extraction (first round).
+    pub extract: Duration,
+    /// Time writing definitions.
+    pub define: Duration,
+    /// Time canonicalizing (embedding, retrieval, verification).
+    pub canonicalize: Duration,
+    /// Time in refinement rounds (all their stages).
+    pub refine: Duration,
+    /// Calls to the language model (generation and scoring).
+    pub model_calls: usize,
+    /// Prompt tokens, prefix-cache hits included.
+    pub prompt_tokens: usize,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: usize,
+    /// Generated tokens.
+    pub generated_tokens: usize,
+    /// Relations matched by name.
+    pub by_name: usize,
+    /// Relations accepted on similarity alone.
+    pub by_similarity: usize,
+    /// Relations verified by the model.
+    pub by_model: usize,
+}
+
+impl Stats {
+    fn add_generation(&mut self, g: &Generation) {
+        self.model_calls += 1;
+        self.prompt_tokens += g.prompt_tokens;
+        self.cached_tokens += g.cached_tokens;
+        self.generated_tokens += g.tokens.len();
+    }
+
+    /// Adds another run's counters.
+    pub fn merge(&mut self, o: &Stats) {
+        self.extract += o.extract;
+        self.define += o.define;
+        self.canonicalize += o.canonicalize;
+        self.refine += o.refine;
+        self.model_calls += o.model_calls;
+        self.prompt_tokens += o.prompt_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.generated_tokens += o.generated_tokens;
+        self.by_name += o.by_name;
+        self.by_similarity += o.by_similarity;
+        self.by_model += o.by_model;
+    }
+}
+
+/// What the pipeline proposes for one text.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The chunks the text was read in.
+    pub chunks: Vec<Chunk>,
+    /// Canonical triples.
+    pub triples: Vec<PlannedTriple>,
+    /// Relations to add to the schema (self-canonicalization only).
+    pub new_relations: Vec<NewRelation>,
+    /// Triples not kept, with the reason.
+    pub dropped: Vec<Dropped>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// Hard caps on one text.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// Caps on model output.
+const MAX_NAME_CHARS: usize = 150;
+const MAX_RELATION_CHARS: usize = 60;
+const MAX_DEFINITION_CHARS: usize = 240;
+
+/// One chunk of one text, the unit of work of every stage.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Index of the text in the batch.
+    pub text: usize,
+    /// Index of the chunk in the text.
+    pub chunk: usize,
+    /// The chunk's text.
+    pub body: String,
+}
+
+/// A relation as extracted, resolved (or not) against the schema.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Canonical relation and how it was found.
+    Relation(RelationRef, Decision),
+    /// No relation: why.
+    Unmatched(String),
+}
+
+/// The pipeline over a model, an embedder and options.
+pub struct Pipeline<'a> {
+    model: &'a dyn TextModel,
+    embedder: &'a dyn TextEmbedder,
+    opts: EdcOptions,
+}
+
+impl<'a> Pipeline<'a> {
+    /// A pipeline over `model` and `embedder`.
+    pub fn new(model: &'a dyn TextModel, embedder: &'a dyn TextEmbedder, opts: EdcOptions) -> Self {
+        Self {
+            model,
+            embedder,
+            opts,
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &EdcOptions {
+        &self.opts
+    }
+
+    /// Runs EDC (+R) over `texts` together against `schema`; one plan per text.
+    pub fn run(&self, texts: &[&str], schema: &dyn SchemaView) -> Result<Vec<Plan>, EdcError> {
+        let mut plans: Vec<Plan> = Vec::with_capacity(texts.len());
+        let mut items = Vec::new();
+        for (t, text) in texts.iter().enumerate() {
+            check_text(text)?;
+            let chunks = chunk::chunks(text, self.opts.chunk_chars, self.opts.chunk_overlap);
+            for (c, ch) in chunks.iter().enumerate() {
+                items.push(Item {
+                    text: t,
+                    chunk: c,
+                    body: ch.text.clone(),
+                });
+            }
+            plans.push(Plan {
+                chunks,
+                ..Plan::default()
+            });
+        }
+        let mut stats = vec![Stats::default(); items.len()];
+
+        let t0 = Instant::now();
+        let mut triples = self.extract(&items, None, &mut stats)?;
+        share(&mut stats, t0.elapsed(), |s, d| s.extract += d);
+
+        let t0 = Instant::now();
+        let definitions = self.define(&items, &triples, schema, &mut stats)?;
+        share(&mut stats, t0.elapsed(), |s, d| s.define += d);
+
+        let t0 = Instant::now();
+        let mut new_relations: Vec<NewRelation> = Vec::new();
+        let mut resolved = self.canonicalize(
+            &items,
+            &triples,
+            &definitions,
+            schema,
+            &mut new_relations,
+            &mut stats,
+        )?;
+        share(&mut stats, t0.elapsed(), |s, d| s.canonicalize += d);
+
+        for _ in 0..self.opts.refine {
+            let t0 = Instant::now();
+            (triples, resolved) = self.refine(
+                &items,
+                &triples,
+                &resolved,
+                schema,
+                &mut new_relations,
+                &mut stats,
+            )?;
+            share(&mut stats, t0.elapsed(), |s, d| s.refine += d);
+        }
+
+        // Assemble one plan per text; new relations are renumbered per plan.
+        let mut new_index: Vec<HashMap<usize, usize>> = vec![HashMap::new(); texts.len()];
+        for (i, item) in items.iter().enumerate() {
+            let plan = &mut plans[item.text];
+            plan.stats.merge(&stats[i]);
+            let mut seen = HashSet::new();
+            for (triple, res) in triples[i].iter().zip(&resolved[i]) {
+                let (relation, decision) = match res {
+                    Resolution::Relation(r, d) => (r.clone(), *d),
+                    Resolution::Unmatched(reason) => {
+                        plan.dropped.push(Dropped {
+                            triple: triple.clone(),
+                            chunk: item.chunk,
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
+                };
+                let relation = match relation {
+                    RelationRef::New(g) => {
+                        let map = &mut new_index[item.text];
+                        let next = plan.new_relations.len();
+                        let local = *map.entry(g).or_insert(next);
+                        if local == next {
+                            plan.new_relations.push(new_relations[g].clone());
+                        }
+                        RelationRef::New(local)
+                    }
+                    r => r,
+                };
+                let range = match &relation {
+                    RelationRef::Schema(r) => r.range.as_deref(),
+                    RelationRef::New(_) => None,
+                };
+                let subject = triple[0].trim().to_owned();
+                let object = literal::type_object(&triple[2], range);
+                if subject.is_empty() || object.text().is_empty() {
+                    plan.dropped.push(Dropped {
+                        triple: triple.clone(),
+                        chunk: item.chunk,
+                        reason: "empty subject or object".into(),
+                    });
+                    continue;
+                }
+                let key = (name_key(&subject), relation_key(&relation), object.clone());
+                let dup_in_chunk = !seen.insert(key);
+                let dup_in_text = plan.triples.iter().any(|p| {
+                    name_key(&p.subject) == name_key(&subject)
+                        && relation_key(&p.relation) == relation_key(&relation)
+                        && p.object == object
+                });
+                if dup_in_chunk || dup_in_text {
+                    continue;
+                }
+                plan.triples.push(PlannedTriple {
+                    subject,
+                    relation,
+                    object,
+                    chunk: item.chunk,
+                    extracted: triple.clone(),
+                    decision,
+                });
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Extract: open triples of each chunk. With `hints` (refinement), the hint relations in
+    /// target alignment are the only relation names the grammar allows.
+    pub fn extract(
+        &self,
+        items: &[Item],
+        hints: Option<&[Hints]>,
+        stats: &mut [Stats],
+    ) -> Result<Vec<Vec<[String; 3]>>, EdcError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fixed = prompts::extract_fixed();
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut rendered = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let h = hints.map(|h| &h[i]);
+            rendered.push(
+                self.model
+                    .render(&fixed, &prompts::extract_user(&item.body, h))?,
+            );
+            let names: Vec<String> = match (h, self.opts.align) {
+                (Some(h), Align::Target) => h.relations.iter().map(|(n, _)| n.clone()).collect(),
+                _ => Vec::new(),
+            };
+            groups
+                .entry(serde_json::to_string(&names).unwrap_or_default())
+                .or_default()
+                .push(i);
+        }
+        let mut out = vec![Vec::new(); items.len()];
+        // Items that share a grammar decode together.
+        for (key, members) in groups {
+            let names: Vec<String> = serde_json::from_str(&key).unwrap_or_default();
+            let opts = GenerateOptions {
+                max_tokens: 48 * self.opts.max_triples,
+                constraint: Some(Constraint::JsonSchema(triples_schema(
+                    self.opts.max_triples,
+                    &names,
+                ))),
+                ..GenerateOptions::default()
+            };
+            let prompts: Vec<Prompt> = members.iter().map(|&i| rendered[i].clone()).collect();
+            let gens = self.model.generate(&prompts, &opts)?;
+            for (&i, g) in members.iter().zip(&gens) {
+                stats[i].add_generation(g);
+                out[i] = parse_triples(&g.text, g.finish);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Define: one sentence per relation that needs one (its name is not a schema
+    /// relation's), all relations of a chunk in one call.
+    pub fn define(
+        &self,
+        items: &[Item],
+        triples: &[Vec<[String; 3]>],
+        schema: &dyn SchemaView,
+        stats: &mut [Stats],
+    ) -> Result<Vec<HashMap<String, String>>, EdcError> {
+        let fixed = prompts::define_fixed();
+        let mut out = vec![HashMap::new(); items.len()];
+        let mut todo: Vec<(usize, Vec<String>, Prompt)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let mut names: Vec<String> = Vec::new();
+            for t in &triples[i] {
+                if schema.by_name(&t[1]).is_none() && !names.contains(&t[1]) {
+                    names.push(t[1].clone());
+                }
+            }
+            if names.is_empty() {
+                continue;
+            }
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let prompt = self.model.render(
+                &fixed,
+                &prompts::define_user(&item.body, &triples[i], &refs),
+            )?;
+            todo.push((i, names, prompt));
+        }
+        // Calls with the same relation names share a grammar; each call gets its own.
+        for (i, names, prompt) in todo {
+            let mut props = serde_json::Map::new();
+            for n in &names {
+                props.insert(
+                    n.clone(),
+                    json!({"type": "string", "minLength": 8, "maxLength": MAX_DEFINITION_CHARS}),
+                );
+            }
+            let schema_json = json!({
+                "type": "object",
+                "properties": props,
+                "required": names,
+                "additionalProperties": false,
+                "x-guidance": {"whitespace_flexible": false},
+            });
+            let opts = GenerateOptions {
+                max_tokens: 80 * names.len() + 16,
+                constraint: Some(Constraint::JsonSchema(schema_json)),
+                ..GenerateOptions::default()
+            };
+            let g = self
+                .model
+                .generate(std::slice::from_ref(&prompt), &opts)?
+                .pop()
+                .ok_or_else(|| EdcError::Input("no output from the model".into()))?;
+            stats[i].add_generation(&g);
+            let parsed: HashMap<String, String> = serde_json::from_str(&g.text).unwrap_or_default();
+            out[i] = parsed;
+        }
+        Ok(out)
+    }
+
+    /// Canonicalize: each extracted relation to a schema relation (by name, by an unambiguous
+    /// embedding match, or by the model's choice among the nearest definitions), else dropped
+    /// (target alignment) or added to the schema (self-canonicalization).
+    #[allow(clippy::too_many_arguments)]
+    pub fn canonicalize(
+        &self,
+        items: &[Item],
+        triples: &[Vec<[String; 3]>],
+        definitions: &[HashMap<String, String>],
+        schema: &dyn SchemaView,
+        new_relations: &mut Vec<NewRelation>,
+        stats: &mut [Stats],
+    ) -> Result<Vec<Vec<Resolution>>, EdcError> {
+        // Embed every definition of the batch at once.
+        let mut to_embed: Vec<String> = Vec::new();
+        let mut slot: HashMap<(usize, String), usize> = HashMap::new();
+        for (i, defs) in definitions.iter().enumerate() {
+            for (name, def) in defs {
+                slot.insert((i, name.clone()), to_embed.len());
+                to_embed.push(definition_text(name, def));
+            }
+        }
+        let refs: Vec<&str> = to_embed.iter().map(String::as_str).collect();
+        let vectors = if refs.is_empty() {
+            Vec::new()
+        } else {
+            self.embedder.embed(&refs)?
+        };
+        let choose_fixed = prompts::choose_fixed();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut memo: HashMap<String, Resolution> = HashMap::new();
+            let mut res = Vec::with_capacity(triples[i].len());
+            for t in &triples[i] {
+                let name = &t[1];
+                if let Some(r) = memo.get(name) {
+                    res.push(r.clone());
+                    continue;
+                }
+                let r = if let Some(rel) = schema.by_name(name) {
+                    stats[i].by_name += 1;
+                    Resolution::Relation(RelationRef::Schema(rel), Decision::Name)
+                } else if let Some(g) = new_relations
+                    .iter()
+                    .position(|n| name_key(&n.name) == name_key(name))
+                {
+                    Resolution::Relation(RelationRef::New(g), Decision::Name)
+                } else if let Some(&v) = slot.get(&(i, name.clone())) {
+                    let def = &definitions[i][name];
+                    self.resolve(
+                        &item.body,
+                        t,
+                        def,
+                        &vectors[v],
+                        schema,
+                        new_relations,
+                        &choose_fixed,
+                        &mut stats[i],
+                    )?
+                } else {
+                    Resolution::Unmatched(format!("no definition was written for \"{name}\""))
+                };
+                memo.insert(name.clone(), r.clone());
+                res.push(r);
+            }
+            out.push(res);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &self,
+        text: &str,
+        triple: &[String; 3],
+        definition: &str,
+        embedding: &[f32],
+        schema: &dyn SchemaView,
+        new_relations: &mut Vec<NewRelation>,
+        choose_fixed: &[ChatMessage],
+        stats: &mut Stats,
+    ) -> Result<Resolution, EdcError> {
+        let name = &triple[1];
+        let mut cands: Vec<(RelationRef, String, String, f32)> = schema
+            .nearest(embedding, self.opts.top_k)
+            .into_iter()
+            .map(|(r, s)| {
+                let (l, d) = (r.label.clone(), r.definition.clone());
+                (RelationRef::Schema(r), l, d, s)
+            })
+            .collect();
+        for (g, n) in new_relations.iter().enumerate() {
+            cands.push((
+                RelationRef::New(g),
+                n.name.clone(),
+                n.definition.clone(),
+                dot(embedding, &n.embedding),
+            ));
+        }
+        cands.sort_by(|a, b| b.3.total_cmp(&a.3));
+        cands.truncate(self.opts.top_k.min(prompts::LETTERS.len() - 1));
+        cands.retain(|c| c.3 >= self.opts.reject);
+        let best = cands.first().map(|c| (c.1.clone(), c.3));
+        let chosen = match cands.as_slice() {
+            [] => None,
+            [first, rest @ ..]
+                if first.3 >= self.opts.accept
+                    && rest
+                        .first()
+                        .is_none_or(|s| first.3 - s.3 >= self.opts.margin) =>
+            {
+                stats.by_similarity += 1;
+                Some((first.0.clone(), Decision::Similarity))
+            }
+            _ => {
+                let options: Vec<(String, String)> =
+                    cands.iter().map(|c| (c.1.clone(), c.2.clone())).collect();
+                let prompt = self.model.render(
+                    choose_fixed,
+                    &prompts::choose_user(text, triple, definition, &options),
+                )?;
+                let letters = &prompts::LETTERS[..=options.len()];
+                let scores = self.model.score(&prompt, letters)?;
+                stats.model_calls += 1;
+                stats.by_model += 1;
+                let pick = scores
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(k, _)| k)
+                    .unwrap_or(options.len());
+                (pick < options.len()).then(|| (cands[pick].0.clone(), Decision::Model))
+            }
+        };
+        if let Some((r, d)) = chosen {
+            return Ok(Resolution::Relation(r, d));
+        }
+        match self.opts.align {
+            Align::Target => Ok(Resolution::Unmatched(match best {
+                Some((label, s)) => format!(
+                    "no schema relation means \"{name}\" (nearest: {label}, similarity {s:.2})"
+                ),
+                None => format!("no schema relation is near \"{name}\""),
+            })),
+            Align::SelfCanonical => {
+                let new_name = camel_case(name);
+                if new_name.is_empty() {
+                    return Ok(Resolution::Unmatched(format!(
+                        "\"{name}\" is not a usable relation name"
+                    )));
+                }
+                new_relations.push(NewRelation {
+                    name: new_name,
+                    definition: definition.to_owned(),
+                    embedding: embedding.to_vec(),
+                });
+                Ok(Resolution::Relation(
+                    RelationRef::New(new_relations.len() - 1),
+                    Decision::New,
+                ))
+            }
+        }
+    }
+
+    /// Refine (EDC+R): extraction again with hints (the previous round's entities and canonical
+    /// relations, and the schema relations nearest to the raw text), then define and
+    /// canonicalize the new round. In target alignment the hint relations are the only
+    /// relation names the grammar allows, so the new round needs no definitions.
+    pub fn refine(
+        &self,
+        items: &[Item],
+        triples: &[Vec<[String; 3]>],
+        resolved: &[Vec<Resolution>],
+        schema: &dyn SchemaView,
+        new_relations: &mut Vec<NewRelation>,
+        stats: &mut [Stats],
+    ) -> Result<(Vec<Vec<[String; 3]>>, Vec<Vec<Resolution>>), EdcError> {
+        let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();
+        let text_vectors = self.embedder.embed(&bodies)?;
+        let mut hints = Vec::with_capacity(items.len());
+        for (i, v) in text_vectors.iter().enumerate() {
+            let mut h = Hints::default();
+            let mut seen_entities = HashSet::new();
+            for t in &triples[i] {
+                for e in [&t[0], &t[2]] {
+                    if seen_entities.insert(name_key(e)) {
+                        h.entities.push(e.clone());
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            let mut push = |name: &str, def: &str| {
+                if seen.insert(name_key(name)) {
+                    h.relations.push((name.to_owned(), def.to_owned()));
+                }
+            };
+            for r in &resolved[i] {
+                match r {
+                    Resolution::Relation(RelationRef::Schema(s), _) => {
+                        push(&s.label, &s.definition)
+                    }
+                    Resolution::Relation(RelationRef::New(g), _) => {
+                        push(&new_relations[*g].name, &new_relations[*g].definition)
+                    }
+                    Resolution::Unmatched(_) => {}
+                }
+            }
+            for (s, _) in schema.nearest(v, self.opts.hint_relations) {
+                push(&s.label, &s.definition);
+            }
+            hints.push(h);
+        }
+        let new_triples = self.extract(items, Some(&hints), stats)?;
+        let definitions = self.define(items, &new_triples, schema, stats)?;
+        let new_resolved = self.canonicalize(
+            items,
+            &new_triples,
+            &definitions,
+            schema,
+            new_relations,
+            stats,
+        )?;
+        Ok((new_triples, new_resolved))
+    }
+}
+
+fn relation_key(r: &RelationRef) -> String {
+    match r {
+        RelationRef::Schema(s) => s.iri.clone(),
+        RelationRef::New(i) => format!("new:{i}"),
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Spreads a batch-wide duration evenly over the items' counters.
+fn share(stats: &mut [Stats], d: Duration, mut f: impl FnMut(&mut Stats, Duration)) {
+    let n = u32::try_from(stats.len().max(1)).unwrap_or(u32::MAX);
+    for s in stats {
+        f(s, d / n);
+    }
+}
+
+/// Refuses texts the pipeline cannot read.
+pub fn check_text(text: &str) -> Result<(), EdcError> {
+    if text.trim().is_empty() {
+        return Err(EdcError::Input("the text is empty".into()));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(EdcError::Input(format!(
+            "the text is {} bytes, over the cap of {MAX_TEXT_BYTES}",
+            text.len()
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c == '\0' || (c.is_control() && !c.is_whitespace()))
+    {
+        return Err(EdcError::Input(
+            "the text holds control characters (binary data?)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The grammar of extraction output: a JSON array of `[subject, relation, object]`; with
+/// `relations`, the relation must be one of them.
+fn triples_schema(max: usize, relations: &[String]) -> serde_json::Value {
+    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS});
+    let relation = if relations.is_empty() {
+        json!({"type": "string", "minLength": 1, "maxLength": MAX_RELATION_CHARS})
+    } else {
+        json!({"enum": relations})
+    };
+    json!({
+        "type": "array",
+        "maxItems": max,
+        "items": {
+            "type": "array",
+            "prefixItems": [name, relation, name],
+            "items": false,
+            "minItems": 3,
+            "maxItems": 3,
+        },
+        "x-guidance": {"whitespace_flexible": false},
+    })
+}
+
+/// Parses extraction output; output cut off by the token limit keeps its complete triples.
+fn parse_triples(text: &str, finish: Finish) -> Vec<[String; 3]> {
+    if let Ok(v) = serde_json::from_str::<Vec<[String; 3]>>(text) {
+        return v;
+    }
+    if finish == Finish::Length {
+        // Cut after the last complete triple and close the array.
+        let mut end = text.len();
+        while let Some(at) = text[..end].rfind(']') {
+            let candidate = format!("{}]", &text[..=at]);
+            if let Ok(v) = serde_json::from_str::<Vec<[String; 3]>>(&candidate) {
+                return v;
+            }
+            end = at;
+        }
+    }
+    tracing::warn!(output = %text, "unparseable extraction output ignored");
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,362 @@
+//! Control-flow tests of the pipeline with a scripted fake model and a keyword embedder (the
+//! real model runs in the integration tests).
+
+use super::*;
+use std::sync::Mutex;
+
+/// A scripted fake language model: extraction and definition outputs by the text they are
+/// asked about, and fixed option scores.
+struct ScriptedFakeModel {
+    triples: Vec<(&'static str, &'static str)>,
+    refined: Vec<(&'static str, &'static str)>,
+    pick: usize,
+    constraints: Mutex<Vec<String>>,
+    scored: Mutex<Vec<String>>,
+}
+
+impl TextModel for ScriptedFakeModel {
+    fn identity(&self) -> String {
+        "scripted-fake".into()
+    }
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError> {
+        Ok(Prompt {
+            prefix: fixed.iter().map(|m| m.content.as_str()).collect(),
+            text: user.to_owned(),
+        })
+    }
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError> {
+        let grammar = match &opts.constraint {
+            Some(Constraint::JsonSchema(v)) => v.to_string(),
+            _ => String::new(),
+        };
+        self.constraints.lock().unwrap().push(grammar);
+        Ok(prompts
+            .iter()
+            .map(|p| {
+                let text = if p.text.contains("Relations to define:") {
+                    let names = p.text.rsplit("Relations to define: ").next().unwrap_or("");
+                    let obj: serde_json::Map<String, serde_json::Value> = names
+                        .split(", ")
+                        .map(|n| {
+                            let def = if n.contains("born") || n.contains("Born") {
+                                "The subject entity was born in the place of the object."
+                            } else if n.contains("site") {
+                                "The subject entity is located at the object."
+                            } else {
+                                "The subject entity likes the object entity."
+                            };
+                            (n.to_owned(), json!(def))
+                        })
+                        .collect();
+                    serde_json::Value::Object(obj).to_string()
+                } else {
+                    let script = if p.text.contains("Use these relations") {
+                        &self.refined
+                    } else {
+                        &self.triples
+                    };
+                    script
+                        .iter()
+                        .find(|(k, _)| p.text.contains(k))
+                        .map(|(_, v)| (*v).to_owned())
+                        .unwrap_or_else(|| "[]".into())
+                };
+                Generation {
+                    tokens: vec![1; 10],
+                    text,
+                    prompt_tokens: 20,
+                    cached_tokens: 15,
+                    finish: Finish::End,
+                    prefill: Duration::ZERO,
+                    decode: Duration::ZERO,
+                }
+            })
+            .collect())
+    }
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
+        self.scored.lock().unwrap().push(prompt.text.clone());
+        Ok((0..options.len())
+            .map(|i| if i == self.pick { -0.1 } else { -5.0 })
+            .collect())
+    }
+}
+
+fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFakeModel {
+    ScriptedFakeModel {
+        triples,
+        refined: Vec::new(),
+        pick,
+        constraints: Mutex::new(Vec::new()),
+        scored: Mutex::new(Vec::new()),
+    }
+}
+
+/// Embeds by keywords: "born" and "located"/"site" are two directions, anything else a third;
+/// "place" tilts towards the first so that similarities can be made ambiguous.
+struct KeywordEmbedder;
+
+impl TextEmbedder for KeywordEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let t = t.to_lowercase();
+                let mut v = vec![0.0f32; 3];
+                if t.contains("born") {
+                    v[0] = 1.0;
+                }
+                if t.contains("located") || t.contains("site") {
+                    v[1] = 1.0;
+                }
+                if v == [0.0; 3] {
+                    v[2] = 1.0;
+                }
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter().map(|x| x / n).collect()
+            })
+            .collect())
+    }
+}
+
+struct FakeSchema {
+    relations: Vec<(SchemaRelation, Vec<f32>)>,
+}
+
+impl FakeSchema {
+    fn new(rels: &[(&str, &str, Option<&str>)]) -> Self {
+        let e = KeywordEmbedder;
+        Self {
+            relations: rels
+                .iter()
+                .map(|(label, def, range)| {
+                    let r = SchemaRelation {
+                        iri: format!("http://example.org/{label}"),
+                        label: (*label).into(),
+                        definition: (*def).into(),
+                        range: range.map(str::to_owned),
+                    };
+                    let v = e
+                        .embed(&[definition_text(label, def).as_str()])
+                        .unwrap()
+                        .remove(0);
+                    (r, v)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SchemaView for FakeSchema {
+    fn relation_count(&self) -> usize {
+        self.relations.len()
+    }
+    fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(SchemaRelation, f32)> {
+        let mut v: Vec<_> = self
+            .relations
+            .iter()
+            .map(|(r, e)| (r.clone(), dot(e, embedding)))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(k);
+        v
+    }
+    fn by_name(&self, name: &str) -> Option<SchemaRelation> {
+        self.relations
+            .iter()
+            .find(|(r, _)| name_key(&r.label) == name_key(name))
+            .map(|(r, _)| r.clone())
+    }
+}
+
+fn schema() -> FakeSchema {
+    FakeSchema::new(&[
+        (
+            "birthPlace",
+            "The subject entity was born in the place of the object.",
+            None,
+        ),
+        (
+            "location",
+            "The subject entity is located in the object.",
+            None,
+        ),
+        (
+            "birthDate",
+            "The subject entity was born on the date of the object.",
+            Some(literal::xsd::DATE),
+        ),
+    ])
+}
+
+fn relation(t: &PlannedTriple) -> String {
+    match &t.relation {
+        RelationRef::Schema(s) => s.label.clone(),
+        RelationRef::New(i) => format!("new#{i}"),
+    }
+}
+
+#[test]
+fn target_alignment_by_name_similarity_model_and_drop() {
+    let model = fake(
+        vec![(
+            "Ada",
+            r#"[["Ada","birth date","Nov 18, 1923"],["Ada","bornIn","Lyon"],["Ada","site","Lyon"],["Ada","likes","tea"]]"#,
+        )],
+        0,
+    );
+    let schema = schema();
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let plans = p
+        .run(
+            &["Ada was born in Lyon on Nov 18, 1923 and likes tea."],
+            &schema,
+        )
+        .unwrap();
+    let plan = &plans[0];
+    let got: Vec<(String, String, Object, Decision)> = plan
+        .triples
+        .iter()
+        .map(|t| (t.subject.clone(), relation(t), t.object.clone(), t.decision))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            // By name (the range types the object as a date).
+            (
+                "Ada".into(),
+                "birthDate".into(),
+                Object::Literal {
+                    value: "1923-11-18".into(),
+                    datatype: literal::xsd::DATE.into()
+                },
+                Decision::Name
+            ),
+            // Two schema relations share the "born" direction: ambiguous, the model picks A.
+            (
+                "Ada".into(),
+                "birthPlace".into(),
+                Object::Entity("Lyon".into()),
+                Decision::Model
+            ),
+            // One schema relation in the "located" direction: unambiguous.
+            (
+                "Ada".into(),
+                "location".into(),
+                Object::Entity("Lyon".into()),
+                Decision::Similarity
+            ),
+        ]
+    );
+    assert_eq!(plan.dropped.len(), 1);
+    assert!(
+        plan.dropped[0].reason.contains("likes"),
+        "{}",
+        plan.dropped[0].reason
+    );
+    assert!(plan.new_relations.is_empty());
+    assert_eq!(model.scored.lock().unwrap().len(), 1, "one verification");
+    assert!(model.scored.lock().unwrap()[0].contains("none of these"));
+    // extract + define + one scored choice.
+    assert_eq!(plan.stats.model_calls, 3);
+    assert_eq!(
+        (
+            plan.stats.by_name,
+            plan.stats.by_similarity,
+            plan.stats.by_model
+        ),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn self_canonicalization_adds_a_relation_once_per_batch() {
+    let model = fake(
+        vec![
+            ("Ada", r#"[["Ada","likes","tea"]]"#),
+            (
+                "Bob",
+                r#"[["Bob","likes","coffee"],["Bob","enjoys","cake"]]"#,
+            ),
+        ],
+        9,
+    );
+    let opts = EdcOptions {
+        align: Align::SelfCanonical,
+        ..EdcOptions::default()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts);
+    let plans = p
+        .run(
+            &["Ada likes tea.", "Bob likes coffee and enjoys cake."],
+            &schema(),
+        )
+        .unwrap();
+    assert_eq!(plans[0].new_relations.len(), 1);
+    assert_eq!(plans[0].new_relations[0].name, "likes");
+    assert_eq!(relation(&plans[0].triples[0]), "new#0");
+    // The second text reuses "likes" by name and maps "enjoys" (same embedding) to it.
+    assert_eq!(plans[1].new_relations.len(), 1);
+    assert_eq!(plans[1].new_relations[0].name, "likes");
+    assert_eq!(plans[1].triples.len(), 2);
+    assert!(plans[1].triples.iter().all(|t| relation(t) == "new#0"));
+}
+
+#[test]
+fn refinement_restricts_relations_to_the_hints_in_target_alignment() {
+    let mut model = fake(vec![("Ada", r#"[["Ada","bornIn","Lyon"]]"#)], 0);
+    model.refined = vec![(
+        "Ada",
+        r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"]]"#,
+    )];
+    let opts = EdcOptions {
+        refine: 1,
+        ..EdcOptions::default()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts);
+    let plans = p
+        .run(&["Ada was born in Lyon, France."], &schema())
+        .unwrap();
+    let rels: Vec<String> = plans[0].triples.iter().map(relation).collect();
+    assert_eq!(rels, ["birthPlace", "location"]);
+    let grammars = model.constraints.lock().unwrap();
+    let refine_grammar = grammars.last().unwrap();
+    assert!(refine_grammar.contains("\"enum\""), "{refine_grammar}");
+    assert!(refine_grammar.contains("birthPlace") && refine_grammar.contains("location"));
+    assert!(plans[0].stats.refine > Duration::ZERO || plans[0].stats.model_calls >= 3);
+}
+
+#[test]
+fn truncated_output_keeps_complete_triples() {
+    let t = r#"[["a","b","c"],["d","e","f"],["g","h"#;
+    assert_eq!(parse_triples(t, Finish::Length).len(), 2);
+    assert!(parse_triples("not json", Finish::End).is_empty());
+}
+
+#[test]
+fn unusable_texts_are_refused() {
+    let model = fake(Vec::new(), 0);
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    for bad in ["", "   \n", "bin\0ary", "\u{7}bell"] {
+        assert!(
+            matches!(p.run(&[bad], &schema()), Err(EdcError::Input(_))),
+            "{bad:?}"
+        );
+    }
+    let huge = "a".repeat(MAX_TEXT_BYTES + 1);
+    assert!(matches!(
+        p.run(&[&huge], &schema()),
+        Err(EdcError::Input(_))
+    ));
+}
+
+#[test]
+fn names_and_definition_texts() {
+    assert_eq!(name_key("birth_Place"), "birthplace");
+    assert_eq!(camel_case("place of birth"), "placeOfBirth");
+    assert_eq!(definition_text("birthPlace", "x"), "birth place: x");
+    assert_eq!(definition_text("place_of_birth", ""), "place of birth");
+}
