@@ -16,6 +16,9 @@ pub enum Error {
     /// An update failed; nothing was written.
     #[error("update failed: {0}")]
     Update(#[from] tessera_sparql::UpdateError),
+    /// Reading text into the store failed (`INSERT TEXT`); nothing was written.
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     /// Reading or writing a stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -2,14 +2,17 @@
 
 mod error;
 mod stream;
+pub mod text;
 
 pub use error::Error;
 pub use stream::{Items, QueryStream};
 /// The inference core: language models, embedder, model cache.
 pub use tessera_engine as engine;
+pub use tessera_engine::edc::Align;
 pub use tessera_sparql::listener;
 pub use tessera_sparql::Config as ServerConfig;
 pub use tessera_storage::{GraphWrite, Storage};
+pub use text::{TextConfig, TextError, TextOptions, TextReport};
 
 /// RDF terms, formats and SPARQL results from oxigraph, re-exported so callers need no
 /// direct dependency.
@@ -30,21 +33,32 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Database {
     storage: Storage,
+    text: Arc<text::TextState>,
 }
 
 impl Database {
     /// Opens (or creates) a durable database in the directory `path` (RocksDB).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Ok(Self {
-            storage: Storage::open(path)?,
-        })
+        Ok(Self::with_storage(Storage::open(path)?))
     }
 
     /// Creates a volatile in-memory database.
     pub fn in_memory() -> Result<Self, Error> {
-        Ok(Self {
-            storage: Storage::in_memory()?,
-        })
+        Ok(Self::with_storage(Storage::in_memory()?))
+    }
+
+    fn with_storage(storage: Storage) -> Self {
+        Self {
+            storage,
+            text: Arc::new(text::TextState::new(TextConfig::default())),
+        }
+    }
+
+    /// Sets which models read text and how entities are named (before the first
+    /// `INSERT TEXT`; clones made earlier keep the previous configuration).
+    pub fn with_text_config(mut self, config: TextConfig) -> Self {
+        self.text = Arc::new(text::TextState::new(config));
+        self
     }
 
     /// The storage layer, for direct reads and writes.
@@ -66,9 +80,10 @@ impl Database {
         stream::spawn_query(self.storage.store().clone(), query.to_owned()).await
     }
 
-    /// Executes a SPARQL 1.1 update atomically.
+    /// Executes a SPARQL 1.1 update, with the `INSERT TEXT` and `DROP SOURCE` extensions.
+    /// Standard operations run atomically together; each text commits on its own.
     pub fn update(&self, update: &str) -> Result<(), Error> {
-        tessera_sparql::execute_update(&self.storage, &tessera_sparql::UpdateRequest::new(update))?;
+        text::execute_update(self, &tessera_sparql::UpdateRequest::new(update))?;
         Ok(())
     }
 
@@ -166,5 +181,12 @@ impl Database {
 impl tessera_sparql::Backend for Database {
     fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    fn update(
+        &self,
+        request: &tessera_sparql::UpdateRequest,
+    ) -> Result<Option<String>, tessera_sparql::UpdateError> {
+        text::execute_update(self, request)
     }
 }

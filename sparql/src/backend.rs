@@ -59,6 +59,19 @@ pub enum UpdateError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An `INSERT TEXT` could not read its text (empty, too large, binary); nothing of it
+    /// was written.
+    #[error("{0}")]
+    Text(String),
+    /// A service the update needs (the language model) is not available.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<crate::extension::ExtensionSyntaxError> for UpdateError {
+    fn from(e: crate::extension::ExtensionSyntaxError) -> Self {
+        Self::Syntax(e.to_string())
+    }
 }
 
 impl From<SparqlSyntaxError> for UpdateError {

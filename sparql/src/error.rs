@@ -47,6 +47,9 @@ pub enum HttpError {
     /// A failure inside the server (500).
     #[error("{0}")]
     Internal(String),
+    /// A service the request needs is not available, e.g. the language model (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl HttpError {
@@ -61,7 +64,7 @@ impl HttpError {
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -14,6 +14,7 @@
 mod backend;
 mod config;
 mod error;
+pub mod extension;
 mod gsp;
 pub mod negotiate;
 mod page;

@@ -518,6 +518,8 @@ impl From<UpdateError> for HttpError {
             UpdateError::Invalid(m) => Self::BadRequest(m),
             UpdateError::Cancelled => Self::Timeout(std::time::Duration::ZERO),
             UpdateError::Storage(e) => e.into(),
+            UpdateError::Text(m) => Self::BadRequest(m),
+            UpdateError::Unavailable(m) => Self::Unavailable(m),
         }
     }
 }

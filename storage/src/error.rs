@@ -47,6 +47,9 @@ pub enum StorageError {
     /// An IRI was malformed.
     #[error("invalid IRI: {0}")]
     InvalidIri(String),
+    /// A vector index was used inconsistently.
+    #[error("vector index: {0}")]
+    Index(String),
     /// A dataset format (with named graphs) was sent where one graph was expected.
     #[error("{} carries named graphs and cannot be loaded into a single graph", .0.name())]
     DatasetIntoGraph(RdfFormat),

@@ -7,9 +7,13 @@
 
 mod error;
 mod format;
+pub mod schema;
+pub mod vector;
 
 pub use error::StorageError;
 pub use format::{FORMAT_FILE, FORMAT_VERSION};
+pub use schema::{Relation, SchemaIndex};
+pub use vector::VectorIndex;
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{GraphNameRef, NamedOrBlankNodeRef, QuadRef};

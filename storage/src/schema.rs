@@ -1,0 +1,310 @@
+//! The schema registry: the relations the store itself declares, and the HNSW index of their
+//! definition embeddings that the text pipeline retrieves from.
+//!
+//! Entry points: [`Storage::schema_relations`] reads the schema from the store (however it got
+//! there: RDF load, SPARQL update, CSV import) and [`SchemaIndex::sync`] brings the persisted
+//! index in line with it, embedding only what is new or changed. A relation is a subject typed
+//! `rdf:Property`, `owl:ObjectProperty` or `owl:DatatypeProperty`, named by `rdfs:label` (else
+//! its IRI's local name), defined by `skos:definition` (else `rdfs:comment`), with an optional
+//! `rdfs:range`.
+
+use crate::vector::{Unusable, VectorIndex};
+use crate::{Storage, StorageError};
+use oxigraph::model::{GraphNameRef, NamedNodeRef, NamedOrBlankNodeRef, Term, TermRef};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Vocabulary IRIs the registry reads.
+pub mod vocab {
+    /// `rdf:type`
+    pub const RDF_TYPE: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type";
+    /// `rdf:Property`
+    pub const RDF_PROPERTY: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#Property";
+    /// `owl:ObjectProperty`
+    pub const OWL_OBJECT_PROPERTY: &str = "http://www.w3.org/2002/07/owl#ObjectProperty";
+    /// `owl:DatatypeProperty`
+    pub const OWL_DATATYPE_PROPERTY: &str = "http://www.w3.org/2002/07/owl#DatatypeProperty";
+    /// `rdfs:label`
+    pub const RDFS_LABEL: &str = "http://www.w3.org/2000/01/rdf-schema#label";
+    /// `rdfs:comment`
+    pub const RDFS_COMMENT: &str = "http://www.w3.org/2000/01/rdf-schema#comment";
+    /// `rdfs:range`
+    pub const RDFS_RANGE: &str = "http://www.w3.org/2000/01/rdf-schema#range";
+    /// `skos:definition`
+    pub const SKOS_DEFINITION: &str = "http://www.w3.org/2004/02/skos/core#definition";
+}
+
+/// A relation of the schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Relation {
+    /// Its IRI.
+    pub iri: String,
+    /// `rdfs:label`, else the local name of the IRI.
+    pub label: String,
+    /// `skos:definition`, else `rdfs:comment`, else empty.
+    pub definition: String,
+    /// `rdfs:range`, if declared.
+    pub range: Option<String>,
+}
+
+fn nn(iri: &str) -> NamedNodeRef<'_> {
+    NamedNodeRef::new_unchecked(iri)
+}
+
+/// The local name of an IRI (after the last `#`, `/` or `:`).
+pub fn local_name(iri: &str) -> &str {
+    iri.rsplit(['#', '/', ':']).next().unwrap_or(iri)
+}
+
+impl Storage {
+    /// The relations declared in `graph` (`None`: in any graph), sorted by IRI.
+    pub fn schema_relations(
+        &self,
+        graph: Option<NamedNodeRef<'_>>,
+    ) -> Result<Vec<Relation>, StorageError> {
+        let g = graph.map(GraphNameRef::from);
+        let mut found: BTreeMap<String, Relation> = BTreeMap::new();
+        for class in [
+            vocab::RDF_PROPERTY,
+            vocab::OWL_OBJECT_PROPERTY,
+            vocab::OWL_DATATYPE_PROPERTY,
+        ] {
+            for q in self.store.quads_for_pattern(
+                None,
+                Some(nn(vocab::RDF_TYPE)),
+                Some(nn(class).into()),
+                g,
+            ) {
+                let q = q?;
+                let NamedOrBlankNodeRef::NamedNode(s) = q.subject.as_ref() else {
+                    continue;
+                };
+                if found.contains_key(s.as_str()) {
+                    continue;
+                }
+                let first = |p: &str| -> Result<Option<Term>, StorageError> {
+                    // Prefer an English or untagged literal for text.
+                    let mut best: Option<Term> = None;
+                    for q in self
+                        .store
+                        .quads_for_pattern(Some(s.into()), Some(nn(p)), None, g)
+                    {
+                        let o = q?.object;
+                        let good = match o.as_ref() {
+                            TermRef::Literal(l) => {
+                                l.language().is_none_or(|lang| lang.starts_with("en"))
+                            }
+                            _ => true,
+                        };
+                        if good {
+                            return Ok(Some(o));
+                        }
+                        best.get_or_insert(o);
+                    }
+                    Ok(best)
+                };
+                let text = |t: Option<Term>| match t {
+                    Some(Term::Literal(l)) => Some(l.value().to_owned()),
+                    _ => None,
+                };
+                let label = text(first(vocab::RDFS_LABEL)?)
+                    .unwrap_or_else(|| local_name(s.as_str()).to_owned());
+                let definition = text(first(vocab::SKOS_DEFINITION)?)
+                    .or(text(first(vocab::RDFS_COMMENT)?))
+                    .unwrap_or_default();
+                let range = match first(vocab::RDFS_RANGE)? {
+                    Some(Term::NamedNode(n)) => Some(n.into_string()),
+                    _ => None,
+                };
+                found.insert(
+                    s.as_str().to_owned(),
+                    Relation {
+                        iri: s.as_str().to_owned(),
+                        label,
+                        definition,
+                        range,
+                    },
+                );
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Where the index of a schema selection lives beside a durable store.
+    pub fn index_path(&self, name: &str) -> Option<PathBuf> {
+        self.location().map(|p| p.join("indexes").join(name))
+    }
+}
+
+/// SHA-256 over everything of the relations that the index depends on.
+pub fn fingerprint(relations: &[Relation]) -> String {
+    let mut h = Sha256::new();
+    for r in relations {
+        h.update(entry_key(r).as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Index key of a relation: its IRI and a hash of the text that was embedded, so that a changed
+/// definition is re-embedded and an unchanged one is reused.
+fn entry_key(r: &Relation) -> String {
+    let mut h = Sha256::new();
+    h.update(r.label.as_bytes());
+    h.update([0]);
+    h.update(r.definition.as_bytes());
+    h.update([0]);
+    h.update(r.range.as_deref().unwrap_or("").as_bytes());
+    format!("{}\u{0}{}", r.iri, &hex(&h.finalize())[..16])
+}
+
+/// The schema's relations with the HNSW index of their definition embeddings.
+#[derive(Debug)]
+pub struct SchemaIndex {
+    relations: Vec<Relation>,
+    keys: Vec<String>,
+    index: VectorIndex,
+    path: Option<PathBuf>,
+}
+
+/// Embeds relations (the caller decides the text and the model): one vector per relation.
+pub type EmbedRelations<'a> = dyn FnMut(&[&Relation]) -> Result<Vec<Vec<f32>>, String> + 'a;
+
+impl SchemaIndex {
+    /// Brings an index in line with `relations`: reuses `current` or the file at `path` when
+    /// they match (same embedder, same content), else embeds what is missing, rebuilds the
+    /// HNSW graph and saves it. Returns the index and whether anything was (re)embedded.
+    pub fn sync(
+        current: Option<SchemaIndex>,
+        path: Option<&Path>,
+        relations: Vec<Relation>,
+        identity: &str,
+        dim: usize,
+        embed: &mut EmbedRelations<'_>,
+    ) -> Result<(SchemaIndex, bool), StorageError> {
+        let fp = fingerprint(&relations);
+        let keys: Vec<String> = relations.iter().map(entry_key).collect();
+        let mut old = match current {
+            Some(c) if c.index.identity() == identity => Some(c.index),
+            _ => None,
+        };
+        if old.is_none() {
+            if let Some(p) = path {
+                match VectorIndex::load(p, identity, None)? {
+                    Ok(i) => old = Some(i),
+                    Err(Unusable::Missing) => {
+                        tracing::info!(path = %p.display(), "schema index missing: building it")
+                    }
+                    Err(why) => {
+                        tracing::warn!(path = %p.display(), %why, "schema index unusable: rebuilding it")
+                    }
+                }
+            }
+        }
+        if let Some(i) = old.take() {
+            if i.fingerprint() == fp {
+                return Ok((
+                    SchemaIndex {
+                        relations,
+                        keys,
+                        index: i,
+                        path: path.map(Path::to_owned),
+                    },
+                    false,
+                ));
+            }
+            old = Some(i);
+        }
+        let missing: Vec<&Relation> = relations
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| old.as_ref().and_then(|o| o.get(k)).is_none())
+            .map(|(r, _)| r)
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                relations = relations.len(),
+                embedding = missing.len(),
+                "indexing schema definitions"
+            );
+        }
+        let fresh = if missing.is_empty() {
+            Vec::new()
+        } else {
+            embed(&missing).map_err(StorageError::Index)?
+        };
+        if fresh.len() != missing.len() {
+            return Err(StorageError::Index(format!(
+                "the embedder returned {} vectors for {} relations",
+                fresh.len(),
+                missing.len()
+            )));
+        }
+        let mut fresh_by_key: std::collections::HashMap<String, Vec<f32>> =
+            missing.iter().map(|r| entry_key(r)).zip(fresh).collect();
+        let mut entries = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let v = match old.as_ref().and_then(|o| o.get(k)) {
+                Some(v) => v.to_vec(),
+                None => fresh_by_key
+                    .remove(k)
+                    .ok_or_else(|| StorageError::Index(format!("no vector for {k}")))?,
+            };
+            entries.push((k.clone(), v));
+        }
+        let index = VectorIndex::build(dim, identity, fp, entries)?;
+        if let Some(p) = path {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+                    what: format!("creating {}", dir.display()),
+                    source,
+                })?;
+            }
+            index.save(p)?;
+        }
+        Ok((
+            SchemaIndex {
+                relations,
+                keys,
+                index,
+                path: path.map(Path::to_owned),
+            },
+            true,
+        ))
+    }
+
+    /// The relations, sorted by IRI.
+    pub fn relations(&self) -> &[Relation] {
+        &self.relations
+    }
+
+    /// The content fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        self.index.fingerprint()
+    }
+
+    /// Where the index is saved (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The `k` relations with the definitions nearest to `embedding`, with cosine similarity.
+    pub fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(&Relation, f32)> {
+        let pos: std::collections::HashMap<&str, usize> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        self.index
+            .search(embedding, k)
+            .into_iter()
+            .filter_map(|(key, s)| pos.get(key).map(|&i| (&self.relations[i], s)))
+            .collect()
+    }
+}
