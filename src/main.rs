@@ -1,6 +1,7 @@
 //! The `tessera` command: a thin shell over the library. Parses arguments, opens the
 //! database, and hands over to `tessera::Database` and `tessera_sparql`.
 
+mod ingest_cli;
 mod llm_cli;
 
 use anyhow::{bail, Context as _};
@@ -116,6 +117,11 @@ enum Command {
     /// Benchmarks: llm (prefill/decode), prefix (prefix cache), embed.
     #[command(subcommand)]
     Bench(llm_cli::BenchCommand),
+    /// Read texts into the store (INSERT TEXT in batches): files, directories of .txt, or -.
+    Ingest(ingest_cli::IngestArgs),
+    /// The store's schema: import EDC's relation,definition CSV.
+    #[command(subcommand)]
+    Schema(ingest_cli::SchemaCommand),
 }
 
 fn main() {
@@ -204,6 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => llm_cli::models(cmd),
         Command::Bench(cmd) => llm_cli::bench(cmd),
         Command::Generate(args) => llm_cli::generate(args),
+        Command::Ingest(args) => ingest_cli::ingest(args),
+        Command::Schema(cmd) => ingest_cli::schema(cmd),
     }
 }
 

@@ -880,41 +880,6 @@ fn resolve_entity(
     Ok(iri)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entity_iris_round_trip() {
-        let base = "http://tessera.local/entity/";
-        for label in [
-            "Alan Shepard",
-            "Ærø",
-            "AT&T Park",
-            "A/B test",
-            "100% Pure",
-            "x_y",
-        ] {
-            let iri = entity_iri(base, label);
-            assert!(NamedNode::new(&iri).is_ok(), "{iri}");
-            if !label.contains('_') {
-                assert_eq!(entity_label(base, &iri).as_deref(), Some(label), "{iri}");
-            }
-        }
-        assert_eq!(
-            entity_iri(base, "Alan  Shepard"),
-            format!("{base}Alan_Shepard")
-        );
-    }
-
-    #[test]
-    fn dates_of_the_clock() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
-}
-
 /// Executes an update request with the extension operations: standard parts go to oxigraph
 /// unchanged, `INSERT TEXT` and `DROP SOURCE` run here. Returns a JSON report when the request
 /// held extension operations.
@@ -982,4 +947,39 @@ pub(crate) fn execute_update(
     Ok(Some(
         serde_json::json!({ "operations": reports }).to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_iris_round_trip() {
+        let base = "http://tessera.local/entity/";
+        for label in [
+            "Alan Shepard",
+            "Ærø",
+            "AT&T Park",
+            "A/B test",
+            "100% Pure",
+            "x_y",
+        ] {
+            let iri = entity_iri(base, label);
+            assert!(NamedNode::new(&iri).is_ok(), "{iri}");
+            if !label.contains('_') {
+                assert_eq!(entity_label(base, &iri).as_deref(), Some(label), "{iri}");
+            }
+        }
+        assert_eq!(
+            entity_iri(base, "Alan  Shepard"),
+            format!("{base}Alan_Shepard")
+        );
+    }
+
+    #[test]
+    fn dates_of_the_clock() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
 }

@@ -8,7 +8,7 @@
 //! damaged one *corrupt*: both are reported, never misread, and the caller rebuilds.
 
 use crate::StorageError;
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -43,6 +43,18 @@ impl std::fmt::Display for Unusable {
     }
 }
 
+/// `1 - cos` for unit vectors, clamped at 0: `hnsw_rs`'s own dot distance asserts on the
+/// rounding error of nearly identical vectors (a dot product a hair above 1), which would turn
+/// a duplicate definition into a panic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - dot(va, vb)).max(0.0)
+    }
+}
+
 /// Embeddings by key with an HNSW graph over them (cosine similarity of unit vectors).
 pub struct VectorIndex {
     identity: String,
@@ -51,7 +63,7 @@ pub struct VectorIndex {
     keys: Vec<String>,
     vectors: Vec<f32>,
     positions: HashMap<String, usize>,
-    graph: Hnsw<'static, f32, DistDot>,
+    graph: Hnsw<'static, f32, UnitCosine>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -65,8 +77,8 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
-fn new_graph(capacity: usize) -> Hnsw<'static, f32, DistDot> {
-    let mut g = Hnsw::new(24, capacity.max(16), 16, 200, DistDot {});
+fn new_graph(capacity: usize) -> Hnsw<'static, f32, UnitCosine> {
+    let mut g = Hnsw::new(24, capacity.max(16), 16, 200, UnitCosine);
     g.set_searching_mode(true);
     g
 }

@@ -371,6 +371,11 @@ const MAX_NAME_CHARS: usize = 150;
 const MAX_RELATION_CHARS: usize = 60;
 const MAX_DEFINITION_CHARS: usize = 240;
 
+/// Extracted triples, per item.
+pub type Extracted = Vec<Vec<[String; 3]>>;
+/// Resolutions of extracted relations, per item and triple.
+pub type Resolved = Vec<Vec<Resolution>>;
+
 /// One chunk of one text, the unit of work of every stage.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -823,7 +828,7 @@ impl<'a> Pipeline<'a> {
         schema: &dyn SchemaView,
         new_relations: &mut Vec<NewRelation>,
         stats: &mut [Stats],
-    ) -> Result<(Vec<Vec<[String; 3]>>, Vec<Vec<Resolution>>), EdcError> {
+    ) -> Result<(Extracted, Resolved), EdcError> {
         let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();
         let text_vectors = self.embedder.embed(&bodies)?;
         let mut hints = Vec::with_capacity(items.len());

@@ -1,6 +1,8 @@
 //! Control-flow tests of the pipeline with a scripted fake model and a keyword embedder (the
 //! real model runs in the integration tests).
 
+#![allow(clippy::unwrap_in_result, clippy::unwrap_used, clippy::expect_used)]
+
 use super::*;
 use std::sync::Mutex;
 

@@ -1,0 +1,354 @@
+//! `tessera ingest` (texts into the store through INSERT TEXT, in batches, with progress) and
+//! `tessera schema import` (EDC's `relation,definition` CSV as RDF schema).
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use oxigraph::model::{GraphName, Literal, NamedNode, Quad};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tessera::text::TextConfig;
+use tessera::{Align, Database, TextOptions};
+
+/// Alignment on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlignArg {
+    /// Only relations of the schema.
+    Target,
+    /// New relations join the schema.
+    #[value(name = "self")]
+    SelfCanonical,
+}
+
+/// Options shared by the commands that read text.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Language model: registry name or GGUF path.
+    #[arg(long, default_value = "qwen2.5-0.5b")]
+    pub model: String,
+    /// Embedder: registry name or directory.
+    #[arg(long, default_value = "minilm")]
+    pub embedder: String,
+    /// Inference threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The text configuration these options ask for.
+    pub fn config(&self) -> TextConfig {
+        let mut c = TextConfig {
+            llm: self.model.clone(),
+            embedder: self.embedder.clone(),
+            ..TextConfig::default()
+        };
+        if let Some(t) = self.threads {
+            c.threads = t.max(1);
+        }
+        c
+    }
+}
+
+/// `tessera ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Store directory.
+    #[arg(short, long)]
+    pub location: PathBuf,
+    /// Files or directories of `.txt` files; `-` reads stdin.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// One text per file (default: one text per non-empty line).
+    #[arg(long)]
+    pub per_file: bool,
+    /// Target graph (default: the default graph).
+    #[arg(long)]
+    pub graph: Option<String>,
+    /// Graph holding the target schema (default: every relation in the store).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Alignment mode.
+    #[arg(long, value_enum, default_value = "target")]
+    pub align: AlignArg,
+    /// EDC+R refinement rounds.
+    #[arg(long, default_value_t = 0)]
+    pub refine: usize,
+    /// Texts decoded together through the model.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Model options.
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+fn iri(s: &str, what: &str) -> anyhow::Result<NamedNode> {
+    NamedNode::new(s).with_context(|| format!("{what} <{s}> is not a valid IRI"))
+}
+
+fn read_texts(inputs: &[PathBuf], per_file: bool) -> anyhow::Result<Vec<(String, String)>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in inputs {
+        if p.as_os_str() == "-" {
+            files.push(p.clone());
+        } else if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|e| e.is_file() && e.extension().is_some_and(|x| x == "txt"))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut texts = Vec::new();
+    for f in files {
+        let mut bytes = Vec::new();
+        let name = if f.as_os_str() == "-" {
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading stdin")?;
+            "stdin".to_owned()
+        } else {
+            bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            f.display().to_string()
+        };
+        let s = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{name} is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        if per_file {
+            texts.push((name, s));
+        } else {
+            for (i, line) in s.lines().enumerate() {
+                if !line.trim().is_empty() {
+                    texts.push((format!("{name}:{}", i + 1), line.to_owned()));
+                }
+            }
+        }
+    }
+    Ok(texts)
+}
+
+/// Runs `tessera ingest`.
+pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let texts = read_texts(&args.inputs, args.per_file)?;
+    if texts.is_empty() {
+        bail!("no text to ingest in the inputs");
+    }
+    let db = Database::open(&args.location)?.with_text_config(args.models.config());
+    let opts = TextOptions {
+        graph: args
+            .graph
+            .as_deref()
+            .map(|g| iri(g, "--graph"))
+            .transpose()?,
+        schema: args
+            .schema
+            .as_deref()
+            .map(|g| iri(g, "--schema"))
+            .transpose()?,
+        align: match args.align {
+            AlignArg::Target => Align::Target,
+            AlignArg::SelfCanonical => Align::SelfCanonical,
+        },
+        refine: args.refine,
+        source: None,
+    };
+    let bar = ProgressBar::new(texts.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "ingesting [{bar:30}] {pos}/{len} texts {per_sec} {msg} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t0 = Instant::now();
+    let (mut ok, mut failed, mut triples, mut dropped, mut relations) = (0, 0, 0, 0, 0);
+    let mut first_error: Option<String> = None;
+    for batch in texts.chunks(args.batch.max(1)) {
+        let refs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
+        let results = db.insert_texts(&refs, &opts)?;
+        for ((name, _), r) in batch.iter().zip(results) {
+            match r {
+                Ok(report) => {
+                    ok += 1;
+                    triples += report.triples.len();
+                    dropped += report.dropped.len();
+                    relations += report.relations_added.len();
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(text = %name, error = %e, "text not ingested");
+                    first_error.get_or_insert_with(|| format!("{name}: {e}"));
+                }
+            }
+        }
+        bar.inc(batch.len() as u64);
+        bar.set_message(format!("{triples} triples"));
+    }
+    bar.finish_and_clear();
+    db.flush()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{ok} texts ingested, {failed} failed; {triples} triples written, {dropped} dropped, {relations} relations added; {secs:.1} s ({:.2} texts/s)",
+        (ok + failed) as f64 / secs.max(1e-9)
+    )?;
+    if let Some(e) = first_error {
+        bail!("{failed} texts failed; the first: {e}");
+    }
+    Ok(())
+}
+
+/// `tessera schema ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Import EDC's schema CSV (`relation,definition` per line, no header) as RDF properties.
+    Import {
+        /// Store directory.
+        #[arg(short, long)]
+        location: PathBuf,
+        /// The CSV file.
+        file: PathBuf,
+        /// Graph to write the schema into (default: the default graph).
+        #[arg(long)]
+        graph: Option<String>,
+        /// Base IRI of the relations.
+        #[arg(long, default_value = "http://tessera.local/relation/")]
+        base: String,
+    },
+}
+
+/// Parses one CSV line of two fields (the second may be quoted and hold commas).
+fn csv_pair(line: &str) -> Option<(String, String)> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted && fields.is_empty() => fields.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    match fields.as_slice() {
+        [r, d] if !r.trim().is_empty() => Some((r.trim().to_owned(), d.trim().to_owned())),
+        _ => None,
+    }
+}
+
+/// Reads a schema CSV into quads; errors name the line.
+pub fn schema_quads(path: &Path, graph: &GraphName, base: &str) -> anyhow::Result<Vec<Quad>> {
+    use tessera_storage::schema::vocab;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut quads = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (name, definition) = csv_pair(line).with_context(|| {
+            format!(
+                "{}:{}: expected `relation,definition`",
+                path.display(),
+                i + 1
+            )
+        })?;
+        let local = tessera::engine::edc::camel_case(&name);
+        let rel = iri(&format!("{base}{local}"), "relation")
+            .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let n = |s: &str| NamedNode::new_unchecked(s);
+        quads.push(Quad::new(
+            rel.clone(),
+            n(vocab::RDF_TYPE),
+            n(vocab::RDF_PROPERTY),
+            graph.clone(),
+        ));
+        quads.push(Quad::new(
+            rel.clone(),
+            n(vocab::RDFS_LABEL),
+            Literal::new_simple_literal(&name),
+            graph.clone(),
+        ));
+        if !definition.is_empty() {
+            quads.push(Quad::new(
+                rel,
+                n(vocab::SKOS_DEFINITION),
+                Literal::new_simple_literal(&definition),
+                graph.clone(),
+            ));
+        }
+    }
+    if quads.is_empty() {
+        bail!("{} holds no relation", path.display());
+    }
+    Ok(quads)
+}
+
+/// Runs `tessera schema ...`.
+pub fn schema(cmd: SchemaCommand) -> anyhow::Result<()> {
+    match cmd {
+        SchemaCommand::Import {
+            location,
+            file,
+            graph,
+            base,
+        } => {
+            let g = match graph {
+                Some(g) => GraphName::NamedNode(iri(&g, "--graph")?),
+                None => GraphName::DefaultGraph,
+            };
+            let quads = schema_quads(&file, &g, &base)?;
+            let db = Database::open(&location)?;
+            let n = quads.len();
+            db.storage().write(|tx| {
+                for q in &quads {
+                    tx.insert(q);
+                }
+                Ok::<_, tessera::Error>(())
+            })?;
+            db.flush()?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{} relations imported ({n} triples)",
+                quads
+                    .iter()
+                    .filter(|q| q.predicate.as_str() == tessera_storage::schema::vocab::RDF_TYPE)
+                    .count()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines() {
+        assert_eq!(
+            csv_pair("birthPlace,The subject entity was born in the object, a place."),
+            Some((
+                "birthPlace".into(),
+                "The subject entity was born in the object, a place.".into()
+            ))
+        );
+        assert_eq!(
+            csv_pair("place of birth,\"Quoted, with \"\"quotes\"\".\""),
+            Some(("place of birth".into(), "Quoted, with \"quotes\".".into()))
+        );
+        assert_eq!(csv_pair("no definition"), None);
+    }
+}
