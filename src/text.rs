@@ -291,6 +291,13 @@ impl SchemaView for View<'_> {
             .map(|(r, s)| (to_view(r), s))
             .collect()
     }
+    fn labels(&self) -> Vec<String> {
+        self.index
+            .relations()
+            .iter()
+            .map(|r| r.label.clone())
+            .collect()
+    }
     fn by_name(&self, name: &str) -> Option<SchemaRelation> {
         self.by_name
             .get(&name_key(name))

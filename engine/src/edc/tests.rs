@@ -166,6 +166,12 @@ impl SchemaView for FakeSchema {
         v.truncate(k);
         v
     }
+    fn labels(&self) -> Vec<String> {
+        self.relations
+            .iter()
+            .map(|(r, _)| r.label.clone())
+            .collect()
+    }
     fn by_name(&self, name: &str) -> Option<SchemaRelation> {
         self.relations
             .iter()
@@ -211,7 +217,11 @@ fn target_alignment_by_name_similarity_model_and_drop() {
         0,
     );
     let schema = schema();
-    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let opts = EdcOptions {
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts);
     let plans = p
         .run(
             &["Ada was born in Lyon on Nov 18, 1923 and likes tea."],
@@ -316,6 +326,7 @@ fn refinement_restricts_relations_to_the_hints_in_target_alignment() {
     )];
     let opts = EdcOptions {
         refine: 1,
+        guided: false,
         ..EdcOptions::default()
     };
     let p = Pipeline::new(&model, &KeywordEmbedder, opts);
@@ -361,4 +372,39 @@ fn names_and_definition_texts() {
     assert_eq!(camel_case("place of birth"), "placeOfBirth");
     assert_eq!(definition_text("birthPlace", "x"), "birth place: x");
     assert_eq!(definition_text("place_of_birth", ""), "place of birth");
+}
+
+#[test]
+fn guided_extraction_uses_schema_names_only_and_needs_no_definitions() {
+    let mut model = fake(Vec::new(), 0);
+    model.refined = vec![(
+        "Ada",
+        r#"[["Ada","birthPlace","Lyon"],["Ada","birthDate","1815-12-10"]]"#,
+    )];
+    let opts = EdcOptions {
+        guided: true,
+        ..EdcOptions::default()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts);
+    let plans = p
+        .run(&["Ada was born in Lyon on 10 December 1815."], &schema())
+        .unwrap();
+    let rels: Vec<String> = plans[0].triples.iter().map(relation).collect();
+    assert_eq!(rels, ["birthPlace", "birthDate"]);
+    assert!(plans[0]
+        .triples
+        .iter()
+        .all(|t| t.decision == Decision::Name));
+    // One call: the extraction; its grammar admits every schema relation and nothing else.
+    assert_eq!(plans[0].stats.model_calls, 1);
+    let grammars = model.constraints.lock().unwrap();
+    assert_eq!(grammars.len(), 1);
+    for name in ["birthPlace", "birthDate", "location"] {
+        assert!(
+            grammars[0].contains(&format!("\"{name}\"")),
+            "{}",
+            grammars[0]
+        );
+    }
+    assert!(grammars[0].contains("\"enum\""));
 }
