@@ -76,6 +76,11 @@ pub struct ExtensionSyntaxError {
 /// Splits and parses an update request. `base` is the request's base IRI (the endpoint).
 pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, ExtensionSyntaxError> {
     let pieces = split(update);
+    // Without extension operations the request goes to oxigraph whole and untouched (its
+    // parser reports its own errors, prologue included).
+    if !pieces.iter().any(|(_, p)| is_extension(p)) {
+        return Ok(vec![Operation::Standard(update.to_owned())]);
+    }
     let mut prologue = String::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     let mut base: Option<String> = base.map(str::to_owned);
@@ -152,6 +157,27 @@ pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, Extensi
         return Ok(vec![Operation::Standard(update.to_owned())]);
     }
     Ok(ops)
+}
+
+/// Whether a piece is an extension operation, skipping its prologue leniently.
+fn is_extension(piece: &str) -> bool {
+    let mut p = Parser {
+        src: piece,
+        pos: 0,
+        end: piece.len(),
+    };
+    loop {
+        p.skip_ws();
+        if p.keyword("PREFIX") || p.keyword("BASE") {
+            match p.rest().find('>') {
+                Some(n) => p.pos += n + 1,
+                None => return false,
+            }
+        } else {
+            break;
+        }
+    }
+    p.keywords(&["INSERT", "TEXT"]) || p.keywords(&["DROP", "SOURCE"])
 }
 
 fn resolve(base: Option<&str>, iri: &str) -> Result<String, String> {
