@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod eval;
 mod stream;
 pub mod text;
 
