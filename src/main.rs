@@ -1,6 +1,7 @@
 //! The `tessera` command: a thin shell over the library. Parses arguments, opens the
 //! database, and hands over to `tessera::Database` and `tessera_sparql`.
 
+mod eval_cli;
 mod ingest_cli;
 mod llm_cli;
 
@@ -119,6 +120,8 @@ enum Command {
     Bench(llm_cli::BenchCommand),
     /// Read texts into the store (INSERT TEXT in batches): files, directories of .txt, or -.
     Ingest(ingest_cli::IngestArgs),
+    /// Extraction quality on a dataset in the EDC layout (WebNLG metric).
+    Eval(eval_cli::EvalArgs),
     /// The store's schema: import EDC's relation,definition CSV.
     #[command(subcommand)]
     Schema(ingest_cli::SchemaCommand),
@@ -212,6 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => llm_cli::generate(args),
         Command::Ingest(args) => ingest_cli::ingest(args),
         Command::Schema(cmd) => ingest_cli::schema(cmd),
+        Command::Eval(args) => eval_cli::eval(args),
     }
 }
 

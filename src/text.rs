@@ -96,6 +96,9 @@ pub struct TextReport {
     pub source: String,
     /// Canonical triples written (subject, predicate, object in N-Triples).
     pub triples: Vec<[String; 3]>,
+    /// The same triples as names: the entity's name as the text gave it, the relation's
+    /// label, the literal's value.
+    pub facts: Vec<[String; 3]>,
     /// Triples not written and why.
     pub dropped: Vec<DroppedTriple>,
     /// Relations added to the schema.
@@ -484,6 +487,7 @@ impl crate::Database {
         let mut report = TextReport {
             source: source.as_str().to_owned(),
             triples: Vec::new(),
+            facts: Vec::new(),
             dropped: plan
                 .dropped
                 .iter()
@@ -590,6 +594,14 @@ impl crate::Database {
                     subject.to_string(),
                     predicate.to_string(),
                     object.to_string(),
+                ]);
+                report.facts.push([
+                    t.subject.clone(),
+                    match &t.relation {
+                        RelationRef::Schema(r) => r.label.clone(),
+                        RelationRef::New(i) => plan.new_relations[*i].name.clone(),
+                    },
+                    t.object.text().to_owned(),
                 ]);
             }
             for (name, iri) in &entity_cache {

@@ -73,8 +73,8 @@ pub type Triple = [String; 3];
 pub fn score(predicted: &[Vec<Triple>], gold: &[Vec<Triple>]) -> Totals {
     let mut selected: Vec<PairScore> = Vec::new();
     for (p, g) in predicted.iter().zip(gold) {
-        let mut cands: Vec<String> = p.iter().map(|t| normalize(t)).collect();
-        let mut refs: Vec<String> = g.iter().map(|t| normalize(t)).collect();
+        let mut cands: Vec<String> = p.iter().map(normalize).collect();
+        let mut refs: Vec<String> = g.iter().map(normalize).collect();
         let n = cands.len().max(refs.len());
         cands.resize(n, String::new());
         refs.resize(n, String::new());
@@ -291,20 +291,20 @@ pub fn word_tokenize(text: &str) -> Vec<String> {
 #[derive(Clone, Copy)]
 enum Filter {
     /// Drop tokens made only of punctuation (the reference side).
-    AllPunct,
+    Only,
     /// Drop single punctuation characters (the candidate side).
-    OnePunct,
+    Single,
     /// Drop tokens holding any punctuation (the switched comparisons).
-    AnyPunct,
+    Any,
 }
 
 fn tokens(text: &str, filter: Filter) -> Vec<String> {
     word_tokenize(text)
         .into_iter()
         .filter(|w| match filter {
-            Filter::AllPunct => !(!w.is_empty() && w.chars().all(is_punct)),
-            Filter::OnePunct => !(w.chars().count() == 1 && w.chars().all(is_punct)),
-            Filter::AnyPunct => !w.chars().any(is_punct),
+            Filter::Only => w.is_empty() || !w.chars().all(is_punct),
+            Filter::Single => !(w.chars().count() == 1 && w.chars().all(is_punct)),
+            Filter::Any => !w.chars().any(is_punct),
         })
         .map(|w| w.to_lowercase())
         .collect()
@@ -460,6 +460,7 @@ fn getrefdict(
     let mut after = Vec::new();
     let mut unlinked = Vec::new();
     let mut unlink = 1;
+    #[allow(clippy::needless_range_loop)] // the reference's loop, index and all
     for idx in 0..cands.len() {
         if !cands[idx].starts_with("FOUNDCAND") {
             if idx < first_found && before_linked {
@@ -564,7 +565,7 @@ fn evaluate_pair(reference: &str, candidate: &str) -> PairScore {
         r.len()
     };
     let at = |v: &Vec<String>, i: usize| v.get(i).cloned().unwrap_or_default();
-    let strict = (Filter::AllPunct, Filter::OnePunct);
+    let strict = (Filter::Only, Filter::Single);
     let mut parts: [Option<RefDict>; 3] = [None, None, None];
     for idx in 0..index_len {
         let slot = idx.min(2);
@@ -581,7 +582,7 @@ fn evaluate_pair(reference: &str, candidate: &str) -> PairScore {
     }
     let found = |p: &Option<RefDict>| p.as_ref().is_some_and(|d| d.found);
     let total = |p: &Option<RefDict>| p.as_ref().map_or(0, |d| d.total);
-    let any = (Filter::AnyPunct, Filter::AnyPunct);
+    let any = (Filter::Any, Filter::Any);
     let mut switched = false;
     if !found(&parts[0]) && !found(&parts[2]) {
         let (d1, _, _) = compare(&at(&r, 0), &at(&c, 2), any, ("SUB", "OBJ"), 0);

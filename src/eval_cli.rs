@@ -1,0 +1,308 @@
+//! `tessera eval`: extraction quality on a dataset in the EDC layout, with the WebNLG metric.
+
+use crate::ingest_cli::ModelArgs;
+use anyhow::Context;
+use clap::Args;
+use oxigraph::model::{GraphName, Literal, NamedNode, Quad};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+use tessera::eval::{webnlg, Dataset, Triple};
+use tessera::{Align, Database, TextOptions};
+use tessera_storage::schema::vocab;
+
+/// `tessera eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset name (`webnlg` reads DIR/datasets/webnlg.txt, ...).
+    pub name: String,
+    /// Directory in the EDC layout.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// First item (items before it may have served as few-shot examples elsewhere).
+    #[arg(long, default_value_t = 6)]
+    pub start: usize,
+    /// At most this many items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// A seeded random subset of this many items (from `--start` on), in dataset order.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Seed of `--sample`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// EDC+R refinement rounds.
+    #[arg(long, default_value_t = 0)]
+    pub refine: usize,
+    /// Texts decoded together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Write predictions in the EDC output format (one Python list per line) here.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Score the gold triples against themselves (checks the metric; no model).
+    #[arg(long)]
+    pub gold_vs_gold: bool,
+    /// Model options.
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+fn py_list(triples: &[Triple]) -> String {
+    let q = |s: &str| {
+        if s.contains('\'') {
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        } else {
+            format!("'{}'", s.replace('\\', "\\\\"))
+        }
+    };
+    let items: Vec<String> = triples
+        .iter()
+        .map(|t| format!("[{}, {}, {}]", q(&t[0]), q(&t[1]), q(&t[2])))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn key(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Where the points went, by stage.
+#[derive(Default)]
+struct Analysis {
+    exact: usize,
+    wrong_relation: usize,
+    entity_form: usize,
+    missed: usize,
+    spurious: usize,
+}
+
+fn analyse(a: &mut Analysis, pred: &[Triple], gold: &[Triple]) {
+    let k = |t: &Triple| [key(&t[0]), key(&t[1]), key(&t[2])];
+    let p: Vec<[String; 3]> = pred.iter().map(k).collect();
+    let mut used = vec![false; p.len()];
+    for g in gold.iter().map(k) {
+        let mut pick = |f: &dyn Fn(&[String; 3]) -> bool| -> bool {
+            if let Some(i) = (0..p.len()).find(|&i| !used[i] && f(&p[i])) {
+                used[i] = true;
+                true
+            } else {
+                false
+            }
+        };
+        if pick(&|x| *x == g) {
+            a.exact += 1;
+        } else if pick(&|x| x[0] == g[0] && x[2] == g[2]) {
+            a.wrong_relation += 1;
+        } else if pick(&|x| {
+            x[1] == g[1]
+                && (x[0] == g[0]
+                    || x[2] == g[2]
+                    || x[0].contains(&g[0])
+                    || g[0].contains(&x[0])
+                    || x[2].contains(&g[2])
+                    || g[2].contains(&x[2]))
+        }) {
+            a.entity_form += 1;
+        } else {
+            a.missed += 1;
+        }
+    }
+    a.spurious += used.iter().filter(|u| !**u).count();
+}
+
+/// Runs `tessera eval`.
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let data = Dataset::load(&args.data, &args.name)?;
+    let mut items: Vec<usize> = (args.start..data.texts.len()).collect();
+    if let Some(n) = args.sample {
+        // A seeded shuffle (splitmix64), then dataset order.
+        let mut x = args.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut next = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for i in (1..items.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+        items.truncate(n);
+        items.sort_unstable();
+    }
+    if let Some(l) = args.limit {
+        items.truncate(l);
+    }
+    let gold: Vec<Vec<Triple>> = items.iter().map(|&i| data.gold[i].clone()).collect();
+    let mut out = std::io::stdout().lock();
+    if args.gold_vs_gold {
+        let s = webnlg::score(&gold, &gold);
+        print_scores(&mut out, &s)?;
+        return Ok(());
+    }
+    let db = Database::in_memory()?.with_text_config(args.models.config());
+    let schema = NamedNode::new("urn:tessera:eval:schema")?;
+    let g = GraphName::NamedNode(schema.clone());
+    db.storage().write(|tx| {
+        for (name, def) in &data.schema {
+            let iri = NamedNode::new(format!(
+                "http://tessera.local/relation/{}",
+                tessera::engine::edc::camel_case(name)
+            ))
+            .map_err(|e| tessera::Error::Text(tessera::TextError::Iri(e.to_string())))?;
+            let n = NamedNode::new_unchecked;
+            tx.insert(&Quad::new(
+                iri.clone(),
+                n(vocab::RDF_TYPE),
+                n(vocab::RDF_PROPERTY),
+                g.clone(),
+            ));
+            tx.insert(&Quad::new(
+                iri.clone(),
+                n(vocab::RDFS_LABEL),
+                Literal::new_simple_literal(name),
+                g.clone(),
+            ));
+            tx.insert(&Quad::new(
+                iri,
+                n(vocab::SKOS_DEFINITION),
+                Literal::new_simple_literal(def),
+                g.clone(),
+            ));
+        }
+        Ok::<_, tessera::Error>(())
+    })?;
+    let opts = TextOptions {
+        graph: Some(NamedNode::new("urn:tessera:eval:facts")?),
+        schema: Some(schema),
+        align: Align::Target,
+        refine: args.refine,
+        source: None,
+    };
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "eval [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t0 = Instant::now();
+    let mut predicted: Vec<Vec<Triple>> = Vec::with_capacity(items.len());
+    let (mut calls, mut prompt, mut cached, mut generated, mut failed) = (0, 0, 0, 0, 0);
+    let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut stage_ms = [0u64; 4];
+    for chunk in items.chunks(args.batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
+        for r in db.insert_texts(&texts, &opts)? {
+            match r {
+                Ok(r) => {
+                    calls += r.stats.model_calls;
+                    prompt += r.stats.prompt_tokens;
+                    cached += r.stats.cached_tokens;
+                    generated += r.stats.generated_tokens;
+                    stage_ms[0] += r.stats.extract_ms;
+                    stage_ms[1] += r.stats.define_ms;
+                    stage_ms[2] += r.stats.canonicalize_ms;
+                    stage_ms[3] += r.stats.refine_ms;
+                    for d in &r.dropped {
+                        let why = d.reason.split(" (").next().unwrap_or(&d.reason);
+                        let why = if why.starts_with("no schema relation") {
+                            "no schema relation matches"
+                        } else if why.starts_with("no definition") {
+                            "no definition written"
+                        } else {
+                            why
+                        };
+                        *dropped.entry(why.to_owned()).or_default() += 1;
+                    }
+                    predicted.push(r.facts.clone());
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(error = %e, "text failed");
+                    predicted.push(Vec::new());
+                }
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(p) = &args.predictions {
+        let lines: Vec<String> = predicted.iter().map(|t| py_list(t)).collect();
+        std::fs::write(p, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let s = webnlg::score(&predicted, &gold);
+    let n = items.len().max(1) as f64;
+    writeln!(
+        out,
+        "{} on {} items (from {}{}), model {}, refine {}",
+        args.name,
+        items.len(),
+        args.start,
+        args.sample
+            .map(|k| format!(", seeded sample of {k} with seed {}", args.seed))
+            .unwrap_or_default(),
+        args.models.model,
+        args.refine
+    )?;
+    print_scores(&mut out, &s)?;
+    writeln!(
+        out,
+        "speed: {:.3} texts/s ({secs:.0} s); per text: {:.2} model calls, {:.0} prompt tokens ({:.0} from the prefix cache), {:.0} generated tokens; {failed} texts failed",
+        n / secs.max(1e-9),
+        calls as f64 / n,
+        prompt as f64 / n,
+        cached as f64 / n,
+        generated as f64 / n
+    )?;
+    writeln!(
+        out,
+        "time per text by stage: extract {:.2} s, define {:.2} s, canonicalize {:.2} s, refine {:.2} s",
+        stage_ms[0] as f64 / 1000.0 / n,
+        stage_ms[1] as f64 / 1000.0 / n,
+        stage_ms[2] as f64 / 1000.0 / n,
+        stage_ms[3] as f64 / 1000.0 / n
+    )?;
+    let mut a = Analysis::default();
+    for (p, g) in predicted.iter().zip(&gold) {
+        analyse(&mut a, p, g);
+    }
+    let total_gold: usize = gold.iter().map(Vec::len).sum();
+    writeln!(
+        out,
+        "error analysis over {total_gold} gold triples: exact {} | right entities, wrong relation {} | right relation, entity form differs {} | missed by extraction {}; spurious predictions {}",
+        a.exact, a.wrong_relation, a.entity_form, a.missed, a.spurious
+    )?;
+    for (why, k) in dropped {
+        writeln!(out, "dropped: {why}: {k}")?;
+    }
+    Ok(())
+}
+
+fn print_scores(out: &mut impl Write, s: &webnlg::Totals) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "mode      precision recall  F1     ({} pairs)",
+        s.pairs
+    )?;
+    for (name, m) in [
+        ("partial", s.scores.partial),
+        ("strict", s.scores.strict),
+        ("exact", s.scores.exact),
+        ("ent_type", s.scores.ent_type),
+    ] {
+        writeln!(
+            out,
+            "{name:<9} {:.4}    {:.4}  {:.4}",
+            m.precision, m.recall, m.f1
+        )?;
+    }
+    Ok(())
+}
