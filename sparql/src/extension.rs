@@ -645,4 +645,60 @@ INSERT DATA { GRAPH ex:notes { ex:a ex:b ex:c } }"#;
         let huge = format!("INSERT TEXT \"{}\"", "a".repeat(MAX_TEXT_BYTES + 10));
         assert!(parse(&huge, None).unwrap_err().message.contains("cap"));
     }
+
+    /// Random splices of the grammar's pieces and hostile bytes: the parser answers every one
+    /// with operations or an error, never a panic.
+    #[test]
+    fn random_inputs_never_panic() {
+        let pieces = [
+            "INSERT",
+            " TEXT ",
+            "\"",
+            "'''",
+            "\"\"\"",
+            "\\",
+            "\\u00",
+            "\\U0001F6",
+            "é",
+            "😀",
+            " INTO GRAPH ",
+            "<http://e/g>",
+            "<",
+            ">",
+            "ex:",
+            "PREFIX ex: <http://e/> ",
+            "BASE ",
+            " SCHEMA ",
+            " ALIGN ",
+            "SELF",
+            " REFINE ",
+            "9",
+            "99999999999999999999",
+            " SOURCE ",
+            ";",
+            "{",
+            "}",
+            "#",
+            "\n",
+            "DROP SOURCE ",
+            "@en",
+            "^^",
+            "INSERT DATA { <a> <b> <c> }",
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            for _ in 0..next() % 12 {
+                s.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let _ = parse(&s, None);
+            let _ = parse(&s, Some("http://base/"));
+        }
+    }
 }
