@@ -359,8 +359,9 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        // Model loading takes a few seconds; then a text commits every second or two.
-        let delay = std::time::Duration::from_millis(5000 + seed % 15000);
+        // Kill a random moment after the `round + 1`-th commit (the child logs each commit),
+        // so the kill lands inside the ingestion whatever the machine's speed.
+        let after = std::time::Duration::from_millis(seed % 1500);
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["ingest", "--location"])
             .arg(&store)
@@ -377,11 +378,32 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
                 "--batch",
                 "1",
             ])
+            .env("RUST_LOG", "warn,tessera::text=debug")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tessera ingest");
-        std::thread::sleep(delay);
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("text committed") && tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        for _ in 0..=round {
+            rx.recv_timeout(std::time::Duration::from_secs(300))
+                .expect("the ingestion commits a text");
+        }
+        std::thread::sleep(after);
+        let delay = started.elapsed();
         let _ = child.kill(); // SIGKILL
         let status = child.wait().expect("wait");
         let db = open(&store);
@@ -427,7 +449,7 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
     }
     // The kills landed inside the ingestion, not before or after it.
     assert!(
-        committed.iter().any(|&n| n > 0 && n < texts.len()),
+        committed.iter().all(|&n| n > 0) && committed.iter().any(|&n| n < texts.len()),
         "no kill landed mid-ingestion: {committed:?}"
     );
 }
