@@ -71,6 +71,26 @@ pub fn type_object(object: &str, range: Option<&str>) -> Object {
     }
 }
 
+/// Why `object` cannot be a value of the datatype `range` (dates, years and numbers), if it
+/// cannot: such a triple is dropped rather than written with a value its relation excludes.
+pub fn range_violation(object: &str, range: Option<&str>) -> Option<String> {
+    let r = range?;
+    let v = strip_quotes(object.trim());
+    let ok = match r {
+        xsd::DATE => parse_date(v).is_some(),
+        xsd::GYEAR => parse_year(v).is_some(),
+        xsd::INTEGER => parse_integer(v).is_some(),
+        xsd::DECIMAL | xsd::DOUBLE => parse_integer(v).or_else(|| parse_decimal(v)).is_some(),
+        _ => true,
+    };
+    (!ok).then(|| {
+        format!(
+            "\"{v}\" is not a value of the relation's range xsd:{}",
+            r.strip_prefix(xsd::NS).unwrap_or(r)
+        )
+    })
+}
+
 fn literal(value: String, datatype: &str) -> Object {
     Object::Literal {
         value,
@@ -328,5 +348,9 @@ mod tests {
             type_object("Paris", Some(xsd::STRING)),
             lit("Paris", xsd::STRING)
         );
+        assert!(range_violation("Bergen", Some(xsd::DATE)).is_some());
+        assert!(range_violation("14 March 1972", Some(xsd::DATE)).is_none());
+        assert!(range_violation("Bergen", Some(xsd::STRING)).is_none());
+        assert!(range_violation("Bergen", None).is_none());
     }
 }

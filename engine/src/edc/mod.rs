@@ -543,11 +543,18 @@ impl<'a> Pipeline<'a> {
                 };
                 let subject = triple[0].trim().to_owned();
                 let object = literal::type_object(&triple[2], range);
-                if subject.is_empty() || object.text().is_empty() {
+                let problem = if subject.is_empty() || object.text().is_empty() {
+                    Some("empty subject or object".to_owned())
+                } else if name_key(&subject) == name_key(object.text()) {
+                    Some("subject and object are the same".to_owned())
+                } else {
+                    literal::range_violation(&triple[2], range)
+                };
+                if let Some(reason) = problem {
                     plan.dropped.push(Dropped {
                         triple: triple.clone(),
                         chunk: item.chunk,
-                        reason: "empty subject or object".into(),
+                        reason,
                     });
                     continue;
                 }
