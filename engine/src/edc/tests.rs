@@ -318,7 +318,7 @@ fn self_canonicalization_adds_a_relation_once_per_batch() {
 }
 
 #[test]
-fn refinement_restricts_relations_to_the_hints_in_target_alignment() {
+fn refinement_extracts_again_with_hints() {
     let mut model = fake(vec![("Ada", r#"[["Ada","bornIn","Lyon"]]"#)], 0);
     model.refined = vec![(
         "Ada",
@@ -336,9 +336,10 @@ fn refinement_restricts_relations_to_the_hints_in_target_alignment() {
     let rels: Vec<String> = plans[0].triples.iter().map(relation).collect();
     assert_eq!(rels, ["birthPlace", "location"]);
     let grammars = model.constraints.lock().unwrap();
+    // The refinement round saw the hints (the scripted model answers hinted prompts from its
+    // second script) and extracted openly, as EDC+R does.
     let refine_grammar = grammars.last().unwrap();
-    assert!(refine_grammar.contains("\"enum\""), "{refine_grammar}");
-    assert!(refine_grammar.contains("birthPlace") && refine_grammar.contains("location"));
+    assert!(!refine_grammar.contains("\"enum\""), "{refine_grammar}");
     assert!(plans[0].stats.refine > Duration::ZERO || plans[0].stats.model_calls >= 3);
 }
 
