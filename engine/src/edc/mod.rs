@@ -764,10 +764,10 @@ impl<'a> Pipeline<'a> {
         };
         let choose_fixed = prompts::choose_fixed();
         let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        for (i, chunk_triples) in triples.iter().enumerate().take(items.len()) {
             let mut memo: HashMap<String, Resolution> = HashMap::new();
-            let mut res = Vec::with_capacity(triples[i].len());
-            for t in &triples[i] {
+            let mut res = Vec::with_capacity(chunk_triples.len());
+            for t in chunk_triples {
                 let name = &t[1];
                 if let Some(r) = memo.get(name) {
                     res.push(r.clone());
@@ -784,7 +784,6 @@ impl<'a> Pipeline<'a> {
                 } else if let Some(&v) = slot.get(&(i, name.clone())) {
                     let def = &definitions[i][name];
                     self.resolve(
-                        &item.body,
                         t,
                         def,
                         &vectors[v],
@@ -807,7 +806,6 @@ impl<'a> Pipeline<'a> {
     #[allow(clippy::too_many_arguments)]
     fn resolve(
         &self,
-        text: &str,
         triple: &[String; 3],
         definition: &str,
         embedding: &[f32],
@@ -853,7 +851,7 @@ impl<'a> Pipeline<'a> {
                     cands.iter().map(|c| (c.1.clone(), c.2.clone())).collect();
                 let prompt = self.model.render(
                     choose_fixed,
-                    &prompts::choose_user(text, triple, definition, &options),
+                    &prompts::choose_user(triple, definition, &options),
                 )?;
                 let letters = &prompts::LETTERS[..=options.len()];
                 let scores = self.model.score(&prompt, letters)?;

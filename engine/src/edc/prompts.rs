@@ -202,7 +202,6 @@ pub fn choose_fixed() -> Vec<ChatMessage> {
              these\" when no option means the same. {DATA_NOT_INSTRUCTIONS}"
         )),
         ChatMessage::user(choose_user(
-            "Marta Oliveira, born on 2 May 1961 in Porto, is an architect.",
             &["Marta Oliveira".into(), "bornIn".into(), "Porto".into()],
             "The subject entity was born in the place given by the object entity.",
             &[
@@ -222,7 +221,6 @@ pub fn choose_fixed() -> Vec<ChatMessage> {
         )),
         ChatMessage::assistant("B"),
         ChatMessage::user(choose_user(
-            "Kestrel Pass Road opened in 1932 and links Aldbury to Fenwick.",
             &[
                 "Kestrel Pass Road".into(),
                 "openingYear".into(),
@@ -248,15 +246,9 @@ pub fn choose_fixed() -> Vec<ChatMessage> {
 pub const LETTERS: &[&str] = &["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"];
 
 /// The user turn of a multiple-choice verification; the last letter is "none of these".
-pub fn choose_user(
-    text: &str,
-    triple: &[String; 3],
-    definition: &str,
-    options: &[(String, String)],
-) -> String {
+pub fn choose_user(triple: &[String; 3], definition: &str, options: &[(String, String)]) -> String {
     // The text itself is left out: the triple and the definition written from it carry
     // what the choice needs, and every token here is prefilled once per verification.
-    let _ = text;
     let mut s = format!(
         "Triple: {}\nMeaning of \"{}\": {definition}\nOptions:",
         json!(triple),
