@@ -363,7 +363,9 @@ impl LanguageModel {
         opts: &GenerateOptions,
         mut on_text: impl FnMut(&str) + Send,
     ) -> Result<Generation, GenerateError> {
-        let mut out = self.run(std::slice::from_ref(prompt), opts, &mut |_, s| on_text(s))?;
+        let mut out = self.run(std::slice::from_ref(prompt), &[opts], &mut |_, s| {
+            on_text(s)
+        })?;
         out.pop()
             .ok_or_else(|| GenerateError::Request("no output".into()))
     }
@@ -375,19 +377,35 @@ impl LanguageModel {
         prompts: &[Prompt],
         opts: &GenerateOptions,
     ) -> Result<Vec<Generation>, GenerateError> {
-        self.run(prompts, opts, &mut |_, _| {})
+        let all = vec![opts; prompts.len()];
+        self.run(prompts, &all, &mut |_, _| {})
+    }
+
+    /// Like [`generate_batch`](Self::generate_batch), with options (constraint, limits, stop
+    /// strings) per prompt: requests that need different grammars still decode together.
+    pub fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, GenerateError> {
+        let prompts: Vec<Prompt> = requests.iter().map(|r| r.0.clone()).collect();
+        let opts: Vec<&GenerateOptions> = requests.iter().map(|r| &r.1).collect();
+        self.run(&prompts, &opts, &mut |_, _| {})
     }
 
     fn run(
         &self,
         prompts: &[Prompt],
-        opts: &GenerateOptions,
+        opts: &[&GenerateOptions],
         on_text: &mut (dyn FnMut(usize, &str) + Send),
     ) -> Result<Vec<Generation>, GenerateError> {
-        if opts.temperature < 0.0
-            || !opts.temperature.is_finite()
-            || !(0.0..=1.0).contains(&opts.top_p)
-        {
+        if opts.len() != prompts.len() {
+            return Err(GenerateError::Request(
+                "one set of options per prompt is needed".into(),
+            ));
+        }
+        if opts.iter().any(|o| {
+            o.temperature < 0.0 || !o.temperature.is_finite() || !(0.0..=1.0).contains(&o.top_p)
+        }) {
             return Err(GenerateError::Request(
                 "temperature must be >= 0 and top_p in [0, 1]".into(),
             ));
@@ -395,8 +413,9 @@ impl LanguageModel {
         self.pool.install(|| {
             let mut seqs = prompts
                 .iter()
+                .zip(opts)
                 .enumerate()
-                .map(|(i, p)| self.start(p, opts, i as u64))
+                .map(|(i, (p, o))| self.start(p, o, i as u64))
                 .collect::<Result<Vec<_>, _>>()?;
             let t_prefill = Instant::now();
             let mut first = true;
@@ -437,8 +456,8 @@ impl LanguageModel {
                         .and_then(|t| t.to_vec1())
                         .map_err(ModelError::from)?;
                     let s = &mut seqs[i];
-                    let token = self.pick(s, &mut row, opts)?;
-                    self.advance(i, s, token, opts, on_text)?;
+                    let token = self.pick(s, &mut row, opts[i])?;
+                    self.advance(i, s, token, opts[i], on_text)?;
                 }
             }
             let decode = t_decode.elapsed();
@@ -539,6 +558,62 @@ impl LanguageModel {
             s.emitted = valid;
         }
         Ok(())
+    }
+
+    /// [`score`](Self::score) for several prompts; prompts whose options are all single tokens
+    /// (multiple-choice letters) share one forward pass.
+    pub fn score_batch(
+        &self,
+        requests: &[(&Prompt, &[&str])],
+    ) -> Result<Vec<Vec<f32>>, GenerateError> {
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; requests.len()];
+        let mut single: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, (prompt, options)) in requests.iter().enumerate() {
+            let toks = options
+                .iter()
+                .map(|c| self.tokenizer.encode(c, false, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !toks.is_empty() && toks.iter().all(|t| t.len() == 1) {
+                single.push((i, toks.iter().map(|t| t[0]).collect()));
+            } else {
+                out[i] = Some(self.score(prompt, options)?);
+            }
+        }
+        if !single.is_empty() {
+            let rows = self.pool.install(|| {
+                let no_tokens = GenerateOptions {
+                    max_tokens: 0,
+                    ..Default::default()
+                };
+                let mut seqs = single
+                    .iter()
+                    .map(|(i, _)| self.start(requests[*i].0, &no_tokens, 0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let pending: Vec<Vec<u32>> = seqs
+                    .iter_mut()
+                    .map(|s| std::mem::take(&mut s.pending))
+                    .collect();
+                let mut segs: Vec<Segment<'_>> = seqs
+                    .iter_mut()
+                    .zip(&pending)
+                    .map(|(s, p)| Segment {
+                        cache: &mut s.cache,
+                        tokens: p,
+                        all_logits: false,
+                    })
+                    .collect();
+                self.model.forward(&mut segs).map_err(GenerateError::from)
+            })?;
+            for ((i, toks), l) in single.iter().zip(rows) {
+                let row = log_softmax(
+                    &l.squeeze(0)
+                        .and_then(|t| t.to_vec1())
+                        .map_err(ModelError::from)?,
+                );
+                out[*i] = Some(toks.iter().map(|&t| row[t as usize]).collect());
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// Log-probabilities of each continuation after the prompt (sum over its tokens), computed

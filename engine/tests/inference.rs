@@ -342,6 +342,72 @@ fn batched_decoding_equals_one_at_a_time() {
 }
 
 #[test]
+fn requests_with_different_grammars_decode_together_as_they_would_alone() {
+    let lm = lm("smollm2", true);
+    let req = |q: &str, c: Option<Constraint>, max| {
+        (
+            Prompt::text(chat(&lm, q)),
+            GenerateOptions {
+                max_tokens: max,
+                constraint: c,
+                ..Default::default()
+            },
+        )
+    };
+    let requests = vec![
+        req(
+            "Give the capital of France as JSON.",
+            Some(Constraint::JsonSchema(serde_json::json!({
+                "type": "object",
+                "properties": {"capital": {"type": "string", "maxLength": 20}},
+                "required": ["capital"],
+                "additionalProperties": false
+            }))),
+            40,
+        ),
+        req("Name a planet.", None, 12),
+        req(
+            "Is water wet? Answer yes or no.",
+            Some(Constraint::Regex("(yes|no)".into())),
+            4,
+        ),
+    ];
+    let together = lm.generate_each(&requests).unwrap();
+    assert_eq!(together.len(), 3);
+    for ((p, o), t) in requests.iter().zip(&together) {
+        let alone = lm.generate(p, o, |_| {}).unwrap();
+        assert_eq!(alone.tokens, t.tokens);
+        assert_eq!(alone.text, t.text);
+    }
+    let v: serde_json::Value = serde_json::from_str(&together[0].text).unwrap();
+    assert!(v["capital"].is_string());
+    assert!(["yes", "no"].contains(&together[2].text.as_str()));
+}
+
+#[test]
+fn batched_scores_equal_one_prompt_at_a_time() {
+    let lm = lm("smollm2", true);
+    let p1 = Prompt::text(chat(&lm, "Which is a fruit? A) stone B) apple C) car"));
+    let p2 = Prompt::text(chat(&lm, "Which one flies? A) bird B) fish"));
+    let letters: [&str; 3] = ["A", "B", "C"];
+    let multi: [&str; 2] = ["A", " apple pie"];
+    let batch = lm
+        .score_batch(&[(&p1, &letters[..]), (&p2, &letters[..2]), (&p1, &multi[..])])
+        .unwrap();
+    let expect = [
+        lm.score(&p1, &letters).unwrap(),
+        lm.score(&p2, &letters[..2]).unwrap(),
+        lm.score(&p1, &multi).unwrap(),
+    ];
+    for (b, e) in batch.iter().zip(&expect) {
+        assert_eq!(b.len(), e.len());
+        for (x, y) in b.iter().zip(e) {
+            assert!((x - y).abs() < 1e-3, "batched {x}, alone {y}");
+        }
+    }
+}
+
+#[test]
 fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
     let lm = lm("smollm2", true);
     let prefix = "<|im_start|>system\nYou extract facts. Example: Paris is in France -> (Paris, country, France)<|im_end|>\n";

@@ -55,6 +55,21 @@ pub trait TextModel: Send + Sync {
     ) -> Result<Vec<Generation>, EdcError>;
     /// Log-probabilities of single-token options after the prompt.
     fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError>;
+    /// Generates for several prompts at once, with options per prompt.
+    fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, EdcError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (p, o) in requests {
+            out.extend(self.generate(std::slice::from_ref(p), o)?);
+        }
+        Ok(out)
+    }
+    /// [`score`](Self::score) for several prompts at once.
+    fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
+        requests.iter().map(|(p, o)| self.score(p, o)).collect()
+    }
 }
 
 /// Sentence embeddings as the pipeline uses them (implemented by [`Embedder`]).
@@ -95,6 +110,17 @@ impl TextModel for LanguageModel {
 
     fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
         Ok(LanguageModel::score(self, prompt, options)?)
+    }
+
+    fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, EdcError> {
+        Ok(LanguageModel::generate_each(self, requests)?)
+    }
+
+    fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Ok(LanguageModel::score_batch(self, requests)?)
     }
 }
 
@@ -701,10 +727,11 @@ impl<'a> Pipeline<'a> {
             )?;
             todo.push((i, names, prompt));
         }
-        // Calls with the same relation names share a grammar; each call gets its own.
-        for (i, names, prompt) in todo {
+        // Each chunk's grammar requires its own relation names; all chunks decode together.
+        let mut requests = Vec::with_capacity(todo.len());
+        for (_, names, prompt) in &todo {
             let mut props = serde_json::Map::new();
-            for n in &names {
+            for n in names {
                 props.insert(
                     n.clone(),
                     json!({"type": "string", "minLength": 8, "maxLength": MAX_DEFINITION_CHARS}),
@@ -722,14 +749,18 @@ impl<'a> Pipeline<'a> {
                 constraint: Some(Constraint::JsonSchema(schema_json)),
                 ..GenerateOptions::default()
             };
-            let g = self
-                .model
-                .generate(std::slice::from_ref(&prompt), &opts)?
-                .pop()
-                .ok_or_else(|| EdcError::Input("no output from the model".into()))?;
-            stats[i].add_generation(&g);
-            let parsed: HashMap<String, String> = serde_json::from_str(&g.text).unwrap_or_default();
-            out[i] = parsed;
+            requests.push((prompt.clone(), opts));
+        }
+        if requests.is_empty() {
+            return Ok(out);
+        }
+        let gens = self.model.generate_each(&requests)?;
+        if gens.len() != todo.len() {
+            return Err(EdcError::Input("no output from the model".into()));
+        }
+        for ((i, _, _), g) in todo.iter().zip(gens) {
+            stats[*i].add_generation(&g);
+            out[*i] = serde_json::from_str(&g.text).unwrap_or_default();
         }
         Ok(out)
     }
@@ -763,6 +794,36 @@ impl<'a> Pipeline<'a> {
             self.embedder.embed(&refs)?
         };
         let choose_fixed = prompts::choose_fixed();
+        // In target alignment nothing resolved here changes the candidates of another
+        // relation, so every verification of the batch runs in one forward pass first.
+        let mut verified: HashMap<(usize, String), Vec<f32>> = HashMap::new();
+        if self.opts.align == Align::Target {
+            let mut asks: Vec<((usize, String), Prompt, usize)> = Vec::new();
+            for (i, chunk_triples) in triples.iter().enumerate().take(items.len()) {
+                for t in chunk_triples {
+                    let key = (i, t[1].clone());
+                    if schema.by_name(&t[1]).is_some() || asks.iter().any(|a| a.0 == key) {
+                        continue;
+                    }
+                    let Some(&v) = slot.get(&key) else { continue };
+                    let cands = self.candidates(&vectors[v], schema, new_relations);
+                    if self.unambiguous(&cands) || cands.is_empty() {
+                        continue;
+                    }
+                    let def = &definitions[i][&t[1]];
+                    let prompt = self.verification_prompt(t, def, &cands, &choose_fixed)?;
+                    asks.push((key, prompt, cands.len()));
+                }
+            }
+            let requests: Vec<(&Prompt, &[&str])> = asks
+                .iter()
+                .map(|(_, p, n)| (p, &prompts::LETTERS[..=*n]))
+                .collect();
+            let scores = self.model.score_batch(&requests)?;
+            for ((key, _, _), sc) in asks.into_iter().zip(scores) {
+                verified.insert(key, sc);
+            }
+        }
         let mut out = Vec::with_capacity(items.len());
         for (i, chunk_triples) in triples.iter().enumerate().take(items.len()) {
             let mut memo: HashMap<String, Resolution> = HashMap::new();
@@ -790,6 +851,7 @@ impl<'a> Pipeline<'a> {
                         schema,
                         new_relations,
                         &choose_fixed,
+                        verified.get(&(i, name.clone())),
                         &mut stats[i],
                     )?
                 } else {
@@ -803,6 +865,71 @@ impl<'a> Pipeline<'a> {
         Ok(out)
     }
 
+    /// The nearest schema (and new) relations of a definition's embedding, best first, at
+    /// most `top_k`, none below `reject`.
+    fn candidates(
+        &self,
+        embedding: &[f32],
+        schema: &dyn SchemaView,
+        new_relations: &[NewRelation],
+    ) -> Vec<Candidate> {
+        let mut cands: Vec<Candidate> = schema
+            .nearest(embedding, self.opts.top_k)
+            .into_iter()
+            .map(|(r, s)| Candidate {
+                label: r.label.clone(),
+                definition: r.definition.clone(),
+                relation: RelationRef::Schema(r),
+                similarity: s,
+            })
+            .collect();
+        for (g, n) in new_relations.iter().enumerate() {
+            cands.push(Candidate {
+                relation: RelationRef::New(g),
+                label: n.name.clone(),
+                definition: n.definition.clone(),
+                similarity: dot(embedding, &n.embedding),
+            });
+        }
+        cands.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        cands.truncate(self.opts.top_k.min(prompts::LETTERS.len() - 1));
+        cands.retain(|c| c.similarity >= self.opts.reject);
+        cands
+    }
+
+    /// Whether the best candidate wins without asking the model: similar enough, and far
+    /// enough ahead of the second.
+    fn unambiguous(&self, cands: &[Candidate]) -> bool {
+        match cands {
+            [first, rest @ ..] => {
+                first.similarity >= self.opts.accept
+                    && rest
+                        .first()
+                        .is_none_or(|s| first.similarity - s.similarity >= self.opts.margin)
+            }
+            [] => false,
+        }
+    }
+
+    fn verification_prompt(
+        &self,
+        triple: &[String; 3],
+        definition: &str,
+        cands: &[Candidate],
+        choose_fixed: &[ChatMessage],
+    ) -> Result<Prompt, EdcError> {
+        let options: Vec<(String, String)> = cands
+            .iter()
+            .map(|c| (c.label.clone(), c.definition.clone()))
+            .collect();
+        self.model.render(
+            choose_fixed,
+            &prompts::choose_user(triple, definition, &options),
+        )
+    }
+
+    /// One relation's resolution; `verified` holds the model's option scores when they were
+    /// computed ahead (batched), else the model is asked here if needed.
     #[allow(clippy::too_many_arguments)]
     fn resolve(
         &self,
@@ -812,69 +939,46 @@ impl<'a> Pipeline<'a> {
         schema: &dyn SchemaView,
         new_relations: &mut Vec<NewRelation>,
         choose_fixed: &[ChatMessage],
+        verified: Option<&Vec<f32>>,
         stats: &mut Stats,
     ) -> Result<Resolution, EdcError> {
         let name = &triple[1];
-        let mut cands: Vec<(RelationRef, String, String, f32)> = schema
-            .nearest(embedding, self.opts.top_k)
-            .into_iter()
-            .map(|(r, s)| {
-                let (l, d) = (r.label.clone(), r.definition.clone());
-                (RelationRef::Schema(r), l, d, s)
-            })
-            .collect();
-        for (g, n) in new_relations.iter().enumerate() {
-            cands.push((
-                RelationRef::New(g),
-                n.name.clone(),
-                n.definition.clone(),
-                dot(embedding, &n.embedding),
-            ));
-        }
-        cands.sort_by(|a, b| b.3.total_cmp(&a.3));
-        cands.truncate(self.opts.top_k.min(prompts::LETTERS.len() - 1));
-        cands.retain(|c| c.3 >= self.opts.reject);
-        let best = cands.first().map(|c| (c.1.clone(), c.3));
-        let chosen = match cands.as_slice() {
-            [] => None,
-            [first, rest @ ..]
-                if first.3 >= self.opts.accept
-                    && rest
-                        .first()
-                        .is_none_or(|s| first.3 - s.3 >= self.opts.margin) =>
-            {
-                stats.by_similarity += 1;
-                Some((first.0.clone(), Decision::Similarity))
-            }
-            _ => {
-                let options: Vec<(String, String)> =
-                    cands.iter().map(|c| (c.1.clone(), c.2.clone())).collect();
-                let prompt = self.model.render(
-                    choose_fixed,
-                    &prompts::choose_user(triple, definition, &options),
-                )?;
-                let letters = &prompts::LETTERS[..=options.len()];
-                let scores = self.model.score(&prompt, letters)?;
-                stats.model_calls += 1;
-                stats.by_model += 1;
-                let pick = scores
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(k, _)| k)
-                    .unwrap_or(options.len());
-                // Calibration data for the similarity thresholds (`tessera eval` with
-                // RUST_LOG=tessera_engine::edc=debug).
-                tracing::debug!(
-                    relation = %name,
-                    top = cands[0].3,
-                    second = cands.get(1).map_or(0.0, |c| c.3),
-                    pick,
-                    none = options.len(),
-                    "verification"
-                );
-                (pick < options.len()).then(|| (cands[pick].0.clone(), Decision::Model))
-            }
+        let cands = self.candidates(embedding, schema, new_relations);
+        let best = cands.first().map(|c| (c.label.clone(), c.similarity));
+        let chosen = if cands.is_empty() {
+            None
+        } else if self.unambiguous(&cands) {
+            stats.by_similarity += 1;
+            Some((cands[0].relation.clone(), Decision::Similarity))
+        } else {
+            let scores = match verified {
+                Some(s) => s.clone(),
+                None => {
+                    let prompt =
+                        self.verification_prompt(triple, definition, &cands, choose_fixed)?;
+                    self.model
+                        .score(&prompt, &prompts::LETTERS[..=cands.len()])?
+                }
+            };
+            stats.model_calls += 1;
+            stats.by_model += 1;
+            let pick = scores
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(k, _)| k)
+                .unwrap_or(cands.len());
+            // Calibration data for the similarity thresholds (`tessera eval` with
+            // RUST_LOG=tessera_engine::edc=debug).
+            tracing::debug!(
+                relation = %name,
+                top = cands[0].similarity,
+                second = cands.get(1).map_or(0.0, |c| c.similarity),
+                pick,
+                none = cands.len(),
+                "verification"
+            );
+            (pick < cands.len()).then(|| (cands[pick].relation.clone(), Decision::Model))
         };
         if let Some((r, d)) = chosen {
             return Ok(Resolution::Relation(r, d));
@@ -934,6 +1038,14 @@ impl<'a> Pipeline<'a> {
         )?;
         Ok((new_triples, new_resolved))
     }
+}
+
+/// A relation the canonicalizer may choose, with its similarity to the definition.
+struct Candidate {
+    relation: RelationRef,
+    label: String,
+    definition: String,
+    similarity: f32,
 }
 
 fn relation_key(r: &RelationRef) -> String {
