@@ -53,6 +53,9 @@ pub enum BenchCommand {
         /// Repetitions (the mean is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Q8_0 matrices on candle's kernels instead of Tessera's (for comparison).
+        #[arg(long)]
+        candle_kernels: bool,
         /// Print one JSON line.
         #[arg(long)]
         json: bool,
@@ -340,15 +343,18 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves (pulling if needed) and loads a language model with `threads` inference threads.
-fn load_model(model: &str, threads: usize) -> anyhow::Result<(PathBuf, LanguageModel)> {
+fn load_model(
+    model: &str,
+    threads: usize,
+    kernels: bool,
+) -> anyhow::Result<(PathBuf, LanguageModel)> {
     let path = model_path(model)?;
-    let lm = LanguageModel::load(
-        &path,
-        &ModelOptions {
-            threads,
-            ..Default::default()
-        },
-    )?;
+    let mut opts = ModelOptions {
+        threads,
+        ..Default::default()
+    };
+    opts.load.kernels = kernels;
+    let lm = LanguageModel::load(&path, &opts)?;
     Ok((path, lm))
 }
 
@@ -373,9 +379,10 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             prompt_tokens,
             gen_tokens,
             reps,
+            candle_kernels,
             json,
         } => {
-            let (path, lm) = load_model(&model, threads)?;
+            let (path, lm) = load_model(&model, threads, !candle_kernels)?;
             let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
             let rss = peak_rss_bytes();
             if json {
@@ -385,6 +392,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     serde_json::json!({
                         "model": lm.name(),
                         "threads": threads,
+                        "kernels": if candle_kernels { "candle" } else { "tessera" },
                         "prompt_tokens": prompt_tokens,
                         "gen_tokens": gen_tokens,
                         "prefill_tok_s": r.prefill_tok_s,
@@ -415,7 +423,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             requests,
             json,
         } => {
-            let (_, lm) = load_model(&model, threads)?;
+            let (_, lm) = load_model(&model, threads, true)?;
             let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
             if json {
                 writeln!(

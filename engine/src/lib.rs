@@ -12,6 +12,7 @@ pub mod edc;
 pub mod embed;
 pub mod generate;
 pub mod gguf;
+pub mod linear;
 pub mod model;
 pub mod registry;
 pub mod tokenizer;

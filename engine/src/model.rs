@@ -9,8 +9,9 @@
 //! ([`Segment`]): the weight matmuls run over all their rows together, attention per sequence.
 
 use crate::gguf::{GgufError, GgufFile};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use crate::linear::Linear;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 
 /// What can go wrong loading or running a model.
@@ -90,10 +91,10 @@ pub struct Config {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     bq: Option<Tensor>,
     bk: Option<Tensor>,
     bv: Option<Tensor>,
@@ -101,9 +102,9 @@ struct Layer {
     k_norm: Option<Tensor>,
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
     post_ffn_norm: Option<Tensor>,
     sliding: bool,
 }
@@ -136,7 +137,7 @@ pub struct Model {
     embed: Arc<QTensor>,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: Linear,
     rope: Rope,
     rope_local: Option<Rope>,
     device: Device,
@@ -156,6 +157,8 @@ impl std::fmt::Debug for Model {
 pub struct LoadOptions {
     /// Re-quantize tensors whose types have no fast kernel (Q4_1, Q5_0, Q5_1) to Q8_0.
     pub requantize: bool,
+    /// Run Q8_0 matrices on Tessera's kernels (`tessera-kernels`) rather than candle's.
+    pub kernels: bool,
     /// The device.
     pub device: Device,
 }
@@ -164,6 +167,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             requantize: true,
+            kernels: true,
             device: Device::Cpu,
         }
     }
@@ -303,7 +307,7 @@ impl Model {
             }
             Ok(Arc::new(t))
         };
-        let mm = |t: Arc<QTensor>| QMatMul::from_arc(t).map_err(ModelError::from);
+        let mm = |t: Arc<QTensor>| Linear::new(t, opts.kernels).map_err(ModelError::from);
         let dense = |name: &str| -> Result<Tensor, ModelError> {
             Ok(file.tensor(name, dev)?.dequantize(dev)?)
         };
@@ -754,9 +758,19 @@ mod tests {
                 variants.push(QTensor::quantize(&f, GgmlDType::Q8_0).unwrap());
             }
             for v in variants {
-                let got = QMatMul::from_qtensor(v).unwrap().forward(&x).unwrap();
-                let err = max_abs(&(got - &exact).unwrap());
-                assert!(err < 0.05 * scale, "{t:?}: max error {err} of {scale}");
+                let v = Arc::new(v);
+                // Both kernels: Tessera's (Q8_0) and candle's.
+                for kernels in [true, false] {
+                    let got = Linear::new(v.clone(), kernels)
+                        .unwrap()
+                        .forward(&x)
+                        .unwrap();
+                    let err = max_abs(&(got - &exact).unwrap());
+                    assert!(
+                        err < 0.05 * scale,
+                        "{t:?} (kernels {kernels}): max error {err} of {scale}"
+                    );
+                }
             }
         }
     }

@@ -1,10 +1,34 @@
-//! Tessera kernels: quantized number formats and compute kernels (portable CPU reference and
-//! SIMD, CUDA behind the `cuda` feature).
+//! Tessera kernels: quantized number formats and the compute kernels over them (a portable
+//! scalar reference, SIMD versions chosen at run time, CUDA behind the `cuda` feature).
 //!
-//! This crate is a skeleton so far; its entry point [`cuda_compiled`] tells whether the CUDA
-//! backend was built in.
+//! Entry point: [`q8::Q8Matrix`], Q8_0 weights times f32 activations, the product every
+//! linear layer of the engine's models runs on the CPU. [`cuda_compiled`] tells whether the
+//! CUDA backend was built in.
+
+// SIMD intrinsics and the disjoint parallel writes of the kernels need `unsafe`; each block
+// says why it holds. Nothing outside this crate's kernels uses it.
+#![allow(unsafe_code)]
+
+pub mod q8;
+
+/// What can go wrong in a kernel call.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Operand shapes do not fit together.
+    #[error("kernel shapes: {0}")]
+    Shape(String),
+    /// An operand holds a value the kernels refuse.
+    #[error("kernel input: {0}")]
+    Value(String),
+    /// The requested implementation does not run on this CPU.
+    #[error("this CPU cannot run the {0} kernels")]
+    Unsupported(String),
+}
 
 /// Whether this build includes the CUDA backend.
 pub const fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")
 }
+
+#[cfg(test)]
+mod tests;
