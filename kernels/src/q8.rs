@@ -349,7 +349,7 @@ mod x86 {
     /// ([`Q8Matrix`]'s `shift`), which takes the shift back exactly, before any rounding
     /// (a correction in f32 afterwards would cancel large terms and lose precision). Two
     /// blocks (64 bytes) per instruction.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     pub(super) unsafe fn vnni_block(
         w: &Q8Matrix,
         x: &Q8Rows,
@@ -389,7 +389,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     unsafe fn pair_scales(d: &[f32], b: usize) -> __m512 {
         let lo = _mm256_set1_ps(*d.get_unchecked(b));
         let hi = _mm256_set1_ps(*d.get_unchecked(b + 1));
@@ -397,7 +397,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     unsafe fn tile_vnni<const M: usize, const N: usize>(
         w: &Q8Matrix,
         x: &Q8Rows,
@@ -416,18 +416,22 @@ mod x86 {
         let mut b = 0;
         while b + 2 <= nb {
             let off = b * QK;
-            let wv: [__m512i; N] =
-                std::array::from_fn(|c| _mm512_loadu_si512(wp[c].add(off) as *const _));
-            let ws: [__m512; N] = std::array::from_fn(|c| pair_scales(wd[c], b));
+            // Plain loops, not closures: a closure would not inherit the target features and
+            // its intrinsics would not inline.
+            let mut wv = [_mm512_setzero_si512(); N];
+            let mut ws = [_mm512_setzero_ps(); N];
             // The shift correction in lane 0 of each block's eight lanes.
-            let start: [__m512i; N] = std::array::from_fn(|c| {
-                let sh = &w.shift[(j0 + c) * nb + b..];
-                _mm512_mask_set1_epi32(
-                    _mm512_maskz_set1_epi32(0x0001, *sh.get_unchecked(0)),
+            let mut start = [_mm512_setzero_si512(); N];
+            for c in 0..N {
+                wv[c] = _mm512_loadu_si512(wp[c].add(off) as *const _);
+                ws[c] = pair_scales(wd[c], b);
+                let sh = w.shift.as_ptr().add((j0 + c) * nb + b);
+                start[c] = _mm512_mask_set1_epi32(
+                    _mm512_maskz_set1_epi32(0x0001, *sh),
                     0x0100,
-                    *sh.get_unchecked(1),
-                )
-            });
+                    *sh.add(1),
+                );
+            }
             for r in 0..M {
                 let xv = _mm512_loadu_si512(xp[r].add(off) as *const _);
                 let xs = pair_scales(xd[r], b);
@@ -537,9 +541,12 @@ mod x86 {
         let wp: [*const i8; N] = std::array::from_fn(|c| w.qs.as_ptr().add((j0 + c) * k));
         for b in 0..nb {
             let off = b * QK;
-            let wv: [__m256i; N] =
-                std::array::from_fn(|c| _mm256_loadu_si256(wp[c].add(off) as *const _));
-            let wa: [__m256i; N] = std::array::from_fn(|c| _mm256_sign_epi8(wv[c], wv[c]));
+            let mut wv = [_mm256_setzero_si256(); N];
+            let mut wa = [_mm256_setzero_si256(); N];
+            for c in 0..N {
+                wv[c] = _mm256_loadu_si256(wp[c].add(off) as *const _);
+                wa[c] = _mm256_sign_epi8(wv[c], wv[c]);
+            }
             for r in 0..M {
                 let xv = _mm256_loadu_si256(xp[r].add(off) as *const _);
                 let xd = *x.d.get_unchecked((i0 + r) * nb + b);
