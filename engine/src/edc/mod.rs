@@ -542,6 +542,7 @@ impl<'a> Pipeline<'a> {
             let plan = &mut plans[item.text];
             plan.stats.merge(&stats[i]);
             let mut seen = HashSet::new();
+            let words = word_set(&item.body);
             for (triple, res) in triples[i].iter().zip(&resolved[i]) {
                 let (relation, decision) = match res {
                     Resolution::Relation(r, d) => (r.clone(), *d),
@@ -572,10 +573,22 @@ impl<'a> Pipeline<'a> {
                 };
                 let subject = triple[0].trim().to_owned();
                 let object = literal::type_object(&triple[2], range);
+                let object_grounded = match &object {
+                    literal::Object::Entity(e) => grounded(e, &words),
+                    literal::Object::Literal { datatype, .. }
+                        if datatype == literal::xsd::STRING =>
+                    {
+                        grounded(&triple[2], &words)
+                    }
+                    // Dates and numbers are written back in canonical form.
+                    literal::Object::Literal { .. } => true,
+                };
                 let problem = if subject.is_empty() || object.text().is_empty() {
                     Some("empty subject or object".to_owned())
                 } else if name_key(&subject) == name_key(object.text()) {
                     Some("subject and object are the same".to_owned())
+                } else if !grounded(&subject, &words) || !object_grounded {
+                    Some("an entity the text does not mention".to_owned())
                 } else {
                     literal::range_violation(&triple[2], range)
                 };
@@ -1038,6 +1051,39 @@ impl<'a> Pipeline<'a> {
         )?;
         Ok((new_triples, new_resolved))
     }
+}
+
+/// The lowercased alphanumeric words of a text (camelCase split).
+fn word_set(text: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if c.is_uppercase() && prev_lower && !word.is_empty() {
+                out.insert(std::mem::take(&mut word));
+            }
+            prev_lower = c.is_lowercase();
+            word.extend(c.to_lowercase());
+        } else {
+            prev_lower = false;
+            if !word.is_empty() {
+                out.insert(std::mem::take(&mut word));
+            }
+        }
+    }
+    if !word.is_empty() {
+        out.insert(word);
+    }
+    out
+}
+
+/// Whether a name the model wrote is grounded in the text: at least one of its words occurs
+/// there. Small models copy names from the prompt's worked examples; a fact about an entity
+/// the text never mentions is not the text's.
+fn grounded(name: &str, text_words: &HashSet<String>) -> bool {
+    let words = word_set(name);
+    words.is_empty() || words.iter().any(|w| text_words.contains(w))
 }
 
 /// A relation the canonicalizer may choose, with its similarity to the definition.

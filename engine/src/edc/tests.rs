@@ -409,3 +409,33 @@ fn guided_extraction_uses_schema_names_only_and_needs_no_definitions() {
     }
     assert!(grammars[0].contains("\"enum\""));
 }
+
+#[test]
+fn entities_the_text_does_not_mention_are_dropped() {
+    // Names a small model copies from the worked examples, not from the text.
+    let model = fake(
+        vec![(
+            "Ada",
+            r#"[["Ada","birthPlace","Lyon"],["Kestrel Pass Road","location","Aldbury"],["Ada","location","Fenwick"],["Ada","birthDate","Nov 18, 1923"]]"#,
+        )],
+        0,
+    );
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let plans = p
+        .run(&["Ada was born in lyon on 18/11/1923."], &schema())
+        .unwrap();
+    let kept: Vec<String> = plans[0].triples.iter().map(relation).collect();
+    assert_eq!(kept, vec!["birthPlace", "birthDate"]);
+    let reasons: Vec<&str> = plans[0].dropped.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "an entity the text does not mention",
+            "an entity the text does not mention"
+        ]
+    );
+    let words = word_set("Bionico contains chopped fruits and condensedMilk.");
+    assert!(grounded("choppedFruits", &words));
+    assert!(grounded("Condensed milk", &words));
+    assert!(!grounded("Aldbury", &words));
+}
