@@ -2,6 +2,7 @@
 
 mod error;
 pub mod eval;
+pub mod link;
 mod stream;
 pub mod text;
 

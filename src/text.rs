@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+use crate::link::Link;
 use crate::Error;
 use oxigraph::model::{
     GraphName, GraphNameRef, Literal, NamedNode, NamedNodeRef, NamedOrBlankNode, Quad, Term,
@@ -31,6 +32,7 @@ use tessera_engine::edc::{
     SchemaRelation, SchemaView,
 };
 use tessera_engine::{Embedder, LanguageModel, ModelCache, ModelOptions};
+use tessera_storage::entities::{EntityIndex, SKOS_ALT_LABEL};
 use tessera_storage::schema::{local_name, vocab, Relation};
 use tessera_storage::SchemaIndex;
 
@@ -40,6 +42,7 @@ pub const SOURCES_GRAPH: &str = "urn:tessera:sources";
 pub const NS: &str = "https://tessera.dev/ns#";
 const PROV_ENTITY: &str = "http://www.w3.org/ns/prov#Entity";
 const PROV_GENERATED_AT: &str = "http://www.w3.org/ns/prov#generatedAtTime";
+const OWL_SAME_AS: &str = "http://www.w3.org/2002/07/owl#sameAs";
 const XSD_DATE_TIME: &str = "http://www.w3.org/2001/XMLSchema#dateTime";
 const XSD_INTEGER: &str = "http://www.w3.org/2001/XMLSchema#integer";
 
@@ -105,8 +108,13 @@ pub struct TextReport {
     pub relations_added: Vec<String>,
     /// Mentions resolved to entities already in the store.
     pub entities_linked: usize,
+    /// Of those, mentions spelled differently from every label of their entity (recorded as
+    /// `skos:altLabel`).
+    pub aliases_added: usize,
     /// Entities created.
     pub entities_created: usize,
+    /// Of those, entities probably the same as a known one (recorded as `owl:sameAs`).
+    pub same_as_added: usize,
     /// Number of chunks the text was read in.
     pub chunks: usize,
     /// Counters and time per stage.
@@ -200,6 +208,7 @@ pub(crate) struct TextState {
     config: TextConfig,
     models: Mutex<Option<Arc<Models>>>,
     indexes: Mutex<HashMap<String, SchemaIndex>>,
+    entities: Mutex<HashMap<String, EntityIndex>>,
 }
 
 impl TextState {
@@ -208,6 +217,7 @@ impl TextState {
             config,
             models: Mutex::new(None),
             indexes: Mutex::new(HashMap::new()),
+            entities: Mutex::new(HashMap::new()),
         }
     }
 
@@ -394,6 +404,34 @@ impl crate::Database {
         Ok(indexes.entry(key).or_insert(index))
     }
 
+    /// The entity index of the target graph, in line with the store.
+    fn entity_index<'a>(
+        &self,
+        models: &Models,
+        indexes: &'a mut HashMap<String, EntityIndex>,
+        graph: Option<&NamedNode>,
+    ) -> Result<&'a EntityIndex, Error> {
+        let key = graph.map_or_else(String::new, |g| g.as_str().to_owned());
+        let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
+        let labels = self.storage.entity_labels(g)?;
+        let file = format!(
+            "entities-{}.idx",
+            &hex(&Sha256::digest(key.as_bytes()))[..16]
+        );
+        let path = self.storage.index_path(&file);
+        let current = indexes.remove(&key);
+        let embedder = &models.embedder;
+        let (index, _) = EntityIndex::sync(
+            current,
+            path.as_deref(),
+            labels,
+            embedder.identity(),
+            embedder.dim(),
+            &mut |texts: &[&str]| embedder.embed(texts).map_err(|e| e.to_string()),
+        )?;
+        Ok(indexes.entry(key).or_insert(index))
+    }
+
     /// Reads one text into the store (`INSERT TEXT`): extraction, canonicalization against
     /// the store's schema and one atomic commit with provenance.
     pub fn insert_text(&self, text: &str, opts: &TextOptions) -> Result<TextReport, Error> {
@@ -443,13 +481,25 @@ impl crate::Database {
                 .map_err(|e| Error::Text(e.into()))?;
             let fingerprint = index.fingerprint().to_owned();
             drop(indexes);
-            for (&i, plan) in good.iter().zip(plans) {
+            // Entity linking, still outside the write lock.
+            let mut entities = state.entities.lock().unwrap_or_else(|e| e.into_inner());
+            let entity_index = self.entity_index(&models, &mut entities, opts.graph.as_ref())?;
+            let (links, _) = crate::link::link(
+                &plans,
+                entity_index,
+                &models.llm,
+                &models.embedder,
+                &crate::link::LinkOptions::default(),
+            )
+            .map_err(|e| Error::Text(e.into()))?;
+            drop(entities);
+            for ((&i, plan), links) in good.iter().zip(plans).zip(links) {
                 let prov = Provenance {
                     model: models.llm.name().to_owned(),
                     embedder: models.embedder.identity().to_owned(),
                     schema_fingerprint: fingerprint.clone(),
                 };
-                results[i] = Some(self.commit_plan(texts[i], plan, opts, &prov));
+                results[i] = Some(self.commit_plan(texts[i], plan, &links, opts, &prov));
             }
         }
         Ok(results
@@ -462,6 +512,7 @@ impl crate::Database {
         &self,
         text: &str,
         plan: Plan,
+        links: &HashMap<String, Link>,
         opts: &TextOptions,
         prov: &Provenance,
     ) -> Result<TextReport, Error> {
@@ -498,7 +549,9 @@ impl crate::Database {
                 .collect(),
             relations_added: Vec::new(),
             entities_linked: 0,
+            aliases_added: 0,
             entities_created: 0,
+            same_as_added: 0,
             chunks: plan.chunks.len(),
             stats: ReportStats {
                 extract_ms: ms(plan.stats.extract),
@@ -528,7 +581,7 @@ impl crate::Database {
             if is_source(tx, source.as_ref())? {
                 drop_source_in(tx, source.as_ref())?;
             }
-            let mut entity_cache: HashMap<String, NamedNode> = HashMap::new();
+            let mut entity_cache: HashMap<String, (NamedNode, Naming)> = HashMap::new();
             let add = |tx: &mut Transaction<'_>, s: &NamedNode, p: &NamedNode, o: Term| {
                 for g in [&target, &source_graph] {
                     tx.insert(&Quad::new(s.clone(), p.clone(), o.clone(), g.clone()));
@@ -572,14 +625,20 @@ impl crate::Database {
                     tx,
                     &cfg.entity_base,
                     &t.subject,
+                    links,
                     &mut entity_cache,
                     &mut report,
                 )?;
                 let object: Term = match &t.object {
-                    Object::Entity(name) => {
-                        resolve_entity(tx, &cfg.entity_base, name, &mut entity_cache, &mut report)?
-                            .into()
-                    }
+                    Object::Entity(name) => resolve_entity(
+                        tx,
+                        &cfg.entity_base,
+                        name,
+                        links,
+                        &mut entity_cache,
+                        &mut report,
+                    )?
+                    .into(),
                     Object::Literal { value, datatype } => {
                         if datatype == edc::literal::xsd::STRING {
                             Literal::new_simple_literal(value).into()
@@ -604,8 +663,18 @@ impl crate::Database {
                     t.object.text().to_owned(),
                 ]);
             }
-            for (name, iri) in &entity_cache {
-                add(tx, iri, &label, Literal::new_simple_literal(name).into());
+            let alt_label = NamedNode::new_unchecked(SKOS_ALT_LABEL);
+            let same_as = NamedNode::new_unchecked(OWL_SAME_AS);
+            for (name, (iri, naming)) in &entity_cache {
+                let name = Literal::new_simple_literal(name);
+                match naming {
+                    Naming::Label => add(tx, iri, &label, name.into()),
+                    Naming::AltLabel => add(tx, iri, &alt_label, name.into()),
+                    Naming::SameAs(known) => {
+                        add(tx, iri, &label, name.into());
+                        add(tx, iri, &same_as, known.clone().into());
+                    }
+                }
             }
             // The source's metadata.
             let meta = |tx: &mut Transaction<'_>, s: &NamedNode, p: NamedNode, o: Term| {
@@ -845,57 +914,101 @@ fn drop_source_in(tx: &mut Transaction<'_>, source: NamedNodeRef<'_>) -> Result<
     Ok(removed)
 }
 
-/// The entity a mention names: an entity whose IRI is the mention's minted IRI, else one whose
-/// `rdfs:label` is the mention, else a new one.
+/// How a mention is written as a name of the entity it resolved to.
+enum Naming {
+    /// `rdfs:label` (a new entity, or one of the entity's own labels).
+    Label,
+    /// `skos:altLabel` (another spelling of a known entity).
+    AltLabel,
+    /// A new entity with `rdfs:label`, probably the same as this known one (`owl:sameAs`).
+    SameAs(NamedNode),
+}
+
+fn subject_exists(tx: &Transaction<'_>, iri: &NamedNode) -> Result<bool, Error> {
+    Ok(tx
+        .quads_for_pattern(Some(iri.as_ref().into()), None, None, None)
+        .next()
+        .transpose()?
+        .is_some())
+}
+
+/// The entity a mention names: the link chosen before the commit (when the entity still
+/// exists), else an entity whose IRI is the mention's minted IRI, else one whose `rdfs:label`
+/// is the mention, else a new one.
 fn resolve_entity(
     tx: &Transaction<'_>,
     base: &str,
-    mention: &str,
-    cache: &mut HashMap<String, NamedNode>,
+    raw: &str,
+    links: &HashMap<String, Link>,
+    cache: &mut HashMap<String, (NamedNode, Naming)>,
     report: &mut TextReport,
 ) -> Result<NamedNode, Error> {
-    let mention = mention.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(iri) = cache.get(&mention) {
+    let mention = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((iri, _)) = cache.get(&mention) {
         return Ok(iri.clone());
     }
     let minted = nn(&entity_iri(base, &mention)).map_err(Error::Text)?;
-    let exists = tx
-        .quads_for_pattern(Some(minted.as_ref().into()), None, None, None)
-        .next()
-        .transpose()?
-        .is_some();
-    let iri = if exists {
-        report.entities_linked += 1;
-        minted
-    } else {
-        let by_label = tx
-            .quads_for_pattern(
-                None,
-                Some(NamedNodeRef::new_unchecked(vocab::RDFS_LABEL)),
-                Some(Literal::new_simple_literal(&mention).as_ref().into()),
-                None,
-            )
-            .filter_map(|q| match q {
-                Ok(q) => match q.subject {
-                    NamedOrBlankNode::NamedNode(n) => Some(Ok(n)),
-                    NamedOrBlankNode::BlankNode(_) => None,
-                },
-                Err(e) => Some(Err(e)),
-            })
-            .next()
-            .transpose()?;
-        match by_label {
-            Some(n) => {
+    let minted_exists = subject_exists(tx, &minted)?;
+    let linked = match links.get(raw) {
+        Some(Link::Existing { iri, alias }) => {
+            let iri = nn(iri).map_err(Error::Text)?;
+            subject_exists(tx, &iri)?.then(|| {
                 report.entities_linked += 1;
-                n
-            }
-            None => {
+                if *alias {
+                    report.aliases_added += 1;
+                    (iri, Naming::AltLabel)
+                } else {
+                    (iri, Naming::Label)
+                }
+            })
+        }
+        Some(Link::Possibly { iri }) if !minted_exists => {
+            let iri = nn(iri).map_err(Error::Text)?;
+            subject_exists(tx, &iri)?.then(|| {
                 report.entities_created += 1;
-                minted
+                report.same_as_added += 1;
+                (minted.clone(), Naming::SameAs(iri))
+            })
+        }
+        _ => None,
+    };
+    let resolved = match linked {
+        Some(r) => r,
+        None if minted_exists => {
+            report.entities_linked += 1;
+            (minted, Naming::Label)
+        }
+        None => {
+            let by_label = tx
+                .quads_for_pattern(
+                    None,
+                    Some(NamedNodeRef::new_unchecked(vocab::RDFS_LABEL)),
+                    Some(Literal::new_simple_literal(&mention).as_ref().into()),
+                    None,
+                )
+                .filter_map(|q| match q {
+                    Ok(q) => match q.subject {
+                        NamedOrBlankNode::NamedNode(n) => Some(Ok(n)),
+                        NamedOrBlankNode::BlankNode(_) => None,
+                    },
+                    Err(e) => Some(Err(e)),
+                })
+                .next()
+                .transpose()?;
+            match by_label {
+                Some(n) => {
+                    report.entities_linked += 1;
+                    (n, Naming::Label)
+                }
+                None => {
+                    report.entities_created += 1;
+                    (minted, Naming::Label)
+                }
             }
         }
     };
-    cache.insert(mention, iri.clone());
+    let iri = resolved.0.clone();
+    cache.insert(mention, resolved);
     Ok(iri)
 }
 

@@ -5,6 +5,7 @@
 //! transaction is a snapshot plus a write batch applied at commit), so every write goes through
 //! one writer lock per [`Storage`]; reads work on snapshots and never wait for the lock.
 
+pub mod entities;
 mod error;
 mod format;
 pub mod schema;

@@ -8,7 +8,7 @@
 //! its IRI's local name), defined by `skos:definition` (else `rdfs:comment`), with an optional
 //! `rdfs:range`.
 
-use crate::vector::{Unusable, VectorIndex};
+use crate::vector::VectorIndex;
 use crate::{Storage, StorageError};
 use oxigraph::model::{GraphNameRef, NamedNodeRef, NamedOrBlankNodeRef, Term, TermRef};
 use sha2::{Digest, Sha256};
@@ -139,12 +139,8 @@ impl Storage {
 
 /// SHA-256 over everything of the relations that the index depends on.
 pub fn fingerprint(relations: &[Relation]) -> String {
-    let mut h = Sha256::new();
-    for r in relations {
-        h.update(entry_key(r).as_bytes());
-        h.update([0]);
-    }
-    hex(&h.finalize())
+    let keys: Vec<String> = relations.iter().map(entry_key).collect();
+    crate::vector::fingerprint(&keys)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -187,86 +183,19 @@ impl SchemaIndex {
         dim: usize,
         embed: &mut EmbedRelations<'_>,
     ) -> Result<(SchemaIndex, bool), StorageError> {
-        let fp = fingerprint(&relations);
         let keys: Vec<String> = relations.iter().map(entry_key).collect();
-        let mut old = match current {
-            Some(c) if c.index.identity() == identity => Some(c.index),
-            _ => None,
-        };
-        if old.is_none() {
-            if let Some(p) = path {
-                match VectorIndex::load(p, identity, None)? {
-                    Ok(i) => old = Some(i),
-                    Err(Unusable::Missing) => {
-                        tracing::info!(path = %p.display(), "schema index missing: building it")
-                    }
-                    Err(why) => {
-                        tracing::warn!(path = %p.display(), %why, "schema index unusable: rebuilding it")
-                    }
-                }
-            }
-        }
-        if let Some(i) = old.take() {
-            if i.fingerprint() == fp {
-                return Ok((
-                    SchemaIndex {
-                        relations,
-                        keys,
-                        index: i,
-                        path: path.map(Path::to_owned),
-                    },
-                    false,
-                ));
-            }
-            old = Some(i);
-        }
-        let missing: Vec<&Relation> = relations
-            .iter()
-            .zip(&keys)
-            .filter(|(_, k)| old.as_ref().and_then(|o| o.get(k)).is_none())
-            .map(|(r, _)| r)
-            .collect();
-        if !missing.is_empty() {
-            tracing::info!(
-                relations = relations.len(),
-                embedding = missing.len(),
-                "indexing schema definitions"
-            );
-        }
-        let fresh = if missing.is_empty() {
-            Vec::new()
-        } else {
-            embed(&missing).map_err(StorageError::Index)?
-        };
-        if fresh.len() != missing.len() {
-            return Err(StorageError::Index(format!(
-                "the embedder returned {} vectors for {} relations",
-                fresh.len(),
-                missing.len()
-            )));
-        }
-        let mut fresh_by_key: std::collections::HashMap<String, Vec<f32>> =
-            missing.iter().map(|r| entry_key(r)).zip(fresh).collect();
-        let mut entries = Vec::with_capacity(keys.len());
-        for k in &keys {
-            let v = match old.as_ref().and_then(|o| o.get(k)) {
-                Some(v) => v.to_vec(),
-                None => fresh_by_key
-                    .remove(k)
-                    .ok_or_else(|| StorageError::Index(format!("no vector for {k}")))?,
-            };
-            entries.push((k.clone(), v));
-        }
-        let index = VectorIndex::build(dim, identity, fp, entries)?;
-        if let Some(p) = path {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-                    what: format!("creating {}", dir.display()),
-                    source,
-                })?;
-            }
-            index.save(p)?;
-        }
+        let (index, changed) = VectorIndex::sync(
+            current.map(|c| c.index),
+            path,
+            "schema definitions",
+            &keys,
+            identity,
+            dim,
+            &mut |missing: &[usize]| {
+                let rels: Vec<&Relation> = missing.iter().map(|&i| &relations[i]).collect();
+                embed(&rels)
+            },
+        )?;
         Ok((
             SchemaIndex {
                 relations,
@@ -274,7 +203,7 @@ impl SchemaIndex {
                 index,
                 path: path.map(Path::to_owned),
             },
-            true,
+            changed,
         ))
     }
 

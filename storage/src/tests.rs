@@ -146,3 +146,81 @@ fn readers_are_not_blocked_by_a_writer_and_writers_take_turns(
     assert_eq!(storage.len()?, 3);
     Ok(())
 }
+
+#[test]
+fn entity_labels_index_and_lookups() -> Result<(), Box<dyn std::error::Error>> {
+    use crate::entities::{EntityIndex, EntityLabel};
+    let storage = Storage::in_memory()?;
+    let g = NamedNode::new_unchecked("http://e/facts");
+    let ttl = r#"
+        @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+        @prefix skos: <http://www.w3.org/2004/02/skos/core#> .
+        <http://e/ada> rdfs:label "Ada Lovelace" ; skos:altLabel "Countess of Lovelace" ;
+            a <http://e/Person> .
+        <http://e/lyon> rdfs:label "Lyon" .
+        _:b rdfs:label "a blank node" .
+    "#;
+    storage.replace_graph(
+        Some(g.as_ref().into()),
+        ttl.as_bytes(),
+        RdfFormat::Turtle,
+        None,
+    )?;
+    let labels = storage.entity_labels(g.as_ref().into())?;
+    let got: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|l| (l.iri.as_str(), l.label.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("http://e/ada", "Ada Lovelace"),
+            ("http://e/ada", "Countess of Lovelace"),
+            ("http://e/lyon", "Lyon")
+        ]
+    );
+    assert_eq!(labels[0].types, vec!["http://e/Person".to_owned()]);
+    // A toy embedder: one axis per first letter.
+    let calls = std::cell::Cell::new(0);
+    let mut embed = |texts: &[&str]| -> Result<Vec<Vec<f32>>, String> {
+        calls.set(calls.get() + texts.len());
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.0; 26];
+                let c = t.to_ascii_lowercase().bytes().next().unwrap_or(b'a');
+                v[usize::from(c.saturating_sub(b'a')).min(25)] = 1.0;
+                v
+            })
+            .collect())
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("entities.idx");
+    let (index, built) =
+        EntityIndex::sync(None, Some(&path), labels.clone(), "toy", 26, &mut embed)?;
+    assert!(built);
+    let by_key: Vec<&EntityLabel> = index.by_key("ada  LOVELACE!");
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0].iri, "http://e/ada");
+    let mut q = vec![0.0; 26];
+    q[usize::from(b'l' - b'a')] = 1.0;
+    let near = index.nearest(&q, 1);
+    assert_eq!(near[0].0.label, "Lyon");
+    assert!(near[0].1 > 0.99);
+    // Reopened from the file: nothing embedded again; one new label: only it is embedded.
+    let (_, built) = EntityIndex::sync(None, Some(&path), labels.clone(), "toy", 26, &mut embed)?;
+    assert!(!built);
+    let mut more = labels;
+    more.push(EntityLabel {
+        iri: "http://e/paris".into(),
+        label: "Paris".into(),
+        types: Vec::new(),
+    });
+    more.sort();
+    let before = calls.get();
+    let (index, built) = EntityIndex::sync(Some(index), Some(&path), more, "toy", 26, &mut embed)?;
+    assert!(built);
+    assert_eq!(calls.get() - before, 1);
+    assert_eq!(index.len(), 4);
+    Ok(())
+}

@@ -83,6 +83,19 @@ fn new_graph(capacity: usize) -> Hnsw<'static, f32, UnitCosine> {
     g
 }
 
+/// SHA-256 over index keys (each key names an entry and a hash of the text embedded for it).
+pub fn fingerprint(keys: &[String]) -> String {
+    let mut h = Sha256::new();
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Embeds the entries at the given positions of the key list: one vector each.
+pub type EmbedMissing<'a> = dyn FnMut(&[usize]) -> Result<Vec<Vec<f32>>, String> + 'a;
+
 impl VectorIndex {
     /// An empty index of `dim`-dimensional vectors from the embedder `identity`.
     pub fn new(dim: usize, identity: impl Into<String>, fingerprint: impl Into<String>) -> Self {
@@ -111,6 +124,88 @@ impl VectorIndex {
             index.insert(k, &v)?;
         }
         Ok(index)
+    }
+
+    /// Brings an index in line with `keys` (sorted; each names an entry and a hash of its
+    /// embedded text): reuses `current` or the file at `path` when they match (same embedder,
+    /// same keys), else embeds only the keys no old index holds, rebuilds the HNSW graph and
+    /// saves it. Returns the index and whether anything was (re)built. `what` names the index
+    /// in logs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        current: Option<VectorIndex>,
+        path: Option<&Path>,
+        what: &str,
+        keys: &[String],
+        identity: &str,
+        dim: usize,
+        embed: &mut EmbedMissing<'_>,
+    ) -> Result<(VectorIndex, bool), StorageError> {
+        let fp = fingerprint(keys);
+        let mut old = current.filter(|c| c.identity() == identity);
+        if old.is_none() {
+            if let Some(p) = path {
+                match VectorIndex::load(p, identity, None)? {
+                    Ok(i) => old = Some(i),
+                    Err(Unusable::Missing) => {
+                        tracing::info!(path = %p.display(), "{what} index missing: building it")
+                    }
+                    Err(why) => {
+                        tracing::warn!(path = %p.display(), %why, "{what} index unusable: rebuilding it")
+                    }
+                }
+            }
+        }
+        if let Some(i) = old.take() {
+            if i.fingerprint() == fp {
+                return Ok((i, false));
+            }
+            old = Some(i);
+        }
+        let missing: Vec<usize> = (0..keys.len())
+            .filter(|&i| old.as_ref().and_then(|o| o.get(&keys[i])).is_none())
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                entries = keys.len(),
+                embedding = missing.len(),
+                "indexing {what}"
+            );
+        }
+        let fresh = if missing.is_empty() {
+            Vec::new()
+        } else {
+            embed(&missing).map_err(StorageError::Index)?
+        };
+        if fresh.len() != missing.len() {
+            return Err(StorageError::Index(format!(
+                "the embedder returned {} vectors for {} {what}",
+                fresh.len(),
+                missing.len()
+            )));
+        }
+        let mut fresh_at: HashMap<usize, Vec<f32>> = missing.into_iter().zip(fresh).collect();
+        let mut entries = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let v = match old.as_ref().and_then(|o| o.get(k)) {
+                Some(v) => v.to_vec(),
+                None => fresh_at
+                    .remove(&i)
+                    .ok_or_else(|| StorageError::Index(format!("no vector for {k}")))?,
+            };
+            entries.push((k.clone(), v));
+        }
+        let index = VectorIndex::build(dim, identity, fp, entries)?;
+        if let Some(p) = path {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+                    what: format!("creating {}", dir.display()),
+                    source,
+                })?;
+            }
+            index.save(p)?;
+        }
+        Ok((index, true))
     }
 
     /// Number of vectors.

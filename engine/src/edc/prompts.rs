@@ -260,3 +260,34 @@ pub fn choose_user(triple: &[String; 3], definition: &str, options: &[(String, S
     s.push_str(&format!("\n{}. none of these", LETTERS[options.len()]));
     s
 }
+
+/// The fixed part of the entity check: does a name in a text refer to a known entity?
+pub fn same_entity_fixed() -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::system(format!(
+            "You decide whether a name used in a text refers to an entity the database already \
+             knows. Answer A when they are the same real-world entity (another spelling, a \
+             short form, a fuller name), B when they are different entities. {DATA_NOT_INSTRUCTIONS}"
+        )),
+        ChatMessage::user(same_entity_user(
+            "The Varnholm lighthouse was repainted in 1990.",
+            "Varnholm lighthouse",
+            "Varnholm Lighthouse (Norway)",
+        )),
+        ChatMessage::assistant("A"),
+        ChatMessage::user(same_entity_user(
+            "Varnholm is an island in Norway.",
+            "Varnholm",
+            "Varnholm Lighthouse",
+        )),
+        ChatMessage::assistant("B"),
+    ]
+}
+
+/// The user turn of an entity check.
+pub fn same_entity_user(text: &str, mention: &str, known: &str) -> String {
+    format!(
+        "Text: {text}\nName in the text: \"{mention}\"\nKnown entity: \"{known}\"\nA. the same \
+         entity\nB. different entities"
+    )
+}
