@@ -185,7 +185,7 @@ pub fn link(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::expect_used, clippy::unwrap_used)]
+    #![allow(clippy::expect_used, clippy::unwrap_used, clippy::unwrap_in_result)]
     use super::*;
     use std::sync::Mutex;
     use tessera_engine::edc::{Chunk, Decision, PlannedTriple, SchemaRelation};
