@@ -501,6 +501,24 @@ impl crate::Database {
                 };
                 results[i] = Some(self.commit_plan(texts[i], plan, &links, opts, &prov));
             }
+            // Bring the persisted indexes in line with what was committed: the new labels (and
+            // relations) are embedded now, so the files agree with the store between batches.
+            // A crash before this point leaves a file whose fingerprint no longer matches the
+            // store: it is rebuilt at the next use.
+            let committed: Vec<&TextReport> = results
+                .iter()
+                .filter_map(|r| r.as_ref().and_then(|r| r.as_ref().ok()))
+                .collect();
+            if !committed.is_empty() {
+                let grew_schema = committed.iter().any(|r| !r.relations_added.is_empty());
+                let mut entities = state.entities.lock().unwrap_or_else(|e| e.into_inner());
+                self.entity_index(&models, &mut entities, opts.graph.as_ref())?;
+                drop(entities);
+                if grew_schema {
+                    let mut indexes = state.indexes.lock().unwrap_or_else(|e| e.into_inner());
+                    self.schema_index(&models, &mut indexes, opts.schema.as_ref())?;
+                }
+            }
         }
         Ok(results
             .into_iter()

@@ -62,6 +62,29 @@ fn with_schema(db: &Database) {
     .expect("load schema");
 }
 
+/// Whether the persisted entity index of the people graph was built over exactly the labels
+/// the store holds (its header carries the fingerprint of its entries).
+fn entity_index_agrees(db: &Database, store: &std::path::Path) -> bool {
+    use tessera_storage::entities::EntityIndex;
+    let labels = db
+        .storage()
+        .entity_labels(NamedNode::new_unchecked(PEOPLE).as_ref().into())
+        .expect("labels");
+    assert!(!labels.is_empty());
+    let fp = EntityIndex::fingerprint_of(&labels);
+    std::fs::read_dir(store.join("indexes"))
+        .expect("indexes directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("entities-"))
+        })
+        .any(|p| {
+            let bytes = std::fs::read(&p).expect("index file");
+            bytes.windows(fp.len()).any(|w| w == fp.as_bytes())
+        })
+}
+
 fn count(db: &Database, q: &str) -> usize {
     match db.query(q).expect("query") {
         QueryResults::Solutions(s) => s.count(),
@@ -131,11 +154,15 @@ fn insert_text_provenance_and_drop_source() {
         ),
     );
     assert_eq!(traced, facts, "every fact is traced to its source");
-    // The schema index was persisted beside the store.
-    let indexes: Vec<_> = std::fs::read_dir(path.join("indexes"))
+    // The schema and entity indexes were persisted beside the store.
+    let mut indexes: Vec<String> = std::fs::read_dir(path.join("indexes"))
         .expect("indexes directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(indexes.len(), 1);
+    indexes.sort();
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    assert!(indexes[0].starts_with("entities-") && indexes[1].starts_with("schema-"));
+    assert!(entity_index_agrees(&db, &path));
 
     // A second source with the same text supports the same facts.
     let second = TextOptions {
@@ -446,6 +473,10 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
             .expect("insert after a crash");
         assert!(report.relations_added.is_empty());
         assert!(!ask(&db, OFF_SCHEMA));
+        assert!(
+            entity_index_agrees(&db, &store),
+            "round {round}: the entity index does not hold the store's labels"
+        );
     }
     // The kills landed inside the ingestion, not before or after it.
     assert!(

@@ -143,6 +143,12 @@ impl EntityIndex {
         ))
     }
 
+    /// The fingerprint an index over `labels` has (to check a file against the store).
+    pub fn fingerprint_of(labels: &[EntityLabel]) -> String {
+        let keys: Vec<String> = labels.iter().map(entry_key).collect();
+        crate::vector::fingerprint(&keys)
+    }
+
     /// Number of labels.
     pub fn len(&self) -> usize {
         self.labels.len()
