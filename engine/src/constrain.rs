@@ -27,7 +27,9 @@ pub enum ConstraintError {
 /// A constraint on generated text.
 #[derive(Debug, Clone)]
 pub enum Constraint {
-    /// The output is one JSON value valid against the schema.
+    /// The output is one JSON value valid against the schema. Without an `x-guidance` key in
+    /// the schema, the JSON is compact: no free whitespace between tokens, where small models
+    /// can loop until the token limit and leave unparsable output.
     JsonSchema(serde_json::Value),
     /// The output matches the Lark grammar (llguidance's dialect).
     Lark(String),
@@ -47,7 +49,14 @@ impl Constraint {
             )));
         }
         Ok(match self {
-            Self::JsonSchema(v) => TopLevelGrammar::from_json_schema(v.clone()),
+            Self::JsonSchema(v) => {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.entry("x-guidance")
+                        .or_insert_with(|| serde_json::json!({"whitespace_flexible": false}));
+                }
+                TopLevelGrammar::from_json_schema(v)
+            }
             Self::Lark(s) => TopLevelGrammar::from_lark(s.clone()),
             Self::Regex(s) => TopLevelGrammar::from_regex(s),
         })

@@ -2,13 +2,14 @@
 //! (many rows) and decode (a few rows). Entry point: [`Q8Matrix`].
 //!
 //! GGUF's Q8_0 block is 32 signed bytes and one f16 scale. [`Q8Matrix::from_gguf_q8_0`] reads
-//! those blocks once at load and keeps them as one signed-byte array plus f32 scales (and, per
-//! block, -128 times the block's sum, which the VNNI kernel needs). Activations
-//! are quantized per row to the same 32-element blocks (f32 scales), so every block product is
-//! an exact integer dot product times two scales.
+//! those blocks once at load and keeps them as one byte array in offset binary (`w + 128`, the
+//! unsigned operand VNNI wants) plus f32 scales. Activations are quantized per row to the same
+//! 32-element blocks (f16-rounded scales, as GGUF's are), with each block's sum times -128
+//! kept to take the offset back, so every block product is an exact integer dot product
+//! times two scales.
 //!
-//! Kernels, chosen at run time: AVX-512 VNNI (`vpdpbusd` on 64 bytes, two blocks, at once;
-//! the activations shifted to unsigned by +128 and the shift taken back per block), AVX2
+//! Kernels, chosen at run time: AVX-512 VNNI (`vpdpbusd` on 64 bytes, two blocks, at once,
+//! each block's integer sum starting from the activation-side correction), AVX2
 //! (`vpmaddubsw` with the sign trick), NEON (`sdot`-free `vmull` form), and the portable
 //! scalar reference that every SIMD kernel is tested against. All of them tile the output
 //! over rows of activations and rows of weights so that each loaded weight block serves
@@ -91,12 +92,10 @@ impl Isa {
 pub struct Q8Matrix {
     n: usize,
     k: usize,
-    /// `n * k` quantized values, row-major.
-    qs: Vec<i8>,
+    /// `n * k` quantized values plus 128 (`w ^ 0x80`), row-major.
+    qs: Vec<u8>,
     /// `n * k / 32` block scales.
     d: Vec<f32>,
-    /// Per block: -128 * (sum of the block's values), the VNNI kernel's shift correction.
-    shift: Vec<i32>,
 }
 
 /// Activations quantized per row into 32-element blocks.
@@ -105,6 +104,8 @@ pub struct Q8Rows {
     m: usize,
     qs: Vec<i8>,
     d: Vec<f32>,
+    /// Per block: -128 * (sum of its values), which takes back the weights' +128 offset.
+    shift: Vec<i32>,
 }
 
 fn f16_to_f32(bits: u16) -> f32 {
@@ -131,7 +132,6 @@ impl Q8Matrix {
         }
         let mut qs = Vec::with_capacity(n * k);
         let mut d = Vec::with_capacity(nb);
-        let mut shift = Vec::with_capacity(nb);
         for block in bytes.chunks_exact(GGUF_BLOCK_BYTES) {
             let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
             // A non-finite scale would poison every output it touches; refuse the file.
@@ -140,16 +140,10 @@ impl Q8Matrix {
                     "a Q8_0 block has a non-finite scale".into(),
                 ));
             }
-            let mut sum = 0i32;
-            for &b in &block[2..] {
-                let v = b as i8;
-                sum += i32::from(v);
-                qs.push(v);
-            }
+            qs.extend(block[2..].iter().map(|&b| b ^ 0x80));
             d.push(scale);
-            shift.push(-128 * sum);
         }
-        Ok(Self { n, k, qs, d, shift })
+        Ok(Self { n, k, qs, d })
     }
 
     /// Quantizes an f32 matrix (`n` rows of `k`) the way GGUF's Q8_0 does (used by tests and
@@ -186,7 +180,7 @@ impl Q8Matrix {
         self.qs
             .iter()
             .enumerate()
-            .map(|(i, &q)| f32::from(q) * self.d[i / QK])
+            .map(|(i, &q)| f32::from((q ^ 0x80) as i8) * self.d[i / QK])
             .collect()
     }
 
@@ -312,7 +306,11 @@ impl Q8Rows {
             qs.extend_from_slice(&q);
         }
         debug_assert_eq!(qs.len(), m * k);
-        Self { m, qs, d }
+        let shift = qs
+            .chunks(QK)
+            .map(|b| -128 * b.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
+        Self { m, qs, d, shift }
     }
 }
 
@@ -328,7 +326,7 @@ fn scalar_block(w: &Q8Matrix, x: &Q8Rows, n0: usize, n1: usize, put: &dyn Fn(usi
                 let dot: i32 = xs
                     .iter()
                     .zip(ws)
-                    .map(|(&a, &c)| i32::from(a) * i32::from(c))
+                    .map(|(&a, &c)| i32::from(a) * i32::from((c ^ 0x80) as i8))
                     .sum();
                 acc += x.d[i * nb + b] * w.d[j * nb + b] * dot as f32;
             }
@@ -344,11 +342,10 @@ mod x86 {
     use super::{Q8Matrix, Q8Rows, MR, NR, QK};
     use std::arch::x86_64::*;
 
-    /// AVX-512 VNNI. `vpdpbusd` multiplies unsigned by signed bytes, so the activations are
-    /// shifted by +128 (`x ^ 0x80`); each block's integer sum starts from -128 * sum(w)
-    /// ([`Q8Matrix`]'s `shift`), which takes the shift back exactly, before any rounding
-    /// (a correction in f32 afterwards would cancel large terms and lose precision). Two
-    /// blocks (64 bytes) per instruction.
+    /// AVX-512 VNNI. `vpdpbusd` multiplies unsigned by signed bytes: the weights are stored
+    /// +128 (unsigned) and each block's integer sum starts from -128 * sum(x) (the activation
+    /// row's `shift`), which takes the offset back exactly, before any rounding. Two blocks
+    /// (64 bytes) per instruction.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     pub(super) unsafe fn vnni_block(
         w: &Q8Matrix,
@@ -357,10 +354,7 @@ mod x86 {
         n1: usize,
         put: &dyn Fn(usize, usize, f32),
     ) {
-        let k = w.k;
-        let nb = k / QK;
-        // Shift the activations to unsigned once per call (cheap next to the product).
-        let xu: Vec<u8> = x.qs.iter().map(|&v| (v as u8) ^ 0x80).collect();
+        let nb = w.k / QK;
         let mut i0 = 0;
         while i0 < x.m {
             let mr = (x.m - i0).min(MR);
@@ -368,16 +362,16 @@ mod x86 {
             while j0 < n1 {
                 let nr = (n1 - j0).min(NR);
                 match (mr, nr) {
-                    (4, 4) => tile_vnni::<4, 4>(w, x, &xu, i0, j0, nb, put),
+                    (4, 4) => tile_vnni::<4, 4>(w, x, i0, j0, nb, put),
                     (m, 4) => {
                         for r in 0..m {
-                            tile_vnni::<1, 4>(w, x, &xu, i0 + r, j0, nb, put);
+                            tile_vnni::<1, 4>(w, x, i0 + r, j0, nb, put);
                         }
                     }
                     (m, n) => {
                         for r in 0..m {
                             for c in 0..n {
-                                tile_vnni::<1, 1>(w, x, &xu, i0 + r, j0 + c, nb, put);
+                                tile_vnni::<1, 1>(w, x, i0 + r, j0 + c, nb, put);
                             }
                         }
                     }
@@ -388,12 +382,12 @@ mod x86 {
         }
     }
 
+    /// Two consecutive block scales as lanes 0-7 and 8-15: one 8-byte load and a permute.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
-    unsafe fn pair_scales(d: &[f32], b: usize) -> __m512 {
-        let lo = _mm256_set1_ps(*d.get_unchecked(b));
-        let hi = _mm256_set1_ps(*d.get_unchecked(b + 1));
-        _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi)
+    unsafe fn pair_scales(p: *const f32, idx: __m512i) -> __m512 {
+        let two = _mm_castpd_ps(_mm_load_sd(p as *const f64));
+        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two))
     }
 
     #[inline]
@@ -401,43 +395,52 @@ mod x86 {
     unsafe fn tile_vnni<const M: usize, const N: usize>(
         w: &Q8Matrix,
         x: &Q8Rows,
-        xu: &[u8],
         i0: usize,
         j0: usize,
         nb: usize,
         put: &dyn Fn(usize, usize, f32),
     ) {
         let k = w.k;
+        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
         let mut acc = [[_mm512_setzero_ps(); N]; M];
-        let xd: [&[f32]; M] = std::array::from_fn(|r| &x.d[(i0 + r) * nb..][..nb]);
-        let wd: [&[f32]; N] = std::array::from_fn(|c| &w.d[(j0 + c) * nb..][..nb]);
-        let xp: [*const u8; M] = std::array::from_fn(|r| xu.as_ptr().add((i0 + r) * k));
-        let wp: [*const i8; N] = std::array::from_fn(|c| w.qs.as_ptr().add((j0 + c) * k));
+        // Plain loops and arrays, not closures: a closure would not inherit the target
+        // features and its intrinsics would not inline.
+        let mut xp = [std::ptr::null::<i8>(); M];
+        let mut xd = [std::ptr::null::<f32>(); M];
+        let mut xs = [std::ptr::null::<i32>(); M];
+        for r in 0..M {
+            xp[r] = x.qs.as_ptr().add((i0 + r) * k);
+            xd[r] = x.d.as_ptr().add((i0 + r) * nb);
+            xs[r] = x.shift.as_ptr().add((i0 + r) * nb);
+        }
+        let mut wp = [std::ptr::null::<u8>(); N];
+        let mut wd = [std::ptr::null::<f32>(); N];
+        for c in 0..N {
+            wp[c] = w.qs.as_ptr().add((j0 + c) * k);
+            wd[c] = w.d.as_ptr().add((j0 + c) * nb);
+        }
         let mut b = 0;
         while b + 2 <= nb {
             let off = b * QK;
-            // Plain loops, not closures: a closure would not inherit the target features and
-            // its intrinsics would not inline.
             let mut wv = [_mm512_setzero_si512(); N];
             let mut ws = [_mm512_setzero_ps(); N];
-            // The shift correction in lane 0 of each block's eight lanes.
-            let mut start = [_mm512_setzero_si512(); N];
             for c in 0..N {
                 wv[c] = _mm512_loadu_si512(wp[c].add(off) as *const _);
-                ws[c] = pair_scales(wd[c], b);
-                let sh = w.shift.as_ptr().add((j0 + c) * nb + b);
-                start[c] = _mm512_mask_set1_epi32(
-                    _mm512_maskz_set1_epi32(0x0001, *sh),
-                    0x0100,
-                    *sh.add(1),
-                );
+                ws[c] = pair_scales(wd[c].add(b), idx);
             }
             for r in 0..M {
                 let xv = _mm512_loadu_si512(xp[r].add(off) as *const _);
-                let xs = pair_scales(xd[r], b);
+                let sx = pair_scales(xd[r].add(b), idx);
+                // The offset correction in lane 0 of each block's eight lanes.
+                let start = _mm512_mask_set1_epi32(
+                    _mm512_maskz_set1_epi32(0x0001, *xs[r].add(b)),
+                    0x0100,
+                    *xs[r].add(b + 1),
+                );
                 for c in 0..N {
-                    let dot = _mm512_dpbusd_epi32(start[c], xv, wv[c]);
-                    let s = _mm512_mul_ps(xs, ws[c]);
+                    let dot = _mm512_dpbusd_epi32(start, wv[c], xv);
+                    // dot * (dx * dw), the order GGUF's reference kernels round in.
+                    let s = _mm512_mul_ps(sx, ws[c]);
                     acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][c]);
                 }
             }
@@ -456,9 +459,9 @@ mod x86 {
                 let xv = _mm256_loadu_si256(xp[r].add(off) as *const _);
                 for c in 0..N {
                     let wv = _mm256_loadu_si256(wp[c].add(off) as *const _);
-                    let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), xv, wv);
-                    let s = hsum_epi32_256(dot) + w.shift[(j0 + c) * nb + b];
-                    out[r][c] += xd[r][b] * wd[c][b] * s as f32;
+                    let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+                    let s = hsum_epi32_256(dot) + *xs[r].add(b);
+                    out[r][c] += *xd[r].add(b) * *wd[c].add(b) * s as f32;
                 }
             }
         }
@@ -536,15 +539,17 @@ mod x86 {
     ) {
         let k = w.k;
         let ones = _mm256_set1_epi16(1);
+        let offset = _mm256_set1_epi8(-128);
         let mut acc = [[_mm256_setzero_ps(); N]; M];
         let xp: [*const i8; M] = std::array::from_fn(|r| x.qs.as_ptr().add((i0 + r) * k));
-        let wp: [*const i8; N] = std::array::from_fn(|c| w.qs.as_ptr().add((j0 + c) * k));
+        let wp: [*const u8; N] = std::array::from_fn(|c| w.qs.as_ptr().add((j0 + c) * k));
         for b in 0..nb {
             let off = b * QK;
             let mut wv = [_mm256_setzero_si256(); N];
             let mut wa = [_mm256_setzero_si256(); N];
             for c in 0..N {
-                wv[c] = _mm256_loadu_si256(wp[c].add(off) as *const _);
+                // Back to signed: w = (w + 128) ^ 0x80.
+                wv[c] = _mm256_xor_si256(_mm256_loadu_si256(wp[c].add(off) as *const _), offset);
                 wa[c] = _mm256_sign_epi8(wv[c], wv[c]);
             }
             for r in 0..M {
@@ -593,7 +598,10 @@ mod neon {
                     let mut s = vdupq_n_s32(0);
                     for h in 0..2 {
                         let xv = vld1q_s8(xp.add(16 * h));
-                        let wv = vld1q_s8(wp.add(16 * h));
+                        let wv = vreinterpretq_s8_u8(veorq_u8(
+                            vld1q_u8(wp.add(16 * h)),
+                            vdupq_n_u8(0x80),
+                        ));
                         let lo = vmull_s8(vget_low_s8(xv), vget_low_s8(wv));
                         let hi = vmull_s8(vget_high_s8(xv), vget_high_s8(wv));
                         s = vpadalq_s16(s, lo);
