@@ -78,8 +78,8 @@ fn class_range(r: &RelationRef) -> Option<String> {
 /// Counts of a linking run (for reports).
 #[derive(Debug, Clone, Default)]
 pub struct LinkStats {
-    /// Mentions checked by the model.
-    pub asked: usize,
+    /// Mentions checked by the model, per plan.
+    pub asked: Vec<usize>,
 }
 
 /// Links the entity mentions of each plan; mentions absent from a plan's map are new
@@ -92,7 +92,9 @@ pub fn link(
     opts: &LinkOptions,
 ) -> Result<(Vec<HashMap<String, Link>>, LinkStats), EdcError> {
     let mut out: Vec<HashMap<String, Link>> = vec![HashMap::new(); plans.len()];
-    let mut stats = LinkStats::default();
+    let mut stats = LinkStats {
+        asked: vec![0; plans.len()],
+    };
     if index.is_empty() {
         return Ok((out, stats));
     }
@@ -172,8 +174,8 @@ pub fn link(
         let requests: Vec<(&Prompt, &[&str])> =
             asks.iter().map(|(_, _, q)| (q, &letters[..])).collect();
         let scores = model.score_batch(&requests)?;
-        stats.asked = asks.len();
         for ((p, m, _), s) in asks.iter().zip(scores) {
+            stats.asked[*p] += 1;
             let same = matches!(s.as_slice(), [a, b] if a > b);
             if !same {
                 out[*p].remove(m);
@@ -337,7 +339,7 @@ mod tests {
             }
         );
         let asked = model.asked.lock().unwrap();
-        assert_eq!(stats.asked, asked.len());
+        assert_eq!(stats.asked.iter().sum::<usize>(), asked.len());
         // The range (City) kept the Club out of the question about "Paris Saint".
         let q = asked
             .iter()

@@ -484,7 +484,7 @@ impl crate::Database {
             // Entity linking, still outside the write lock.
             let mut entities = state.entities.lock().unwrap_or_else(|e| e.into_inner());
             let entity_index = self.entity_index(&models, &mut entities, opts.graph.as_ref())?;
-            let (links, _) = crate::link::link(
+            let (links, link_stats) = crate::link::link(
                 &plans,
                 entity_index,
                 &models.llm,
@@ -493,7 +493,10 @@ impl crate::Database {
             )
             .map_err(|e| Error::Text(e.into()))?;
             drop(entities);
-            for ((&i, plan), links) in good.iter().zip(plans).zip(links) {
+            for (((&i, mut plan), links), asked) in
+                good.iter().zip(plans).zip(links).zip(link_stats.asked)
+            {
+                plan.stats.model_calls += asked;
                 let prov = Provenance {
                     model: models.llm.name().to_owned(),
                     embedder: models.embedder.identity().to_owned(),

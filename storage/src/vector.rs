@@ -166,11 +166,12 @@ impl VectorIndex {
             .filter(|&i| old.as_ref().and_then(|o| o.get(&keys[i])).is_none())
             .collect();
         if !missing.is_empty() {
-            tracing::info!(
-                entries = keys.len(),
-                embedding = missing.len(),
-                "indexing {what}"
-            );
+            // A first build is news; keeping up with each batch's additions is routine.
+            if old.is_none() {
+                tracing::info!(entries = keys.len(), embedding = missing.len(), "indexing {what}");
+            } else {
+                tracing::debug!(entries = keys.len(), embedding = missing.len(), "indexing {what}");
+            }
         }
         let fresh = if missing.is_empty() {
             Vec::new()

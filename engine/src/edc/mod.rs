@@ -1159,7 +1159,7 @@ fn triples_schema(max: usize, relations: &[String]) -> serde_json::Value {
 }
 
 /// Parses extraction output; output cut off by the token limit keeps its complete triples.
-fn parse_triples(text: &str, finish: Finish) -> Vec<[String; 3]> {
+pub fn parse_triples(text: &str, finish: Finish) -> Vec<[String; 3]> {
     if let Ok(v) = serde_json::from_str::<Vec<[String; 3]>>(text) {
         return v;
     }
