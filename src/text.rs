@@ -6,8 +6,10 @@
 //! from the store, indexed by `tessera_storage::SchemaIndex`); each text's plan is then
 //! committed in one transaction: canonical triples in the target graph and in the source's own
 //! named graph, entity labels, relations added by self-canonicalization, and the source's
-//! metadata (text, hash, chunk offsets, model, prompt version, schema fingerprint, time) in the
-//! sources graph. Everything is plain RDF, so provenance is a SPARQL query away:
+//! metadata (text, hash, chunk offsets, model, prompt version, schema fingerprint, time, and a
+//! reified statement per triple naming the chunk that stated it) in the sources graph. Mentions
+//! are linked to known entities first (`crate::link`). Everything is plain RDF, so provenance
+//! is a SPARQL query away:
 //!
 //! ```sparql
 //! SELECT ?source ?text WHERE {
@@ -43,6 +45,9 @@ pub const NS: &str = "https://tessera.dev/ns#";
 const PROV_ENTITY: &str = "http://www.w3.org/ns/prov#Entity";
 const PROV_GENERATED_AT: &str = "http://www.w3.org/ns/prov#generatedAtTime";
 const OWL_SAME_AS: &str = "http://www.w3.org/2002/07/owl#sameAs";
+const RDF_SUBJECT: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#subject";
+const RDF_PREDICATE: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#predicate";
+const RDF_OBJECT: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#object";
 const XSD_DATE_TIME: &str = "http://www.w3.org/2001/XMLSchema#dateTime";
 const XSD_INTEGER: &str = "http://www.w3.org/2001/XMLSchema#integer";
 
@@ -637,7 +642,7 @@ impl crate::Database {
                 ));
                 report.relations_added.push(iri.as_str().to_owned());
             }
-            for t in &plan.triples {
+            for (n, t) in plan.triples.iter().enumerate() {
                 let predicate = match &t.relation {
                     RelationRef::Schema(r) => nn(&r.iri).map_err(Error::Text)?,
                     RelationRef::New(i) => new_iris[*i].clone(),
@@ -670,6 +675,32 @@ impl crate::Database {
                     }
                 };
                 add(tx, &subject, &predicate, object.clone());
+                // Which chunk stated it: a reified statement in the sources graph, so plain
+                // SPARQL reaches the chunk's offsets from the triple.
+                let statement =
+                    NamedNode::new_unchecked(format!("{}#statement-{n}", source.as_str()));
+                let chunk =
+                    NamedNode::new_unchecked(format!("{}#chunk-{}", source.as_str(), t.chunk));
+                tx.insert(&Quad::new(
+                    source.clone(),
+                    tessera("statement"),
+                    statement.clone(),
+                    sources.clone(),
+                ));
+                for (p, o) in [
+                    (
+                        NamedNode::new_unchecked(RDF_SUBJECT),
+                        Term::from(subject.clone()),
+                    ),
+                    (
+                        NamedNode::new_unchecked(RDF_PREDICATE),
+                        Term::from(predicate.clone()),
+                    ),
+                    (NamedNode::new_unchecked(RDF_OBJECT), object.clone()),
+                    (tessera("chunk"), Term::from(chunk)),
+                ] {
+                    tx.insert(&Quad::new(statement.clone(), p, o, sources.clone()));
+                }
                 report.triples.push([
                     subject.to_string(),
                     predicate.to_string(),
@@ -915,7 +946,7 @@ fn drop_source_in(tx: &mut Transaction<'_>, source: NamedNodeRef<'_>) -> Result<
         )
         .collect::<Result<_, _>>()?;
     for q in &meta {
-        if q.predicate == tessera("chunk") {
+        if q.predicate == tessera("chunk") || q.predicate == tessera("statement") {
             if let Term::NamedNode(c) = &q.object {
                 let chunk: Vec<Quad> = tx
                     .quads_for_pattern(

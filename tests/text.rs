@@ -106,8 +106,10 @@ const OFF_SCHEMA: &str = r#"ASK {
   FILTER NOT EXISTS { GRAPH <http://example.org/schema> { ?p a <http://www.w3.org/1999/02/22-rdf-syntax-ns#Property> } }
 }"#;
 
+/// Facts of the people graph: everything but the names of entities.
 const FACTS: &str = r#"SELECT * { GRAPH <http://example.org/people> { ?s ?p ?o }
-  FILTER(?p != <http://www.w3.org/2000/01/rdf-schema#label>) }"#;
+  FILTER(?p NOT IN (<http://www.w3.org/2000/01/rdf-schema#label>,
+    <http://www.w3.org/2004/02/skos/core#altLabel>, <http://www.w3.org/2002/07/owl#sameAs>)) }"#;
 
 #[test]
 fn insert_text_provenance_and_drop_source() {
@@ -134,20 +136,24 @@ fn insert_text_provenance_and_drop_source() {
         &db,
         "ASK { GRAPH <http://example.org/notes> { ?s ?p ?o } }"
     ));
-    // Every fact traces back to its source text and chunk offsets with plain SPARQL.
+    // Every fact traces back to its source text and the offsets of the chunk that stated it
+    // with plain SPARQL.
     let traced = count(
         &db,
         &format!(
-            r#"SELECT ?s ?p ?o WHERE {{
+            r#"PREFIX rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#>
+            SELECT ?s ?p ?o WHERE {{
               GRAPH <http://example.org/people> {{ ?s ?p ?o }}
-              FILTER(?p != <http://www.w3.org/2000/01/rdf-schema#label>)
               GRAPH ?src {{ ?s ?p ?o }}
               GRAPH <urn:tessera:sources> {{
                 ?src <https://tessera.dev/ns#text> "{text}" ;
                      <https://tessera.dev/ns#model> ?model ;
                      <https://tessera.dev/ns#promptVersion> ?v ;
                      <http://www.w3.org/ns/prov#generatedAtTime> ?t ;
-                     <https://tessera.dev/ns#chunk> ?c .
+                     <https://tessera.dev/ns#chunk> ?c ;
+                     <https://tessera.dev/ns#statement> ?st .
+                ?st rdf:subject ?s ; rdf:predicate ?p ; rdf:object ?o ;
+                    <https://tessera.dev/ns#chunk> ?c .
                 ?c <https://tessera.dev/ns#start> 0 ; <https://tessera.dev/ns#end> ?end .
               }}
             }}"#

@@ -168,9 +168,17 @@ impl VectorIndex {
         if !missing.is_empty() {
             // A first build is news; keeping up with each batch's additions is routine.
             if old.is_none() {
-                tracing::info!(entries = keys.len(), embedding = missing.len(), "indexing {what}");
+                tracing::info!(
+                    entries = keys.len(),
+                    embedding = missing.len(),
+                    "indexing {what}"
+                );
             } else {
-                tracing::debug!(entries = keys.len(), embedding = missing.len(), "indexing {what}");
+                tracing::debug!(
+                    entries = keys.len(),
+                    embedding = missing.len(),
+                    "indexing {what}"
+                );
             }
         }
         let fresh = if missing.is_empty() {
