@@ -53,7 +53,8 @@ pub enum BenchCommand {
         /// Repetitions (the mean is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Q8_0 matrices on candle's kernels instead of Tessera's (for comparison).
+        /// Matrices on candle's kernels instead of Tessera's (for comparison; Q4_1 and Q5_0
+        /// then re-quantized to Q8_0).
         #[arg(long)]
         candle_kernels: bool,
         /// Print one JSON line.

@@ -1,29 +1,41 @@
-//! A model's linear layer: Tessera's own Q8_0 kernels on the CPU (`tessera-kernels`), candle's
-//! quantized matmul for every other type and device. Entry point: [`Linear`].
+//! A model's linear layer: Tessera's own kernels on the CPU (`tessera-kernels`: Q8_0, Q4_0,
+//! Q4_1 and Q5_0 read in place), candle's quantized matmul for every other type and device.
+//! Entry point: [`Linear`].
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use std::sync::Arc;
-use tessera_kernels::q8::Q8Matrix;
+use tessera_kernels::matmul::{Format, QMatrix};
 
 /// A weight matrix and the kernel that multiplies by it.
 pub enum Linear {
     /// candle's quantized matmul (its own kernels; the fallback).
     Candle(QMatMul),
-    /// Tessera's Q8_0 kernels (tiled over rows and columns, SIMD chosen at run time).
-    Q8(Arc<Q8Matrix>),
+    /// Tessera's kernels (tiled over rows and columns, SIMD chosen at run time).
+    Tessera(Arc<QMatrix>),
+}
+
+/// The kernels' format for a GGUF type, where they have one.
+pub fn kernel_format(t: GgmlDType) -> Option<Format> {
+    match t {
+        GgmlDType::Q8_0 => Some(Format::Q8_0),
+        GgmlDType::Q4_0 => Some(Format::Q4_0),
+        GgmlDType::Q4_1 => Some(Format::Q4_1),
+        GgmlDType::Q5_0 => Some(Format::Q5_0),
+        _ => None,
+    }
 }
 
 impl Linear {
-    /// The layer for `t`: Tessera's kernels when `kernels` is on, the tensor is Q8_0 and lives
-    /// on the CPU; candle's otherwise.
+    /// The layer for `t`: Tessera's kernels when `kernels` is on, the tensor's type has one
+    /// and it lives on the CPU; candle's otherwise.
     pub fn new(t: Arc<QTensor>, kernels: bool) -> candle_core::Result<Self> {
-        if kernels && t.dtype() == GgmlDType::Q8_0 && matches!(t.device(), Device::Cpu) {
+        if let (true, Some(format), Device::Cpu) = (kernels, kernel_format(t.dtype()), t.device()) {
             if let &[n, k] = t.shape().dims() {
                 let data = t.data()?;
-                let m = Q8Matrix::from_gguf_q8_0(&data, n, k)
+                let m = QMatrix::from_gguf(format, &data, n, k)
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                return Ok(Self::Q8(Arc::new(m)));
+                return Ok(Self::Tessera(Arc::new(m)));
             }
         }
         Ok(Self::Candle(QMatMul::from_arc(t)?))
@@ -33,7 +45,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Candle(m) => m.forward(x),
-            Self::Q8(w) => {
+            Self::Tessera(w) => {
                 let dims = x.dims().to_vec();
                 let k = *dims.last().unwrap_or(&0);
                 if k != w.cols() {
@@ -43,13 +55,25 @@ impl Linear {
                     )));
                 }
                 let rows = x.elem_count() / k.max(1);
-                let flat: Vec<f32> = x
-                    .to_dtype(candle_core::DType::F32)?
-                    .flatten_all()?
-                    .to_vec1()?;
+                let x = x.to_dtype(DType::F32)?;
                 let mut y = vec![0f32; rows * w.rows()];
-                w.matmul(&flat, rows, &mut y)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let run = |flat: &[f32], y: &mut [f32]| {
+                    w.matmul(flat, rows, y)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+                };
+                {
+                    // A contiguous CPU tensor is read in place (no copy per call: decode
+                    // runs seven of these per layer and token).
+                    let (storage, layout) = x.storage_and_layout();
+                    if let (Storage::Cpu(cpu), Some((a, b))) =
+                        (&*storage, layout.contiguous_offsets())
+                    {
+                        run(&cpu.as_slice::<f32>()?[a..b], &mut y)?;
+                    } else {
+                        drop(storage);
+                        run(&x.flatten_all()?.to_vec1::<f32>()?, &mut y)?;
+                    }
+                }
                 let mut out_dims = dims;
                 if let Some(last) = out_dims.last_mut() {
                     *last = w.rows();

@@ -155,9 +155,11 @@ impl std::fmt::Debug for Model {
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Re-quantize tensors whose types have no fast kernel (Q4_1, Q5_0, Q5_1) to Q8_0.
+    /// Re-quantize tensors whose types have no fast CPU kernel to Q8_0 (Q5_1; with
+    /// `kernels` off also Q4_1 and Q5_0, which candle's CPU matmul runs without SIMD).
     pub requantize: bool,
-    /// Run Q8_0 matrices on Tessera's kernels (`tessera-kernels`) rather than candle's.
+    /// Run Q8_0, Q4_0, Q4_1 and Q5_0 matrices on Tessera's kernels (`tessera-kernels`)
+    /// rather than candle's.
     pub kernels: bool,
     /// The device.
     pub device: Device,
@@ -173,9 +175,14 @@ impl Default for LoadOptions {
     }
 }
 
-/// Types that candle's CPU matmul only runs through its scalar fallback.
-fn slow_on_cpu(t: GgmlDType) -> bool {
-    matches!(t, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+/// Types that would run through a scalar fallback on the CPU: candle has no SIMD for Q4_1,
+/// Q5_0 and Q5_1; Tessera's kernels cover Q4_1 and Q5_0.
+fn slow_on_cpu(t: GgmlDType, kernels: bool) -> bool {
+    match t {
+        GgmlDType::Q5_1 => true,
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 => !kernels,
+        _ => false,
+    }
 }
 
 impl Config {
@@ -298,7 +305,7 @@ impl Model {
         let mut converted = Vec::new();
         let mut qt = |name: &str| -> Result<Arc<QTensor>, ModelError> {
             let t = file.tensor(name, dev)?;
-            if opts.requantize && slow_on_cpu(t.dtype()) {
+            if opts.requantize && slow_on_cpu(t.dtype(), opts.kernels) {
                 let from = t.dtype();
                 let f = t.dequantize(dev)?;
                 let q = QTensor::quantize(&f, GgmlDType::Q8_0)?;
@@ -753,13 +760,13 @@ mod tests {
             let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
             let scale = max_abs(&exact);
             let mut variants = vec![q];
-            if slow_on_cpu(t) {
+            if slow_on_cpu(t, false) {
                 let f = variants[0].dequantize(&dev).unwrap();
                 variants.push(QTensor::quantize(&f, GgmlDType::Q8_0).unwrap());
             }
             for v in variants {
                 let v = Arc::new(v);
-                // Both kernels: Tessera's (Q8_0) and candle's.
+                // Both kernels: Tessera's (for the types it has) and candle's.
                 for kernels in [true, false] {
                     let got = Linear::new(v.clone(), kernels)
                         .unwrap()
@@ -772,6 +779,32 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Where both have a kernel for a type, Tessera's and candle's agree far more closely than
+    /// either agrees with the f32 product: both quantize the activations the same way (Q4_1:
+    /// candle rounds the block sum's product to f16, hence the wider bound).
+    #[test]
+    fn tessera_kernels_equal_candles_on_the_same_blocks() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (40, 896), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (5, 896), &dev).unwrap();
+        for t in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+        ] {
+            let q = Arc::new(QTensor::quantize(&w, t).unwrap());
+            let ours = Linear::new(q.clone(), true).unwrap();
+            assert!(matches!(ours, Linear::Tessera(_)), "{t:?}");
+            let ours = ours.forward(&x).unwrap();
+            let theirs = Linear::new(q, false).unwrap().forward(&x).unwrap();
+            let scale = max_abs(&theirs);
+            let err = max_abs(&(ours - &theirs).unwrap());
+            let bound = if t == GgmlDType::Q4_1 { 2e-3 } else { 1e-5 };
+            assert!(err <= bound * scale, "{t:?}: {err} of {scale}");
         }
     }
 

@@ -27,7 +27,9 @@ fn model_path(name: &str) -> PathBuf {
         .expect("pull model")
 }
 
-fn lm(name: &str, requantize: bool) -> Arc<LanguageModel> {
+/// The model as users get it (`fallback` false: Tessera's kernels on the file's own types), or
+/// on the fallback path (`fallback` true: Q4_1/Q5_0 re-quantized to Q8_0, candle's kernels).
+fn lm(name: &str, fallback: bool) -> Arc<LanguageModel> {
     type Loaded = Mutex<HashMap<(String, bool), Arc<LanguageModel>>>;
     static MODELS: OnceLock<Loaded> = OnceLock::new();
     let path = model_path(name);
@@ -35,14 +37,15 @@ fn lm(name: &str, requantize: bool) -> Arc<LanguageModel> {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    m.entry((name.to_owned(), requantize))
+    m.entry((name.to_owned(), fallback))
         .or_insert_with(|| {
             let mut opts = ModelOptions {
                 threads: 2,
                 ..Default::default()
             };
             opts.load = LoadOptions {
-                requantize,
+                requantize: true,
+                kernels: !fallback,
                 ..Default::default()
             };
             Arc::new(LanguageModel::load(&path, &opts).expect("load model"))
@@ -150,8 +153,8 @@ fn embedder_matches_reference_within_1e_4() {
 /// either choice is right) our greedy token must be llama.cpp's. Returns (steps outside the
 /// band, all steps, worst top-logit difference, margins where ours differed), and prints how
 /// long the free-running streams are equal before their first near-tie.
-fn agreement(name: &str, requantize: bool, tie: f32) -> (usize, usize, f32, Vec<f32>) {
-    let lm = lm(name, requantize);
+fn agreement(name: &str, fallback: bool, tie: f32) -> (usize, usize, f32, Vec<f32>) {
+    let lm = lm(name, fallback);
     let text = std::fs::read_to_string(data(&format!("llamacpp/{name}-greedy.jsonl"))).unwrap();
     let (mut compared, mut total, mut worst, mut differ, mut stream) = (0, 0, 0f32, Vec::new(), 0);
     for line in text.lines() {
@@ -201,7 +204,7 @@ fn agreement(name: &str, requantize: bool, tie: f32) -> (usize, usize, f32, Vec<
         });
     }
     eprintln!(
-        "{name} requantize={requantize}: {compared} of {total} steps outside the near-tie band (margin < {tie}), \
+        "{name} fallback={fallback}: {compared} of {total} steps outside the near-tie band (margin < {tie}), \
          greedy token differs at {} of them (margins {differ:?}); free-running streams equal for {stream} \
          tokens before their first near-tie; top-logit |diff| <= {worst:.3}",
         differ.len()
@@ -216,9 +219,9 @@ fn rand_free() -> rand::rngs::StdRng {
 
 /// With every top logit within `logit_tol` of llama.cpp's, the greedy choice can only flip
 /// where llama.cpp's top-2 margin is below twice that: the near-tie band.
-fn assert_agreement(name: &str, requantize: bool, logit_tol: f32, min_share: f32) {
+fn assert_agreement(name: &str, fallback: bool, logit_tol: f32, min_share: f32) {
     let tie = 2.0 * logit_tol;
-    let (compared, total, worst, differ) = agreement(name, requantize, tie);
+    let (compared, total, worst, differ) = agreement(name, fallback, tie);
     assert!(
         differ.is_empty(),
         "{name}: greedy token differs where llama.cpp's margin was {differ:?} (>= {tie})"
@@ -239,18 +242,22 @@ fn smollm2_greedy_agrees_with_llama_cpp() {
 }
 
 #[test]
-fn smollm2_requantized_greedy_agrees_with_llama_cpp() {
+fn smollm2_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
     assert_agreement("smollm2", true, 1.25, 0.4);
 }
 
 #[test]
-fn qwen_requantized_greedy_agrees_with_llama_cpp() {
+fn qwen_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
     assert_agreement("qwen2.5-0.5b", true, 0.3, 0.7);
 }
 
+/// The same tolerance as the fallback path: Tessera's Q5_0/Q8_0 kernels equal candle's to
+/// 1e-5 of the output (`tessera_kernels_equal_candles_on_the_same_blocks`); the top logit
+/// still moves by a few hundredths between summation orders over 24 layers (0.228 on candle's
+/// kernels, 0.252 on Tessera's), most of the gap to llama.cpp being its f16 KV cache.
 #[test]
 fn qwen_greedy_agrees_with_llama_cpp() {
-    assert_agreement("qwen2.5-0.5b", false, 0.25, 0.8);
+    assert_agreement("qwen2.5-0.5b", false, 0.3, 0.8);
 }
 
 fn chat(lm: &LanguageModel, q: &str) -> String {
@@ -259,7 +266,7 @@ fn chat(lm: &LanguageModel, q: &str) -> String {
 
 #[test]
 fn generation_streams_stops_and_limits() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let prompt = Prompt::text(chat(&lm, "Count from one to ten in words."));
     let mut streamed = String::new();
     let g = lm
@@ -303,7 +310,7 @@ fn generation_streams_stops_and_limits() {
 
 #[test]
 fn sampling_is_reproducible_by_seed() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let prompt = Prompt::text(chat(&lm, "Tell me a story about a cat."));
     let o = |seed| GenerateOptions {
         max_tokens: 24,
@@ -321,7 +328,7 @@ fn sampling_is_reproducible_by_seed() {
 
 #[test]
 fn batched_decoding_equals_one_at_a_time() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let prompts: Vec<Prompt> = [
         "What is a graph?",
         "Name a planet.",
@@ -343,7 +350,7 @@ fn batched_decoding_equals_one_at_a_time() {
 
 #[test]
 fn requests_with_different_grammars_decode_together_as_they_would_alone() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let req = |q: &str, c: Option<Constraint>, max| {
         (
             Prompt::text(chat(&lm, q)),
@@ -386,7 +393,7 @@ fn requests_with_different_grammars_decode_together_as_they_would_alone() {
 
 #[test]
 fn batched_scores_equal_one_prompt_at_a_time() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let p1 = Prompt::text(chat(&lm, "Which is a fruit? A) stone B) apple C) car"));
     let p2 = Prompt::text(chat(&lm, "Which one flies? A) bird B) fish"));
     let letters: [&str; 3] = ["A", "B", "C"];
@@ -409,7 +416,7 @@ fn batched_scores_equal_one_prompt_at_a_time() {
 
 #[test]
 fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let prefix = "<|im_start|>system\nYou extract facts. Example: Paris is in France -> (Paris, country, France)<|im_end|>\n";
     let text = "<|im_start|>user\nBerlin is in Germany<|im_end|>\n<|im_start|>assistant\n";
     let opts = GenerateOptions {
@@ -449,7 +456,7 @@ fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
 
 #[test]
 fn json_schema_output_always_parses() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let schema = serde_json::json!({
         "type": "object",
         "properties": {
@@ -495,7 +502,7 @@ fn json_schema_output_always_parses() {
 
 #[test]
 fn scores_are_sums_of_token_log_probabilities() {
-    let lm = lm("smollm2", true);
+    let lm = lm("smollm2", false);
     let prompt = Prompt::text(chat(
         &lm,
         "Answer with one letter. Which is a fruit? A) stone B) apple C) car",
@@ -581,7 +588,7 @@ fn corrupt_and_truncated_model_files_are_refused_cleanly() {
 #[test]
 fn chat_templates_render_from_the_gguf() {
     for name in ["smollm2", "qwen2.5-0.5b"] {
-        let lm = lm(name, true);
+        let lm = lm(name, false);
         let p = lm
             .chat(&[ChatMessage::system("Be brief."), ChatMessage::user("hi")])
             .unwrap();

@@ -1,15 +1,15 @@
 //! Tessera kernels: quantized number formats and the compute kernels over them (a portable
 //! scalar reference, SIMD versions chosen at run time, CUDA behind the `cuda` feature).
 //!
-//! Entry point: [`q8::Q8Matrix`], Q8_0 weights times f32 activations, the product every
-//! linear layer of the engine's models runs on the CPU. [`cuda_compiled`] tells whether the
-//! CUDA backend was built in.
+//! Entry point: [`matmul::QMatrix`], GGUF block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0)
+//! times f32 activations, the product every linear layer of the engine's models runs on the
+//! CPU. [`cuda_compiled`] tells whether the CUDA backend was built in.
 
 // SIMD intrinsics and the disjoint parallel writes of the kernels need `unsafe`; each block
 // says why it holds. Nothing outside this crate's kernels uses it.
 #![allow(unsafe_code)]
 
-pub mod q8;
+pub mod matmul;
 
 /// What can go wrong in a kernel call.
 #[derive(Debug, thiserror::Error)]

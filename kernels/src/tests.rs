@@ -1,4 +1,4 @@
-use crate::q8::{quantize_block, Isa, Q8Matrix, GGUF_BLOCK_BYTES, QK};
+use crate::matmul::{quantize_block, quantize_gguf_block, Format, Isa, QMatrix, QK};
 
 /// splitmix64: deterministic test data without a dependency.
 struct Rng(u64);
@@ -16,6 +16,9 @@ impl Rng {
     fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.f32() * scale).collect()
     }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
 }
 
 fn isas() -> Vec<Isa> {
@@ -26,27 +29,28 @@ fn isas() -> Vec<Isa> {
 }
 
 /// Every SIMD kernel against the scalar reference; the tolerance is relative to the sum of
-/// the magnitudes of the terms (the sums differ only in f32 rounding order).
-fn check_against_reference(w: &Q8Matrix, x: &[f32], m: usize) {
-    let n = w.rows();
+/// the magnitudes of the terms (the integer block sums are exact: only the f32 order of the
+/// block terms differs).
+fn check_against_reference(w: &QMatrix, x: &[f32], m: usize) {
+    let (n, k) = (w.rows(), w.cols());
     let mut reference = vec![0f32; m * n];
     w.matmul_with(Isa::Scalar, x, m, &mut reference).unwrap();
-    let wd = w.dequantize();
+    // Q4_1 adds two terms per block (scaled values and the minimum's).
+    let terms = if w.format() == Format::Q4_1 { 4.0 } else { 2.0 };
+    let nb = (k / QK) as f32;
     for isa in isas() {
         let mut y = vec![f32::NAN; m * n];
         w.matmul_with(isa, x, m, &mut y).unwrap();
         for i in 0..m {
             for j in 0..n {
-                let mag: f32 = (0..w.cols())
-                    .map(|t| (x[i * w.cols() + t] * wd[j * w.cols() + t]).abs())
+                let mag: f32 = (0..k)
+                    .map(|t| x[i * k + t].abs() * w.term_magnitude(j, t))
                     .sum();
                 let (a, b) = (y[i * n + j], reference[i * n + j]);
-                // Exact integer block sums: only the f32 order of the block terms differs.
-                let nb = (w.cols() / QK) as f32;
                 assert!(
-                    (a - b).abs() <= 2.0 * nb * f32::EPSILON * mag + 1e-30,
-                    "{isa:?} m={m} n={n} k={} at ({i},{j}): {a} vs reference {b}",
-                    w.cols()
+                    (a - b).abs() <= terms * nb * f32::EPSILON * mag + 1e-30,
+                    "{:?} {isa:?} m={m} n={n} k={k} at ({i},{j}): {a} vs reference {b}",
+                    w.format()
                 );
             }
         }
@@ -56,11 +60,37 @@ fn check_against_reference(w: &Q8Matrix, x: &[f32], m: usize) {
 #[test]
 fn simd_kernels_equal_the_reference_on_odd_shapes() {
     let mut rng = Rng(1);
-    for &k in &[32, 64, 96, 576, 896, 1536] {
-        for &(m, n) in &[(1, 1), (1, 5), (3, 4), (4, 4), (5, 9), (9, 13), (17, 33)] {
-            let w = Q8Matrix::quantize(&rng.vec(n * k, 0.2), n, k).unwrap();
-            let x = rng.vec(m * k, 3.0);
-            check_against_reference(&w, &x, m);
+    for format in Format::ALL {
+        for &k in &[32, 64, 96, 576, 896, 1536] {
+            for &(m, n) in &[(1, 1), (1, 5), (3, 4), (4, 4), (5, 9), (9, 13), (17, 33)] {
+                let w = QMatrix::quantize(format, &rng.vec(n * k, 0.2), n, k).unwrap();
+                let x = rng.vec(m * k, 3.0);
+                check_against_reference(&w, &x, m);
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_kernels_equal_the_reference_on_raw_blocks() {
+    // Arbitrary bytes: every nibble and fifth-bit pattern, Q8_0's -128 (which the reference
+    // quantizer never writes), scales from tiny to f16's largest, negative minimums.
+    let mut rng = Rng(11);
+    for format in Format::ALL {
+        for &(m, n, k) in &[(1, 7, 96), (5, 9, 64), (4, 8, 576)] {
+            let nb = n * k / QK;
+            let mut bytes = rng.bytes(nb * format.gguf_block_bytes());
+            for (b, block) in bytes.chunks_mut(format.gguf_block_bytes()).enumerate() {
+                let scale =
+                    [1e-7f32, 0.01, 1.0, 60000.0][b % 4] * if b % 3 == 0 { -1.0 } else { 1.0 };
+                block[..2].copy_from_slice(&half::f16::from_f32(scale).to_bits().to_le_bytes());
+                if format == Format::Q4_1 {
+                    let min = -0.5 * (b % 5) as f32;
+                    block[2..4].copy_from_slice(&half::f16::from_f32(min).to_bits().to_le_bytes());
+                }
+            }
+            let w = QMatrix::from_gguf(format, &bytes, n, k).unwrap();
+            check_against_reference(&w, &rng.vec(m * k, 2.0), m);
         }
     }
 }
@@ -70,12 +100,12 @@ fn adversarial_blocks_extreme_scales_zeros_and_saturated_values() {
     let mut rng = Rng(7);
     let (m, n, k) = (5, 7, 96);
     let mut w = rng.vec(n * k, 1.0);
-    // A zero block, a block at f16's largest scale, a tiny one, one of all -1 (q = -127).
+    // A zero block, a block near f16's range (Q4_1 stores its minimum as f16), a tiny one,
+    // one of all -1 (Q8_0: q = -127).
     w[..QK].iter_mut().for_each(|v| *v = 0.0);
-    w[QK..2 * QK].iter_mut().for_each(|v| *v *= 60000.0 * 127.0);
+    w[QK..2 * QK].iter_mut().for_each(|v| *v *= 60000.0);
     w[2 * QK..3 * QK].iter_mut().for_each(|v| *v *= 1e-6);
     w[3 * QK..4 * QK].iter_mut().for_each(|v| *v = -1.0);
-    let wq = Q8Matrix::quantize(&w, n, k).unwrap();
     let mut x = rng.vec(m * k, 1.0);
     x[..QK].iter_mut().for_each(|v| *v = 0.0);
     x[k..k + QK].iter_mut().for_each(|v| *v = 1e30);
@@ -88,83 +118,165 @@ fn adversarial_blocks_extreme_scales_zeros_and_saturated_values() {
             .enumerate()
             .for_each(|(t, v)| *v = if t == 5 { 1000.0 } else { 1e-3 });
     }
-    check_against_reference(&wq, &x, m);
-
-    // Raw GGUF blocks holding -128 (a value the reference quantizer never writes).
-    let mut bytes = Vec::new();
-    for b in 0..(2 * k / QK) {
-        bytes.extend_from_slice(
-            &half::f16::from_f32(0.01 * (b + 1) as f32)
-                .to_bits()
-                .to_le_bytes(),
-        );
-        bytes.extend((0..QK).map(|t| if t % 3 == 0 { 0x80u8 } else { (t * 37) as u8 }));
+    for format in Format::ALL {
+        let wq = QMatrix::quantize(format, &w, n, k).unwrap();
+        check_against_reference(&wq, &x, m);
     }
-    let raw = Q8Matrix::from_gguf_q8_0(&bytes, 2, k).unwrap();
-    check_against_reference(&raw, &rng.vec(3 * k, 2.0), 3);
+}
+
+/// GGUF's block layouts, written by hand from the format: Q4_0 byte j holds element j in its
+/// low nibble and element j + 16 in its high one; Q5_0's 32-bit word holds the fifth bits;
+/// Q4_1 carries a minimum after the scale.
+#[test]
+fn gguf_block_layouts_decode_as_the_format_says() {
+    let scale = half::f16::from_f32(0.5).to_bits().to_le_bytes();
+    let mut q4 = scale.to_vec();
+    q4.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let w = QMatrix::from_gguf(Format::Q4_0, &q4, 1, 32).unwrap();
+    let want: Vec<f32> = (0..32)
+        .map(|e| if e < 16 { e as f32 - 8.0 } else { (31 - e) as f32 - 8.0 } * 0.5)
+        .collect();
+    assert_eq!(w.dequantize(), want);
+
+    let mut q5 = scale.to_vec();
+    q5.extend_from_slice(&0x8000_0001u32.to_le_bytes());
+    q5.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let w = QMatrix::from_gguf(Format::Q5_0, &q5, 1, 32).unwrap();
+    // Offset 16 rather than 8; elements 0 and 31 gain 16 (times the scale) from their bit.
+    let mut want5: Vec<f32> = want.iter().map(|v| v - 4.0).collect();
+    want5[0] += 8.0;
+    want5[31] += 8.0;
+    assert_eq!(w.dequantize(), want5);
+
+    let mut q41 = scale.to_vec();
+    q41.extend_from_slice(&half::f16::from_f32(-2.0).to_bits().to_le_bytes());
+    q41.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let w = QMatrix::from_gguf(Format::Q4_1, &q41, 1, 32).unwrap();
+    let want41: Vec<f32> = (0..32)
+        .map(|e| if e < 16 { e as f32 } else { (31 - e) as f32 } * 0.5 - 2.0)
+        .collect();
+    assert_eq!(w.dequantize(), want41);
+
+    let mut q8 = scale.to_vec();
+    q8.extend((0..32u8).map(|e| (e as i8 - 16) as u8));
+    let w = QMatrix::from_gguf(Format::Q8_0, &q8, 1, 32).unwrap();
+    let want8: Vec<f32> = (0..32).map(|e| (e as f32 - 16.0) * 0.5).collect();
+    assert_eq!(w.dequantize(), want8);
+}
+
+#[test]
+fn quantizers_round_to_the_nearest_step() {
+    let mut rng = Rng(5);
+    for format in Format::ALL {
+        let x = rng.vec(64 * QK, 1.5);
+        let w = QMatrix::quantize(format, &x, 64, QK).unwrap();
+        let back = w.dequantize();
+        for (block, got) in x.chunks(QK).zip(back.chunks(QK)) {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let range = block.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+                - block.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+            // Half a step, plus f16 rounding of the scale (and minimum).
+            let step = match format {
+                Format::Q8_0 => amax / 127.0,
+                Format::Q4_0 => amax / 8.0,
+                Format::Q5_0 => amax / 16.0,
+                Format::Q4_1 => range / 15.0,
+            };
+            for (a, b) in block.iter().zip(got) {
+                // Q4_0 and Q5_0 map the largest magnitude to -8 (-16): on the other side
+                // values beyond 7 (15) steps clip by up to one step.
+                let clipped = match format {
+                    Format::Q4_0 => a.abs() > 7.0 * step,
+                    Format::Q5_0 => a.abs() > 15.0 * step,
+                    _ => false,
+                };
+                let half_steps = if clipped { 2.0 } else { 1.0 };
+                assert!(
+                    (a - b).abs() <= 0.5 * half_steps * step + 4e-3 * amax,
+                    "{format:?}: {a} -> {b} (step {step})"
+                );
+            }
+        }
+    }
 }
 
 #[test]
 fn the_reference_is_the_exact_block_product() {
     let mut rng = Rng(3);
     let (m, n, k) = (2, 3, 64);
-    let w = Q8Matrix::quantize(&rng.vec(n * k, 1.0), n, k).unwrap();
-    let x = rng.vec(m * k, 1.0);
-    let mut y = vec![0f32; m * n];
-    w.matmul_with(Isa::Scalar, &x, m, &mut y).unwrap();
-    // By hand: dequantize both operands as quantized (activation scales rounded to f16, as
-    // GGUF stores them), multiply in f64.
-    let wd = w.dequantize();
-    for i in 0..m {
-        let xs: Vec<f64> = x[i * k..(i + 1) * k]
-            .chunks(QK)
-            .flat_map(|c| {
-                let (d, q) = quantize_block(c);
-                let d = half::f16::from_f32(d).to_f32();
-                q.map(move |v| f64::from(v) * f64::from(d))
-            })
-            .collect();
-        for j in 0..n {
-            let want: f64 = (0..k).map(|t| xs[t] * f64::from(wd[j * k + t])).sum();
-            assert!(
-                (f64::from(y[i * n + j]) - want).abs() < 1e-4,
-                "{} vs {want}",
-                y[i * n + j]
-            );
-        }
-    }
-    // And close to the f32 product (quantization error only).
-    for i in 0..m {
-        for j in 0..n {
-            let exact: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
-            assert!((y[i * n + j] - exact).abs() < 0.05 * exact.abs().max(1.0));
+    for format in Format::ALL {
+        let w = QMatrix::quantize(format, &rng.vec(n * k, 1.0), n, k).unwrap();
+        let x = rng.vec(m * k, 1.0);
+        let mut y = vec![0f32; m * n];
+        w.matmul_with(Isa::Scalar, &x, m, &mut y).unwrap();
+        // By hand: dequantize both operands as quantized (activation scales rounded to f16,
+        // as GGUF stores them), multiply in f64.
+        let wd = w.dequantize();
+        for i in 0..m {
+            let xs: Vec<f64> = x[i * k..(i + 1) * k]
+                .chunks(QK)
+                .flat_map(|c| {
+                    let (d, q) = quantize_block(c);
+                    let d = half::f16::from_f32(d).to_f32();
+                    q.map(move |v| f64::from(v) * f64::from(d))
+                })
+                .collect();
+            for j in 0..n {
+                let want: f64 = (0..k).map(|t| xs[t] * f64::from(wd[j * k + t])).sum();
+                assert!(
+                    (f64::from(y[i * n + j]) - want).abs() < 1e-4,
+                    "{format:?}: {} vs {want}",
+                    y[i * n + j]
+                );
+                // And near the f32 product of the quantized weights (activation error only).
+                let exact: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
+                assert!((y[i * n + j] - exact).abs() < 0.05 * exact.abs().max(1.0));
+            }
         }
     }
 }
 
 #[test]
 fn bad_shapes_and_blocks_are_refused() {
-    assert!(Q8Matrix::from_gguf_q8_0(&[0; GGUF_BLOCK_BYTES], 1, 48).is_err());
-    assert!(Q8Matrix::from_gguf_q8_0(&[0; GGUF_BLOCK_BYTES - 1], 1, 32).is_err());
-    let mut nan = vec![0u8; GGUF_BLOCK_BYTES];
-    nan[..2].copy_from_slice(&half::f16::NAN.to_bits().to_le_bytes());
-    assert!(Q8Matrix::from_gguf_q8_0(&nan, 1, 32).is_err());
-    let w = Q8Matrix::quantize(&[0.5; 64], 2, 32).unwrap();
-    let mut y = vec![0f32; 2];
-    assert!(w.matmul(&[1.0; 31], 1, &mut y).is_err());
-    assert!(w.matmul(&[1.0; 32], 1, &mut y[..1]).is_err());
-    w.matmul(&[1.0; 32], 1, &mut y).unwrap();
-    assert!((y[0] - 16.0).abs() < 0.1, "{}", y[0]);
+    for format in Format::ALL {
+        let bb = format.gguf_block_bytes();
+        assert!(QMatrix::from_gguf(format, &vec![0; bb], 1, 48).is_err());
+        assert!(QMatrix::from_gguf(format, &vec![0; bb - 1], 1, 32).is_err());
+        assert!(QMatrix::from_gguf(format, &vec![0; bb], usize::MAX, 32).is_err());
+        let mut nan = vec![0u8; bb];
+        nan[..2].copy_from_slice(&half::f16::NAN.to_bits().to_le_bytes());
+        assert!(QMatrix::from_gguf(format, &nan, 1, 32).is_err());
+        let w = QMatrix::quantize(format, &[0.5; 64], 2, 32).unwrap();
+        let mut y = vec![0f32; 2];
+        assert!(w.matmul(&[1.0; 31], 1, &mut y).is_err());
+        assert!(w.matmul(&[1.0; 32], 1, &mut y[..1]).is_err());
+        w.matmul(&[1.0; 32], 1, &mut y).unwrap();
+        assert!((y[0] - 16.0).abs() < 0.1, "{format:?}: {}", y[0]);
+    }
+    let mut inf_min = vec![0u8; Format::Q4_1.gguf_block_bytes()];
+    inf_min[2..4].copy_from_slice(&half::f16::INFINITY.to_bits().to_le_bytes());
+    assert!(QMatrix::from_gguf(Format::Q4_1, &inf_min, 1, 32).is_err());
 }
 
 #[test]
 fn non_finite_activations_give_nan_not_garbage() {
-    let w = Q8Matrix::quantize(&[0.5; 64], 2, 32).unwrap();
-    let mut x = vec![1.0f32; 32];
-    x[3] = f32::INFINITY;
-    for isa in std::iter::once(Isa::Scalar).chain(isas()) {
-        let mut y = vec![0f32; 2];
-        w.matmul_with(isa, &x, 1, &mut y).unwrap();
-        assert!(y.iter().all(|v| v.is_nan()), "{isa:?}: {y:?}");
+    for format in Format::ALL {
+        let w = QMatrix::quantize(format, &[0.5; 64], 2, 32).unwrap();
+        let mut x = vec![1.0f32; 32];
+        x[3] = f32::INFINITY;
+        for isa in std::iter::once(Isa::Scalar).chain(isas()) {
+            let mut y = vec![0f32; 2];
+            w.matmul_with(isa, &x, 1, &mut y).unwrap();
+            assert!(y.iter().all(|v| v.is_nan()), "{format:?} {isa:?}: {y:?}");
+        }
+    }
+}
+
+#[test]
+fn quantized_blocks_have_the_gguf_size() {
+    for format in Format::ALL {
+        let mut out = Vec::new();
+        quantize_gguf_block(format, &[0.25; QK], &mut out);
+        assert_eq!(out.len(), format.gguf_block_bytes(), "{format:?}");
     }
 }

@@ -1,0 +1,989 @@
+//! Quantized weights times f32 activations: the matrix product of every linear layer, for
+//! prefill (many rows) and decode (a few rows). Entry point: [`QMatrix`].
+//!
+//! Weights stay in GGUF's block formats, read in place: Q8_0 (32 signed bytes and an f16
+//! scale), Q4_0 and Q4_1 (32 nibbles, a scale, for Q4_1 also a minimum) and Q5_0 (nibbles plus
+//! a 32-bit word of fifth bits). [`QMatrix::from_gguf`] reads the blocks once at load: scales
+//! (and minimums) become f32 arrays, Q8_0 values are kept in offset binary (`w + 128`, the
+//! unsigned operand VNNI wants), nibbles and fifth bits are kept packed as the file has them,
+//! so decode reads 4.5-5.5 bits per weight from memory, not 8.
+//!
+//! Every format is an unsigned integer `q` per weight with either a fixed offset
+//! (`w = d (q - o)`: o = 128, 8, 16 for Q8_0, Q4_0, Q5_0) or a minimum (`w = d q + m`, Q4_1).
+//! Activations are quantized per row to 32-element blocks (f16-rounded scales, as GGUF's
+//! are) with each block's integer sum kept, so every block product is an exact integer dot
+//! product `sum(q x)` corrected by `-o sum(x)` before any rounding (or, for Q4_1, plus
+//! `m d_x sum(x)`), times two scales.
+//!
+//! Kernels, chosen at run time: AVX-512 VNNI (`vpdpbusd` on two blocks at once; nibbles
+//! widened in registers), AVX2 (`vpmaddubsw` with the sign trick), NEON (`smull` and pairwise
+//! adds), and the portable scalar reference that every SIMD kernel is tested against. All of
+//! them tile the output over rows of activations and rows of weights so that each unpacked
+//! weight block serves several activation rows (prefill) and each activation block several
+//! weight rows.
+
+use crate::KernelError;
+use rayon::prelude::*;
+
+/// Elements per block.
+pub const QK: usize = 32;
+
+/// A weight block format the kernels read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// 32 signed bytes, f16 scale.
+    Q8_0,
+    /// 32 nibbles, f16 scale, `w = d (q - 8)`.
+    Q4_0,
+    /// 32 nibbles, f16 scale and minimum, `w = d q + m`.
+    Q4_1,
+    /// 32 nibbles and 32 fifth bits, f16 scale, `w = d (q - 16)`.
+    Q5_0,
+}
+
+// The formats as const-generic parameters of the kernels (one instance per format, so the
+// format's branches fold away).
+const F_Q8_0: u8 = 0;
+const F_Q4_0: u8 = 1;
+const F_Q4_1: u8 = 2;
+const F_Q5_0: u8 = 3;
+
+/// The offset subtracted from a format's unsigned values (0: the format has a minimum).
+const fn offset_of(f: u8) -> i32 {
+    match f {
+        F_Q8_0 => 128,
+        F_Q4_0 => 8,
+        F_Q5_0 => 16,
+        _ => 0,
+    }
+}
+
+impl Format {
+    /// Every format the kernels read.
+    pub const ALL: [Format; 4] = [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0];
+
+    /// Bytes of one GGUF block (32 weights).
+    pub const fn gguf_block_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => 34,
+            Format::Q4_0 => 18,
+            Format::Q4_1 => 20,
+            Format::Q5_0 => 22,
+        }
+    }
+
+    /// Bytes of packed values per block as the kernels keep them.
+    const fn packed_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => 32,
+            _ => 16,
+        }
+    }
+
+    const fn id(self) -> u8 {
+        match self {
+            Format::Q8_0 => F_Q8_0,
+            Format::Q4_0 => F_Q4_0,
+            Format::Q4_1 => F_Q4_1,
+            Format::Q5_0 => F_Q5_0,
+        }
+    }
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust.
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL + VNNI.
+    Avx512Vnni,
+    /// AArch64 NEON.
+    Neon,
+}
+impl Isa {
+    /// The best implementation this CPU supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return Isa::Avx512Vnni;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return Isa::Neon;
+            }
+        }
+        Isa::Scalar
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// A weight matrix of `n` rows by `k` columns in one of the block [`Format`]s, laid out for the
+/// kernels.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    format: Format,
+    n: usize,
+    k: usize,
+    /// Per block, [`Format::packed_bytes`] bytes, row-major: Q8_0 values plus 128
+    /// (`w ^ 0x80`); for the 4- and 5-bit formats GGUF's nibbles as they are (element `e < 16`
+    /// in the low nibble of byte `e`, element `e + 16` in its high nibble).
+    qs: Vec<u8>,
+    /// Q5_0: per block, the fifth bit of element `e` at bit `e`.
+    qh: Vec<u32>,
+    /// Per block scale.
+    d: Vec<f32>,
+    /// Q4_1: per block minimum.
+    m: Vec<f32>,
+}
+
+/// Activations quantized per row into 32-element blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Rows {
+    m: usize,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    /// Per block: the sum of its quantized values (takes a weight format's offset back).
+    sum: Vec<i32>,
+    /// Per block: scale times sum (meets a weight block's minimum).
+    dsum: Vec<f32>,
+}
+
+fn f16_to_f32(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
+}
+
+impl QMatrix {
+    /// Reads `n * k / 32` GGUF blocks of `format` (little-endian, as the file stores them).
+    pub fn from_gguf(
+        format: Format,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+    ) -> Result<Self, KernelError> {
+        if k == 0 || !k.is_multiple_of(QK) {
+            return Err(KernelError::Shape(format!(
+                "{format:?} rows must be a positive multiple of {QK} long, not {k}"
+            )));
+        }
+        let nb = n
+            .checked_mul(k / QK)
+            .ok_or_else(|| KernelError::Shape(format!("{n} x {k} overflows")))?;
+        let block = format.gguf_block_bytes();
+        if Some(bytes.len()) != nb.checked_mul(block) {
+            return Err(KernelError::Shape(format!(
+                "{n} x {k} {format:?} needs {} bytes, got {}",
+                nb.saturating_mul(block),
+                bytes.len()
+            )));
+        }
+        let mut qs = Vec::with_capacity(nb * format.packed_bytes());
+        let mut d = Vec::with_capacity(nb);
+        let mut m = Vec::new();
+        let mut qh = Vec::new();
+        for b in bytes.chunks_exact(block) {
+            let scale = f16_at(b, 0);
+            // A non-finite scale would poison every output it touches; refuse the file.
+            if !scale.is_finite() {
+                return Err(KernelError::Value(format!(
+                    "a {format:?} block has a non-finite scale"
+                )));
+            }
+            d.push(scale);
+            match format {
+                Format::Q8_0 => qs.extend(b[2..].iter().map(|&v| v ^ 0x80)),
+                Format::Q4_0 => qs.extend_from_slice(&b[2..]),
+                Format::Q4_1 => {
+                    let min = f16_at(b, 2);
+                    if !min.is_finite() {
+                        return Err(KernelError::Value(
+                            "a Q4_1 block has a non-finite minimum".into(),
+                        ));
+                    }
+                    m.push(min);
+                    qs.extend_from_slice(&b[4..]);
+                }
+                Format::Q5_0 => {
+                    qh.push(u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
+                    qs.extend_from_slice(&b[6..]);
+                }
+            }
+        }
+        Ok(Self {
+            format,
+            n,
+            k,
+            qs,
+            qh,
+            d,
+            m,
+        })
+    }
+
+    /// Quantizes an f32 matrix (`n` rows of `k`) the way GGUF's reference quantizer does for
+    /// `format` (used by tests and benchmarks).
+    pub fn quantize(format: Format, w: &[f32], n: usize, k: usize) -> Result<Self, KernelError> {
+        if w.len() != n * k || !k.is_multiple_of(QK) {
+            return Err(KernelError::Shape(format!(
+                "{n} x {k} needs {} values in rows of a multiple of {QK}, got {}",
+                n * k,
+                w.len()
+            )));
+        }
+        let mut bytes = Vec::with_capacity(n * k / QK * format.gguf_block_bytes());
+        for chunk in w.chunks(QK) {
+            quantize_gguf_block(format, chunk, &mut bytes);
+        }
+        Self::from_gguf(format, &bytes, n, k)
+    }
+
+    /// The block format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes the kernels read per product (values, bits, scales, minimums).
+    pub fn stored_bytes(&self) -> usize {
+        self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
+    }
+
+    /// The unsigned value of element `e` of block `blk`.
+    fn unsigned(&self, blk: usize, e: usize) -> u8 {
+        match self.format {
+            Format::Q8_0 => self.qs[blk * QK + e],
+            f => {
+                let byte = self.qs[blk * 16 + e % 16];
+                let nib = if e < 16 { byte & 0x0F } else { byte >> 4 };
+                if f == Format::Q5_0 {
+                    nib | ((((self.qh[blk] >> e) & 1) as u8) << 4)
+                } else {
+                    nib
+                }
+            }
+        }
+    }
+
+    /// Weight `(row, col)` back in f32.
+    fn weight(&self, row: usize, col: usize) -> f32 {
+        let blk = row * (self.k / QK) + col / QK;
+        let q = f32::from(self.unsigned(blk, col % QK));
+        match self.format {
+            Format::Q4_1 => self.d[blk] * q + self.m[blk],
+            f => self.d[blk] * (q - offset_of(f.id()) as f32),
+        }
+    }
+
+    /// An upper bound on |weight| that the kernels' terms reach: for Q4_1 the scaled value and
+    /// the minimum are summed apart, so both count (tests set their tolerance by it).
+    #[cfg(test)]
+    pub(crate) fn term_magnitude(&self, row: usize, col: usize) -> f32 {
+        let blk = row * (self.k / QK) + col / QK;
+        match self.format {
+            Format::Q4_1 => {
+                (self.d[blk] * f32::from(self.unsigned(blk, col % QK))).abs() + self.m[blk].abs()
+            }
+            _ => self.weight(row, col).abs(),
+        }
+    }
+
+    /// The matrix back in f32.
+    pub fn dequantize(&self) -> Vec<f32> {
+        (0..self.n)
+            .flat_map(|r| (0..self.k).map(move |c| self.weight(r, c)))
+            .collect()
+    }
+
+    /// `y = x * self^T`: `x` is `m` rows of `k`, `y` is `m` rows of `n`; the best kernel for
+    /// this CPU, on the current rayon pool.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), KernelError> {
+        self.matmul_with(Isa::detect(), x, m, y)
+    }
+
+    /// [`matmul`](Self::matmul) with a chosen implementation (tests compare them).
+    pub fn matmul_with(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if x.len() != m * self.k || y.len() != m * self.n {
+            return Err(KernelError::Shape(format!(
+                "x is {} values and y {}, for {m} rows against {} x {}",
+                x.len(),
+                y.len(),
+                self.n,
+                self.k
+            )));
+        }
+        if !isa.supported() {
+            return Err(KernelError::Unsupported(format!("{isa:?}")));
+        }
+        let xq = Q8Rows::quantize(x, m, self.k);
+        self.matmul_q(isa, &xq, y);
+        Ok(())
+    }
+
+    fn matmul_q(&self, isa: Isa, xq: &Q8Rows, y: &mut [f32]) {
+        let (m, n) = (xq.m, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        // Work is split over tiles of weight rows; each task covers every activation row for
+        // its weight rows, so each weight block is read from memory once per call.
+        let tile = NR * 8;
+        let out = SharedOut(y.as_mut_ptr());
+        let tiles = n.div_ceil(tile);
+        (0..tiles).into_par_iter().for_each(|t| {
+            let n0 = t * tile;
+            let n1 = (n0 + tile).min(n);
+            let out = &out;
+            let put = |row: usize, col: usize, v: f32| {
+                debug_assert!(row < m && (n0..n1).contains(&col));
+                // SAFETY: tasks write disjoint column ranges [n0, n1) of the m x n output,
+                // which stays mutably borrowed (and so alive and unaliased) for the whole
+                // parallel loop; row < m and col < n keep the write inside it.
+                unsafe { *out.0.add(row * n + col) = v };
+            };
+            match self.format {
+                Format::Q8_0 => self.block::<F_Q8_0>(isa, xq, n0, n1, &put),
+                Format::Q4_0 => self.block::<F_Q4_0>(isa, xq, n0, n1, &put),
+                Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
+                Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
+            }
+        });
+    }
+
+    fn block<const F: u8>(
+        &self,
+        isa: Isa,
+        xq: &Q8Rows,
+        n0: usize,
+        n1: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        debug_assert_eq!(self.format.id(), F);
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                // SAFETY: `matmul_with` checked that the CPU has these features; `F` is this
+                // matrix's format (the kernels index `qh`/`m` only for the formats that fill
+                // them).
+                unsafe { x86::vnni_block::<F>(self, xq, n0, n1, put) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: as above.
+                unsafe { x86::avx2_block::<F>(self, xq, n0, n1, put) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: as above.
+                unsafe { neon::neon_block::<F>(self, xq, n0, n1, put) }
+            }
+            _ => scalar_block(self, xq, n0, n1, put),
+        }
+    }
+}
+
+/// Output tile width in weight rows.
+const NR: usize = 4;
+
+struct SharedOut(*mut f32);
+// SAFETY: used only for disjoint writes from the parallel tasks of `matmul_q`.
+unsafe impl Sync for SharedOut {}
+// SAFETY: as above.
+unsafe impl Send for SharedOut {}
+
+/// One block of 32 values to (scale, values), as GGUF's reference Q8_0 quantizer does.
+pub fn quantize_block(x: &[f32]) -> (f32, [i8; QK]) {
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut q = [0i8; QK];
+    for (o, v) in q.iter_mut().zip(x) {
+        *o = (v * id).round().clamp(-127.0, 127.0) as i8;
+    }
+    (d, q)
+}
+
+/// One block of 32 values appended to `out` as a GGUF block of `format`, by the reference
+/// quantizers' rules (Q4_0/Q5_0: the scale maps the value of largest magnitude to -8/-16;
+/// Q4_1: 15 steps from the block's minimum to its maximum).
+pub fn quantize_gguf_block(format: Format, x: &[f32], out: &mut Vec<u8>) {
+    let f16 = |v: f32| half::f16::from_f32(v).to_bits().to_le_bytes();
+    match format {
+        Format::Q8_0 => {
+            let (d, q) = quantize_block(x);
+            out.extend_from_slice(&f16(d));
+            out.extend(q.iter().map(|&v| v as u8));
+        }
+        Format::Q4_0 | Format::Q5_0 => {
+            let levels = if format == Format::Q4_0 { 8.0 } else { 16.0 };
+            let max = x
+                .iter()
+                .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+            let d = max / -levels;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let top = 2.0 * levels - 1.0;
+            let q: Vec<u8> = x
+                .iter()
+                .map(|v| (v * id + levels + 0.5).floor().clamp(0.0, top) as u8)
+                .collect();
+            out.extend_from_slice(&f16(d));
+            if format == Format::Q5_0 {
+                let qh = q
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |h, (e, &v)| h | (u32::from(v >> 4) << e));
+                out.extend_from_slice(&qh.to_le_bytes());
+            }
+            out.extend((0..16).map(|j| (q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4)));
+        }
+        Format::Q4_1 => {
+            let min = x.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+            let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let d = (max - min) / 15.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let q: Vec<u8> = x
+                .iter()
+                .map(|v| ((v - min) * id + 0.5).floor().clamp(0.0, 15.0) as u8)
+                .collect();
+            out.extend_from_slice(&f16(d));
+            out.extend_from_slice(&f16(min));
+            out.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
+        }
+    }
+}
+
+impl Q8Rows {
+    /// Quantizes `m` rows of `k` (a multiple of 32) values.
+    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+        let mut qs = Vec::with_capacity(m * k);
+        let mut d = Vec::with_capacity(m * k / QK);
+        for chunk in x.chunks(QK) {
+            let (s, q) = if chunk.iter().all(|v| v.is_finite()) {
+                let (s, q) = quantize_block(chunk);
+                // The scale as GGUF stores it (f16), as llama.cpp's activations do: the same
+                // rounding keeps greedy streams equal to its. Beyond f16's range (|x| above
+                // about 8e6) the f32 scale stays, where llama.cpp would overflow.
+                let h = half::f16::from_f32(s).to_f32();
+                (if h.is_finite() { h } else { s }, q)
+            } else {
+                // Non-finite activations propagate as NaN, as an f32 product would.
+                (f32::NAN, [0i8; QK])
+            };
+            d.push(s);
+            qs.extend_from_slice(&q);
+        }
+        debug_assert_eq!(qs.len(), m * k);
+        let sum: Vec<i32> = qs
+            .chunks(QK)
+            .map(|b| b.iter().map(|&v| i32::from(v)).sum())
+            .collect();
+        let dsum = d.iter().zip(&sum).map(|(d, &s)| d * s as f32).collect();
+        Self {
+            m,
+            qs,
+            d,
+            sum,
+            dsum,
+        }
+    }
+}
+
+/// The portable reference: exact integer block dot products, f32 accumulation.
+fn scalar_block(w: &QMatrix, x: &Q8Rows, n0: usize, n1: usize, put: &dyn Fn(usize, usize, f32)) {
+    let nb = w.k / QK;
+    let o = offset_of(w.format.id());
+    for i in 0..x.m {
+        for j in n0..n1 {
+            let mut acc = 0f32;
+            for b in 0..nb {
+                let (xb, wb) = (i * nb + b, j * nb + b);
+                let xs = &x.qs[xb * QK..][..QK];
+                let dot: i32 = xs
+                    .iter()
+                    .enumerate()
+                    .map(|(e, &a)| i32::from(a) * i32::from(w.unsigned(wb, e)))
+                    .sum();
+                if w.format == Format::Q4_1 {
+                    acc += x.d[xb] * w.d[wb] * dot as f32 + w.m[wb] * x.dsum[xb];
+                } else {
+                    acc += x.d[xb] * w.d[wb] * (dot - o * x.sum[xb]) as f32;
+                }
+            }
+            put(i, j, acc);
+        }
+    }
+}
+
+/// Walks the output tiles of weight rows `n0..n1` for every activation row: full `MR x 4`
+/// tiles, then leftover activation rows one at a time, then leftover weight rows singly. A
+/// macro, not a function taking the tile kernel: a closure or function pointer would not
+/// inherit the caller's target features, and the intrinsics would stop inlining.
+#[cfg(target_arch = "x86_64")]
+macro_rules! walk_tiles {
+    ($tile:ident, $f:ident, $mr:expr, $w:ident, $x:ident, $n0:ident, $n1:ident, $put:ident) => {{
+        let nb = $w.k / QK;
+        let mut i0 = 0;
+        while i0 < $x.m {
+            let mr = ($x.m - i0).min($mr);
+            let mut j0 = $n0;
+            while j0 < $n1 {
+                let nr = ($n1 - j0).min(NR);
+                if mr == $mr && nr == NR {
+                    $tile::<$f, $mr, NR>($w, $x, i0, j0, nb, $put);
+                } else if nr == NR {
+                    for r in 0..mr {
+                        $tile::<$f, 1, NR>($w, $x, i0 + r, j0, nb, $put);
+                    }
+                } else {
+                    for r in 0..mr {
+                        for c in 0..nr {
+                            $tile::<$f, 1, 1>($w, $x, i0 + r, j0 + c, nb, $put);
+                        }
+                    }
+                }
+                j0 += nr;
+            }
+            i0 += mr;
+        }
+    }};
+}
+
+// Tile loops index several arrays by the same row and column; ranges read clearest.
+#[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q8_0, NR, QK};
+    use std::arch::x86_64::*;
+
+    /// VNNI output tile height in activation rows.
+    const MR: usize = 4;
+
+    /// AVX-512 VNNI. `vpdpbusd` multiplies unsigned by signed bytes: weights are unsigned
+    /// values (Q8_0 stored +128, nibbles as they are) and each block's integer sum starts
+    /// from `-offset * sum(x)` (the activation row's block sum), which takes the offset back
+    /// exactly, before any rounding. Two blocks (64 bytes) per instruction.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    pub(super) unsafe fn vnni_block<const F: u8>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        n0: usize,
+        n1: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        walk_tiles!(tile_vnni, F, MR, w, x, n0, n1, put);
+    }
+
+    /// Two consecutive per-block f32s (scales, minimums, sums) as lanes 0-7 and 8-15: one
+    /// 8-byte load and a permute.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    unsafe fn pair(p: *const f32, idx: __m512i) -> __m512 {
+        let two = _mm_castpd_ps(_mm_load_sd(p as *const f64));
+        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two))
+    }
+
+    /// Blocks `blk` and `blk + 1` of a weight matrix as 64 unsigned bytes in element order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    unsafe fn load2<const F: u8>(w: &QMatrix, blk: usize) -> __m512i {
+        if F == F_Q8_0 {
+            return _mm512_loadu_si512(w.qs.as_ptr().add(blk * QK) as *const _);
+        }
+        // 32 packed bytes: block A's 16 then block B's; low nibbles are elements 0-15.
+        let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * 16) as *const _);
+        let low = _mm256_set1_epi8(0x0F);
+        let lo = _mm256_and_si256(v, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+        // [A lo, B lo, A hi, B hi] in 128-bit quarters, put back in element order.
+        let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        let q = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), both);
+        if F == F_Q5_0 {
+            let bits = u64::from(*w.qh.get_unchecked(blk))
+                | (u64::from(*w.qh.get_unchecked(blk + 1)) << 32);
+            _mm512_or_si512(q, _mm512_maskz_set1_epi8(bits, 0x10))
+        } else {
+            q
+        }
+    }
+
+    /// Block `blk` as 32 unsigned bytes in element order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    unsafe fn load1<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
+        if F == F_Q8_0 {
+            return _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
+        }
+        let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
+        let low = _mm_set1_epi8(0x0F);
+        let q = _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16::<4>(v), low),
+            _mm_and_si128(v, low),
+        );
+        if F == F_Q5_0 {
+            _mm256_or_si256(q, _mm256_maskz_set1_epi8(*w.qh.get_unchecked(blk), 0x10))
+        } else {
+            q
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    unsafe fn tile_vnni<const F: u8, const M: usize, const N: usize>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        i0: usize,
+        j0: usize,
+        nb: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        let k = w.k;
+        let neg_o = -offset_of(F);
+        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mut acc = [[_mm512_setzero_ps(); N]; M];
+        // Plain loops and arrays, not closures: a closure would not inherit the target
+        // features and its intrinsics would not inline.
+        let mut xp = [std::ptr::null::<i8>(); M];
+        let mut xb = [0usize; M];
+        for r in 0..M {
+            xp[r] = x.qs.as_ptr().add((i0 + r) * k);
+            xb[r] = (i0 + r) * nb;
+        }
+        let mut wb = [0usize; N];
+        for c in 0..N {
+            wb[c] = (j0 + c) * nb;
+        }
+        let (xd, xs, xds) = (x.d.as_ptr(), x.sum.as_ptr(), x.dsum.as_ptr());
+        let (wd, wm) = (w.d.as_ptr(), w.m.as_ptr());
+        let mut b = 0;
+        while b + 2 <= nb {
+            let off = b * QK;
+            let mut wv = [_mm512_setzero_si512(); N];
+            let mut ws = [_mm512_setzero_ps(); N];
+            let mut wmin = [_mm512_setzero_ps(); N];
+            for c in 0..N {
+                wv[c] = load2::<F>(w, wb[c] + b);
+                ws[c] = pair(wd.add(wb[c] + b), idx);
+                if F == F_Q4_1 {
+                    wmin[c] = pair(wm.add(wb[c] + b), idx);
+                }
+            }
+            for r in 0..M {
+                let xv = _mm512_loadu_si512(xp[r].add(off) as *const _);
+                let sx = pair(xd.add(xb[r] + b), idx);
+                // The offset correction in lane 0 of each block's eight lanes.
+                let start = if F == F_Q4_1 {
+                    _mm512_setzero_si512()
+                } else {
+                    _mm512_mask_set1_epi32(
+                        _mm512_maskz_set1_epi32(0x0001, neg_o * *xs.add(xb[r] + b)),
+                        0x0100,
+                        neg_o * *xs.add(xb[r] + b + 1),
+                    )
+                };
+                // Q4_1: the minimum times the block's scaled sum, in the same two lanes.
+                let dsum = if F == F_Q4_1 {
+                    _mm512_maskz_mov_ps(0x0101, pair(xds.add(xb[r] + b), idx))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                for c in 0..N {
+                    let dot = _mm512_dpbusd_epi32(start, wv[c], xv);
+                    // dot * (dx * dw), the order GGUF's reference kernels round in.
+                    let s = _mm512_mul_ps(sx, ws[c]);
+                    acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][c]);
+                    if F == F_Q4_1 {
+                        acc[r][c] = _mm512_fmadd_ps(wmin[c], dsum, acc[r][c]);
+                    }
+                }
+            }
+            b += 2;
+        }
+        let mut out = [[0f32; N]; M];
+        for r in 0..M {
+            for c in 0..N {
+                out[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+            }
+        }
+        // An odd last block, 256 bits wide.
+        if b < nb {
+            let off = b * QK;
+            for r in 0..M {
+                let xv = _mm256_loadu_si256(xp[r].add(off) as *const _);
+                for c in 0..N {
+                    let wv = load1::<F>(w, wb[c] + b);
+                    let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+                    let s = hsum_epi32_256(dot) + neg_o * *xs.add(xb[r] + b);
+                    out[r][c] += *xd.add(xb[r] + b) * *wd.add(wb[c] + b) * s as f32;
+                    if F == F_Q4_1 {
+                        out[r][c] += *wm.add(wb[c] + b) * *xds.add(xb[r] + b);
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for c in 0..N {
+                put(i0 + r, j0 + c, out[r][c]);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
+        let lo = _mm256_castsi256_si128(v);
+        let hi = _mm256_extracti128_si256::<1>(v);
+        let s = _mm_add_epi32(lo, hi);
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum_ps_256(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 32 bits to 32 bytes: 0xFF where the bit is set.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn bits_to_bytes(bits: u32) -> __m256i {
+        let v = _mm256_set1_epi32(bits as i32);
+        // Byte e takes byte e / 8 of the word (each 128-bit lane holds all four).
+        let spread = _mm256_shuffle_epi8(
+            v,
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+    }
+
+    /// Block `blk` as 32 signed bytes: `q - offset`, or `q` for Q4_1.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_signed<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
+        if F == F_Q8_0 {
+            // Back to signed: w = (w + 128) ^ 0x80.
+            let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
+            return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+        }
+        let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
+        let low = _mm_set1_epi8(0x0F);
+        let mut q = _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16::<4>(v), low),
+            _mm_and_si128(v, low),
+        );
+        if F == F_Q5_0 {
+            let high = _mm256_and_si256(
+                bits_to_bytes(*w.qh.get_unchecked(blk)),
+                _mm256_set1_epi8(0x10),
+            );
+            q = _mm256_or_si256(q, high);
+        }
+        if F == F_Q4_1 {
+            q
+        } else {
+            _mm256_sub_epi8(q, _mm256_set1_epi8(offset_of(F) as i8))
+        }
+    }
+
+    /// AVX2: `vpmaddubsw` of |w| and x carrying w's sign (the products stay within i16).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2_block<const F: u8>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        n0: usize,
+        n1: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        walk_tiles!(tile_avx2, F, 2, w, x, n0, n1, put);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_avx2<const F: u8, const M: usize, const N: usize>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        i0: usize,
+        j0: usize,
+        nb: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        let k = w.k;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); N]; M];
+        // Q4_1's minimum terms, one per block, summed apart.
+        let mut mins = [[0f32; N]; M];
+        let xp: [*const i8; M] = std::array::from_fn(|r| x.qs.as_ptr().add((i0 + r) * k));
+        for b in 0..nb {
+            let off = b * QK;
+            let mut wv = [_mm256_setzero_si256(); N];
+            let mut wa = [_mm256_setzero_si256(); N];
+            for c in 0..N {
+                wv[c] = load_signed::<F>(w, (j0 + c) * nb + b);
+                wa[c] = _mm256_sign_epi8(wv[c], wv[c]);
+            }
+            for r in 0..M {
+                let xv = _mm256_loadu_si256(xp[r].add(off) as *const _);
+                let xb = (i0 + r) * nb + b;
+                let xd = *x.d.get_unchecked(xb);
+                for c in 0..N {
+                    let wb = (j0 + c) * nb + b;
+                    let sx = _mm256_sign_epi8(xv, wv[c]);
+                    let p16 = _mm256_maddubs_epi16(wa[c], sx);
+                    let p32 = _mm256_madd_epi16(p16, ones);
+                    let s = _mm256_set1_ps(xd * *w.d.get_unchecked(wb));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
+                    if F == F_Q4_1 {
+                        mins[r][c] += *w.m.get_unchecked(wb) * *x.dsum.get_unchecked(xb);
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for c in 0..N {
+                put(i0 + r, j0 + c, hsum_ps_256(acc[r][c]) + mins[r][c]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q8_0, QK};
+    use std::arch::aarch64::*;
+
+    /// Block `blk` as two halves of 16 signed bytes: `q - offset`, or `q` for Q4_1.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn load_signed<const F: u8>(w: &QMatrix, blk: usize) -> (int8x16_t, int8x16_t) {
+        if F == F_Q8_0 {
+            let p = w.qs.as_ptr().add(blk * QK);
+            let flip = vdupq_n_u8(0x80);
+            return (
+                vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip)),
+                vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p.add(16)), flip)),
+            );
+        }
+        let v = vld1q_u8(w.qs.as_ptr().add(blk * 16));
+        let mut lo = vandq_u8(v, vdupq_n_u8(0x0F));
+        let mut hi = vshrq_n_u8::<4>(v);
+        if F == F_Q5_0 {
+            // The fifth bits, spread to bytes (bit e of the word to 0x10 in byte e).
+            let bits = *w.qh.get_unchecked(blk);
+            let mut high = [0u8; QK];
+            for (e, h) in high.iter_mut().enumerate() {
+                *h = (((bits >> e) & 1) as u8) << 4;
+            }
+            lo = vorrq_u8(lo, vld1q_u8(high.as_ptr()));
+            hi = vorrq_u8(hi, vld1q_u8(high.as_ptr().add(16)));
+        }
+        let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+        if F == F_Q4_1 {
+            (lo, hi)
+        } else {
+            let o = vdupq_n_s8(offset_of(F) as i8);
+            (vsubq_s8(lo, o), vsubq_s8(hi, o))
+        }
+    }
+
+    /// NEON: widening multiplies (`smull`) and pairwise adds, one weight row against each
+    /// activation row of the tile.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn neon_block<const F: u8>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        n0: usize,
+        n1: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        let k = w.k;
+        let nb = k / QK;
+        for i in 0..x.m {
+            for j in n0..n1 {
+                let mut acc = vdupq_n_f32(0.0);
+                let mut mins = 0f32;
+                for b in 0..nb {
+                    let (xb, wb) = (i * nb + b, j * nb + b);
+                    let xp = x.qs.as_ptr().add(xb * QK);
+                    let (w0, w1) = load_signed::<F>(w, wb);
+                    let mut s = vdupq_n_s32(0);
+                    for (h, wv) in [(0, w0), (1, w1)] {
+                        let xv = vld1q_s8(xp.add(16 * h));
+                        let lo = vmull_s8(vget_low_s8(xv), vget_low_s8(wv));
+                        let hi = vmull_s8(vget_high_s8(xv), vget_high_s8(wv));
+                        s = vpadalq_s16(s, lo);
+                        s = vpadalq_s16(s, hi);
+                    }
+                    let scale = x.d[xb] * w.d[wb];
+                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale);
+                    if F == F_Q4_1 {
+                        mins += w.m[wb] * x.dsum[xb];
+                    }
+                }
+                put(i, j, vaddvq_f32(acc) + mins);
+            }
+        }
+    }
+}
