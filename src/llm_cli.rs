@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tessera::engine::gguf::GgufFile;
+use tessera::engine::quantize;
 use tessera::engine::registry::{self, PullProgress, Role, CATALOG};
 use tessera::engine::{
     ChatMessage, Constraint, Embedder, GenerateOptions, LanguageModel, ModelCache, ModelOptions,
@@ -31,6 +32,23 @@ pub enum ModelsCommand {
     Info {
         /// Path to a GGUF file, or a model name.
         model: String,
+    },
+    /// Re-quantize a GGUF model to another block type, group-wise, and report its perplexity
+    /// and top-1 agreement with the source on a fixed text.
+    Quantize {
+        /// Source GGUF file, or a model name.
+        input: String,
+        /// Output GGUF file.
+        output: PathBuf,
+        /// Target type: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k.
+        #[arg(long = "type")]
+        to: String,
+        /// Skip the comparison with the source model.
+        #[arg(long)]
+        no_check: bool,
+        /// Threads for the comparison.
+        #[arg(short, long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -165,6 +183,45 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Info { model } => {
             let path = cache.resolve(&model)?;
             info(&path, &mut out)?;
+        }
+        ModelsCommand::Quantize {
+            input,
+            output,
+            to,
+            no_check,
+            threads,
+        } => {
+            let target = quantize::parse_type(&to)?;
+            let input = cache.resolve(&input)?;
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("quantizing {bar:30} {pos}/{len} tensors {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let report = quantize::quantize_file(&input, &output, target, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "{}: {} tensors re-quantized, {:.1} MB -> {:.1} MB; types {:?}",
+                output.display(),
+                report.converted,
+                report.bytes_in as f64 / 1e6,
+                report.bytes_out as f64 / 1e6,
+                report.types
+            )?;
+            if !no_check {
+                let c = quantize::compare(&input, &output, threads)?;
+                writeln!(
+                    out,
+                    "on the reference text ({} tokens): perplexity {:.3} (source {:.3}), top-1 agreement with the source {:.1}%",
+                    c.tokens,
+                    c.perplexity,
+                    c.perplexity_reference,
+                    100.0 * c.top1_agreement
+                )?;
+            }
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod gguf;
 pub mod linear;
 pub mod model;
+pub mod quantize;
 pub mod registry;
 pub mod tokenizer;
 

@@ -608,3 +608,63 @@ fn chat_templates_render_from_the_gguf() {
         );
     }
 }
+
+/// `tessera models quantize`: the output is a GGUF of the asked type that the engine loads and
+/// that predicts like its source on the reference text; bad requests fail cleanly and leave no
+/// file behind.
+#[test]
+fn quantized_models_load_and_agree_with_their_source() {
+    use tessera_engine::quantize::{compare, parse_type, quantize_file};
+    let src = model_path("smollm2");
+    let dir = std::env::temp_dir().join(format!("tessera-quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut results = Vec::new();
+    for (name, min_agree) in [("q8_0", 0.9), ("q4_0", 0.6)] {
+        let out = dir.join(format!("{name}.gguf"));
+        let mut calls = 0;
+        let report = quantize_file(&src, &out, parse_type(name).unwrap(), &mut |done, total| {
+            calls += 1;
+            assert!(done <= total);
+        })
+        .unwrap();
+        assert_eq!(calls, 272, "one progress call per tensor");
+        let want = format!("{:?}", parse_type(name).unwrap());
+        assert_eq!(
+            report.types.get(&want),
+            Some(&211),
+            "{name}: {:?}",
+            report.types
+        );
+        let file = tessera_engine::gguf::GgufFile::open(&out).unwrap();
+        assert_eq!(
+            file.meta_u64("general.file_type"),
+            Some(if name == "q8_0" { 7 } else { 2 })
+        );
+        let c = compare(&src, &out, 2).unwrap();
+        assert!(c.tokens > 150, "{c:?}");
+        assert!(c.top1_agreement >= min_agree, "{name}: {c:?}");
+        assert!(c.perplexity < 1.5 * c.perplexity_reference, "{name}: {c:?}");
+        results.push(c);
+    }
+    // More bits, closer to the source.
+    assert!(
+        results[0].top1_agreement >= results[1].top1_agreement,
+        "{results:?}"
+    );
+
+    assert!(parse_type("q9_9").is_err());
+    assert!(quantize_file(&src, &src, parse_type("q8_0").unwrap(), &mut |_, _| {}).is_err());
+    let truncated = dir.join("truncated.gguf");
+    let bytes = std::fs::read(&src).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let out = dir.join("never.gguf");
+    let e = quantize_file(
+        &truncated,
+        &out,
+        parse_type("q4_0").unwrap(),
+        &mut |_, _| {},
+    );
+    assert!(e.is_err());
+    assert!(!out.exists() && !out.with_extension("gguf.partial").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
