@@ -1,5 +1,6 @@
 //! A model's linear layer: Tessera's own kernels on the CPU (`tessera-kernels`: Q8_0, Q4_0,
-//! Q4_1 and Q5_0 read in place), candle's quantized matmul for every other type and device.
+//! Q4_1 and Q5_0 read in place, Q4_K repacked exactly as Q4_1 blocks, Q6_K unpacked to a byte
+//! per value with a scale per 16), candle's quantized matmul for every other type and device.
 //! Entry point: [`Linear`].
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -15,26 +16,48 @@ pub enum Linear {
     Tessera(Arc<QMatrix>),
 }
 
-/// The kernels' format for a GGUF type, where they have one.
-pub fn kernel_format(t: GgmlDType) -> Option<Format> {
-    match t {
-        GgmlDType::Q8_0 => Some(Format::Q8_0),
-        GgmlDType::Q4_0 => Some(Format::Q4_0),
-        GgmlDType::Q4_1 => Some(Format::Q4_1),
-        GgmlDType::Q5_0 => Some(Format::Q5_0),
-        _ => None,
-    }
+/// Whether Tessera's kernels run a GGUF type.
+pub fn has_kernel(t: GgmlDType) -> bool {
+    matches!(
+        t,
+        GgmlDType::Q8_0
+            | GgmlDType::Q4_0
+            | GgmlDType::Q4_1
+            | GgmlDType::Q5_0
+            | GgmlDType::Q4K
+            | GgmlDType::Q6K
+    )
+}
+
+/// The tensor's blocks as the kernels' matrix (`None`: no kernel for its type).
+fn kernel_matrix(
+    t: GgmlDType,
+    data: &[u8],
+    n: usize,
+    k: usize,
+) -> Option<Result<QMatrix, tessera_kernels::KernelError>> {
+    let format = match t {
+        GgmlDType::Q8_0 => Format::Q8_0,
+        GgmlDType::Q4_0 => Format::Q4_0,
+        GgmlDType::Q4_1 => Format::Q4_1,
+        GgmlDType::Q5_0 => Format::Q5_0,
+        GgmlDType::Q6K => Format::Q6K,
+        GgmlDType::Q4K => return Some(QMatrix::from_gguf_q4_k(data, n, k)),
+        _ => return None,
+    };
+    Some(QMatrix::from_gguf(format, data, n, k))
 }
 
 impl Linear {
     /// The layer for `t`: Tessera's kernels when `kernels` is on, the tensor's type has one
     /// and it lives on the CPU; candle's otherwise.
     pub fn new(t: Arc<QTensor>, kernels: bool) -> candle_core::Result<Self> {
-        if let (true, Some(format), Device::Cpu) = (kernels, kernel_format(t.dtype()), t.device()) {
-            if let &[n, k] = t.shape().dims() {
-                let data = t.data()?;
-                let m = QMatrix::from_gguf(format, &data, n, k)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        if let (true, true, Device::Cpu, &[n, k]) =
+            (kernels, has_kernel(t.dtype()), t.device(), t.shape().dims())
+        {
+            let data = t.data()?;
+            if let Some(m) = kernel_matrix(t.dtype(), &data, n, k) {
+                let m = m.map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 return Ok(Self::Tessera(Arc::new(m)));
             }
         }

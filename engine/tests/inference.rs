@@ -251,13 +251,9 @@ fn qwen_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
     assert_agreement("qwen2.5-0.5b", true, 0.3, 0.7);
 }
 
-/// The same tolerance as the fallback path: Tessera's Q5_0/Q8_0 kernels equal candle's to
-/// 1e-5 of the output (`tessera_kernels_equal_candles_on_the_same_blocks`); the top logit
-/// still moves by a few hundredths between summation orders over 24 layers (0.228 on candle's
-/// kernels, 0.252 on Tessera's), most of the gap to llama.cpp being its f16 KV cache.
 #[test]
 fn qwen_greedy_agrees_with_llama_cpp() {
-    assert_agreement("qwen2.5-0.5b", false, 0.3, 0.8);
+    assert_agreement("qwen2.5-0.5b", false, 0.25, 0.8);
 }
 
 fn chat(lm: &LanguageModel, q: &str) -> String {

@@ -27,6 +27,26 @@ use rayon::prelude::*;
 
 /// Elements per block.
 pub const QK: usize = 32;
+/// Elements per k-quant super-block.
+pub const QK_K: usize = 256;
+/// Bytes per GGUF Q4_K super-block.
+pub const Q4_K_BYTES: usize = 144;
+/// Bytes per GGUF Q6_K super-block.
+pub const Q6_K_BYTES: usize = 210;
+
+/// Scale and minimum of sub-block `j` (0..8) from a Q4_K super-block's twelve scale bytes:
+/// 6 bits each, the first four pairs in the low bits of bytes 0-7, the last four split over
+/// bytes 8-11 (low 4 bits) and the top 2 bits of bytes 0-7.
+pub fn q4_k_scale_min(scales: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        (
+            (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4),
+            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+        )
+    }
+}
 
 /// A weight block format the kernels read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +59,9 @@ pub enum Format {
     Q4_1,
     /// 32 nibbles and 32 fifth bits, f16 scale, `w = d (q - 16)`.
     Q5_0,
+    /// 6-bit values with one scale per 16, `w = d sc (q - 32)`; GGUF stores them as 256-value
+    /// super-blocks (Q6_K), which the kernels unpack at load to a byte per value.
+    Q6K,
 }
 
 // The formats as const-generic parameters of the kernels (one instance per format, so the
@@ -47,6 +70,7 @@ const F_Q8_0: u8 = 0;
 const F_Q4_0: u8 = 1;
 const F_Q4_1: u8 = 2;
 const F_Q5_0: u8 = 3;
+const F_Q6_K: u8 = 4;
 
 /// The offset subtracted from a format's unsigned values (0: the format has a minimum).
 const fn offset_of(f: u8) -> i32 {
@@ -54,28 +78,30 @@ const fn offset_of(f: u8) -> i32 {
         F_Q8_0 => 128,
         F_Q4_0 => 8,
         F_Q5_0 => 16,
+        F_Q6_K => 32,
         _ => 0,
     }
 }
 
 impl Format {
-    /// Every format the kernels read.
+    /// The 32-value block formats (those [`QMatrix::quantize`] writes).
     pub const ALL: [Format; 4] = [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0];
 
-    /// Bytes of one GGUF block (32 weights).
+    /// Bytes of one GGUF block: 32 weights, or 256 for Q6_K.
     pub const fn gguf_block_bytes(self) -> usize {
         match self {
             Format::Q8_0 => 34,
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
             Format::Q5_0 => 22,
+            Format::Q6K => Q6_K_BYTES,
         }
     }
 
     /// Bytes of packed values per block as the kernels keep them.
     const fn packed_bytes(self) -> usize {
         match self {
-            Format::Q8_0 => 32,
+            Format::Q8_0 | Format::Q6K => 32,
             _ => 16,
         }
     }
@@ -86,6 +112,7 @@ impl Format {
             Format::Q4_0 => F_Q4_0,
             Format::Q4_1 => F_Q4_1,
             Format::Q5_0 => F_Q5_0,
+            Format::Q6K => F_Q6_K,
         }
     }
 }
@@ -170,6 +197,8 @@ pub struct QMatrix {
     d: Vec<f32>,
     /// Q4_1: per block minimum.
     m: Vec<f32>,
+    /// Q6_K: two scales per block, one per 16 values (`d * sc`).
+    d16: Vec<f32>,
 }
 
 /// Activations quantized per row into 32-element blocks.
@@ -182,10 +211,37 @@ pub struct Q8Rows {
     sum: Vec<i32>,
     /// Per block: scale times sum (meets a weight block's minimum).
     dsum: Vec<f32>,
+    /// Per 16 values: the sum of their quantized values (Q6_K's offset, per scale).
+    sum16: Vec<i32>,
 }
 
 fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
+}
+
+/// The number of 256-value super-blocks of an `n x k` matrix held in `len` bytes.
+fn super_blocks(
+    name: &str,
+    len: usize,
+    block_bytes: usize,
+    n: usize,
+    k: usize,
+) -> Result<usize, KernelError> {
+    if k == 0 || !k.is_multiple_of(QK_K) {
+        return Err(KernelError::Shape(format!(
+            "{name} rows must be a positive multiple of {QK_K} long, not {k}"
+        )));
+    }
+    let nsb = n
+        .checked_mul(k / QK_K)
+        .ok_or_else(|| KernelError::Shape(format!("{n} x {k} overflows")))?;
+    if Some(len) != nsb.checked_mul(block_bytes) {
+        return Err(KernelError::Shape(format!(
+            "{n} x {k} {name} needs {} bytes, got {len}",
+            nsb.saturating_mul(block_bytes)
+        )));
+    }
+    Ok(nsb)
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
@@ -200,6 +256,9 @@ impl QMatrix {
         n: usize,
         k: usize,
     ) -> Result<Self, KernelError> {
+        if format == Format::Q6K {
+            return Self::from_gguf_q6_k(bytes, n, k);
+        }
         if k == 0 || !k.is_multiple_of(QK) {
             return Err(KernelError::Shape(format!(
                 "{format:?} rows must be a positive multiple of {QK} long, not {k}"
@@ -246,6 +305,7 @@ impl QMatrix {
                     qh.push(u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
                     qs.extend_from_slice(&b[6..]);
                 }
+                Format::Q6K => unreachable!("read above"),
             }
         }
         Ok(Self {
@@ -256,6 +316,89 @@ impl QMatrix {
             qh,
             d,
             m,
+            d16: Vec::new(),
+        })
+    }
+
+    /// Reads `n * k / 256` GGUF Q6_K super-blocks (210 bytes: 128 bytes of low nibbles, 64 of
+    /// high bit pairs, sixteen signed 8-bit scales, an f16 scale) and unpacks the 6-bit
+    /// values to a byte each; the scale of every 16 values becomes `d * sc` (exact in f32).
+    fn from_gguf_q6_k(bytes: &[u8], n: usize, k: usize) -> Result<Self, KernelError> {
+        let nsb = super_blocks("Q6_K", bytes.len(), Q6_K_BYTES, n, k)?;
+        let mut qs = Vec::with_capacity(nsb * QK_K);
+        let mut d16 = Vec::with_capacity(nsb * QK_K / 16);
+        for sb in bytes.chunks_exact(Q6_K_BYTES) {
+            let d = f16_at(sb, 208);
+            if !d.is_finite() {
+                return Err(KernelError::Value(
+                    "a Q6_K block has a non-finite scale".into(),
+                ));
+            }
+            let (ql, qh, sc) = (&sb[..128], &sb[128..192], &sb[192..208]);
+            d16.extend(sc.iter().map(|&s| d * f32::from(s as i8)));
+            // Each half of 128 values: quarter q of it takes the low (q = 0, 1) or high
+            // (q = 2, 3) nibbles of ql[64h..][32 (q % 2)..], and bit pair q of qh[32h..].
+            for e in 0..QK_K {
+                let (h, quarter, l) = (e / 128, (e % 128) / 32, e % 32);
+                let low = (ql[64 * h + 32 * (quarter % 2) + l] >> (4 * (quarter / 2))) & 0x0F;
+                let high = (qh[32 * h + l] >> (2 * quarter)) & 3;
+                qs.push(low | (high << 4));
+            }
+        }
+        Ok(Self {
+            format: Format::Q6K,
+            n,
+            k,
+            qs,
+            qh: Vec::new(),
+            d: Vec::new(),
+            m: Vec::new(),
+            d16,
+        })
+    }
+
+    /// Reads `n * k / 256` GGUF Q4_K super-blocks (144 bytes: f16 scale and minimum scale,
+    /// twelve bytes of 6-bit sub-block scales and minimums, 128 bytes of nibbles) and repacks
+    /// them, exactly, as Q4_1 blocks: each 32-value sub-block's `d * sc` and `-dmin * m` are
+    /// products of an f16 and a 6-bit integer, exact in f32, and its nibbles are reordered to
+    /// Q4_1's layout once, at load.
+    pub fn from_gguf_q4_k(bytes: &[u8], n: usize, k: usize) -> Result<Self, KernelError> {
+        let nsb = super_blocks("Q4_K", bytes.len(), Q4_K_BYTES, n, k)?;
+        let nb = nsb * (QK_K / QK);
+        let (mut qs, mut d, mut m) = (
+            Vec::with_capacity(nb * 16),
+            Vec::with_capacity(nb),
+            Vec::with_capacity(nb),
+        );
+        for sb in bytes.chunks_exact(Q4_K_BYTES) {
+            let (dd, dmin) = (f16_at(sb, 0), f16_at(sb, 2));
+            if !dd.is_finite() || !dmin.is_finite() {
+                return Err(KernelError::Value(
+                    "a Q4_K block has a non-finite scale".into(),
+                ));
+            }
+            let scales = &sb[4..16];
+            let nibbles = &sb[16..];
+            for s in 0..QK_K / QK {
+                let (sc, mn) = q4_k_scale_min(scales, s);
+                d.push(dd * f32::from(sc));
+                m.push(-(dmin * f32::from(mn)));
+                // Sub-block s: the low (even s) or high (odd s) nibbles of bytes 32*(s/2)..
+                let src = &nibbles[32 * (s / 2)..][..32];
+                let shift = 4 * (s % 2);
+                let u = |e: usize| (src[e] >> shift) & 0x0F;
+                qs.extend((0..16).map(|t| u(t) | (u(t + 16) << 4)));
+            }
+        }
+        Ok(Self {
+            format: Format::Q4_1,
+            n,
+            k,
+            qs,
+            qh: Vec::new(),
+            d,
+            m,
+            d16: Vec::new(),
         })
     }
 
@@ -293,13 +436,13 @@ impl QMatrix {
 
     /// Bytes the kernels read per product (values, bits, scales, minimums).
     pub fn stored_bytes(&self) -> usize {
-        self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
+        self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len() + self.d16.len())
     }
 
     /// The unsigned value of element `e` of block `blk`.
     fn unsigned(&self, blk: usize, e: usize) -> u8 {
         match self.format {
-            Format::Q8_0 => self.qs[blk * QK + e],
+            Format::Q8_0 | Format::Q6K => self.qs[blk * QK + e],
             f => {
                 let byte = self.qs[blk * 16 + e % 16];
                 let nib = if e < 16 { byte & 0x0F } else { byte >> 4 };
@@ -318,6 +461,7 @@ impl QMatrix {
         let q = f32::from(self.unsigned(blk, col % QK));
         match self.format {
             Format::Q4_1 => self.d[blk] * q + self.m[blk],
+            Format::Q6K => self.d16[2 * blk + (col % QK) / 16] * (q - 32.0),
             f => self.d[blk] * (q - offset_of(f.id()) as f32),
         }
     }
@@ -399,6 +543,7 @@ impl QMatrix {
                 Format::Q4_0 => self.block::<F_Q4_0>(isa, xq, n0, n1, &put),
                 Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
                 Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
+                Format::Q6K => self.block::<F_Q6_K>(isa, xq, n0, n1, &put),
             }
         });
     }
@@ -502,6 +647,8 @@ pub fn quantize_gguf_block(format: Format, x: &[f32], out: &mut Vec<u8>) {
             out.extend_from_slice(&f16(min));
             out.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
         }
+        // Not a 32-value block format; its matrices come from GGUF files only.
+        Format::Q6K => {}
     }
 }
 
@@ -531,12 +678,17 @@ impl Q8Rows {
             .map(|b| b.iter().map(|&v| i32::from(v)).sum())
             .collect();
         let dsum = d.iter().zip(&sum).map(|(d, &s)| d * s as f32).collect();
+        let sum16 = qs
+            .chunks(16)
+            .map(|b| b.iter().map(|&v| i32::from(v)).sum())
+            .collect();
         Self {
             m,
             qs,
             d,
             sum,
             dsum,
+            sum16,
         }
     }
 }
@@ -556,7 +708,18 @@ fn scalar_block(w: &QMatrix, x: &Q8Rows, n0: usize, n1: usize, put: &dyn Fn(usiz
                     .enumerate()
                     .map(|(e, &a)| i32::from(a) * i32::from(w.unsigned(wb, e)))
                     .sum();
-                if w.format == Format::Q4_1 {
+                if w.format == Format::Q6K {
+                    // One scale per 16 values: two integer sums per block.
+                    for h in 0..2 {
+                        let dot: i32 = xs[16 * h..][..16]
+                            .iter()
+                            .enumerate()
+                            .map(|(e, &a)| i32::from(a) * i32::from(w.unsigned(wb, 16 * h + e)))
+                            .sum();
+                        let s = dot - o * x.sum16[2 * xb + h];
+                        acc += x.d[xb] * w.d16[2 * wb + h] * s as f32;
+                    }
+                } else if w.format == Format::Q4_1 {
                     acc += x.d[xb] * w.d[wb] * dot as f32 + w.m[wb] * x.dsum[xb];
                 } else {
                     acc += x.d[xb] * w.d[wb] * (dot - o * x.sum[xb]) as f32;
@@ -605,7 +768,7 @@ macro_rules! walk_tiles {
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q8_0, NR, QK};
+    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q6_K, F_Q8_0, NR, QK};
     use std::arch::x86_64::*;
 
     /// VNNI output tile height in activation rows.
@@ -639,7 +802,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     unsafe fn load2<const F: u8>(w: &QMatrix, blk: usize) -> __m512i {
-        if F == F_Q8_0 {
+        if F == F_Q8_0 || F == F_Q6_K {
             return _mm512_loadu_si512(w.qs.as_ptr().add(blk * QK) as *const _);
         }
         // 32 packed bytes: block A's 16 then block B's; low nibbles are elements 0-15.
@@ -663,7 +826,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
     unsafe fn load1<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
-        if F == F_Q8_0 {
+        if F == F_Q8_0 || F == F_Q6_K {
             return _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
         }
         let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
@@ -692,6 +855,8 @@ mod x86 {
         let k = w.k;
         let neg_o = -offset_of(F);
         let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        // Q6_K: four values (one per 16 weights) spread over four lanes each.
+        let idx16 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
         let mut acc = [[_mm512_setzero_ps(); N]; M];
         // Plain loops and arrays, not closures: a closure would not inherit the target
         // features and its intrinsics would not inline.
@@ -707,6 +872,7 @@ mod x86 {
         }
         let (xd, xs, xds) = (x.d.as_ptr(), x.sum.as_ptr(), x.dsum.as_ptr());
         let (wd, wm) = (w.d.as_ptr(), w.m.as_ptr());
+        let (xs16, wd16) = (x.sum16.as_ptr(), w.d16.as_ptr());
         let mut b = 0;
         while b + 2 <= nb {
             let off = b * QK;
@@ -715,7 +881,12 @@ mod x86 {
             let mut wmin = [_mm512_setzero_ps(); N];
             for c in 0..N {
                 wv[c] = load2::<F>(w, wb[c] + b);
-                ws[c] = pair(wd.add(wb[c] + b), idx);
+                ws[c] = if F == F_Q6_K {
+                    let four = _mm_loadu_ps(wd16.add(2 * (wb[c] + b)));
+                    _mm512_permutexvar_ps(idx16, _mm512_castps128_ps512(four))
+                } else {
+                    pair(wd.add(wb[c] + b), idx)
+                };
                 if F == F_Q4_1 {
                     wmin[c] = pair(wm.add(wb[c] + b), idx);
                 }
@@ -726,6 +897,11 @@ mod x86 {
                 // The offset correction in lane 0 of each block's eight lanes.
                 let start = if F == F_Q4_1 {
                     _mm512_setzero_si512()
+                } else if F == F_Q6_K {
+                    // The correction per 16 values, in lane 0 of each group of four.
+                    let sums = _mm_loadu_si128(xs16.add(2 * (xb[r] + b)) as *const _);
+                    let corr = _mm_mullo_epi32(sums, _mm_set1_epi32(neg_o));
+                    _mm512_maskz_permutexvar_epi32(0x1111, idx16, _mm512_castsi128_si512(corr))
                 } else {
                     _mm512_mask_set1_epi32(
                         _mm512_maskz_set1_epi32(0x0001, neg_o * *xs.add(xb[r] + b)),
@@ -765,6 +941,18 @@ mod x86 {
                 for c in 0..N {
                     let wv = load1::<F>(w, wb[c] + b);
                     let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+                    if F == F_Q6_K {
+                        let halves = [
+                            _mm256_castsi256_si128(dot),
+                            _mm256_extracti128_si256::<1>(dot),
+                        ];
+                        for (h, half) in halves.into_iter().enumerate() {
+                            let s = hsum_epi32_128(half) + neg_o * *xs16.add(2 * (xb[r] + b) + h);
+                            out[r][c] +=
+                                *xd.add(xb[r] + b) * *wd16.add(2 * (wb[c] + b) + h) * s as f32;
+                        }
+                        continue;
+                    }
                     let s = hsum_epi32_256(dot) + neg_o * *xs.add(xb[r] + b);
                     out[r][c] += *xd.add(xb[r] + b) * *wd.add(wb[c] + b) * s as f32;
                     if F == F_Q4_1 {
@@ -785,7 +973,12 @@ mod x86 {
     unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
         let lo = _mm256_castsi256_si128(v);
         let hi = _mm256_extracti128_si256::<1>(v);
-        let s = _mm_add_epi32(lo, hi);
+        hsum_epi32_128(_mm_add_epi32(lo, hi))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum_epi32_128(s: __m128i) -> i32 {
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
         _mm_cvtsi128_si32(s)
@@ -827,6 +1020,10 @@ mod x86 {
             // Back to signed: w = (w + 128) ^ 0x80.
             let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
             return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+        }
+        if F == F_Q6_K {
+            let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
+            return _mm256_sub_epi8(v, _mm256_set1_epi8(32));
         }
         let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
         let low = _mm_set1_epi8(0x0F);
@@ -893,7 +1090,15 @@ mod x86 {
                     let sx = _mm256_sign_epi8(xv, wv[c]);
                     let p16 = _mm256_maddubs_epi16(wa[c], sx);
                     let p32 = _mm256_madd_epi16(p16, ones);
-                    let s = _mm256_set1_ps(xd * *w.d.get_unchecked(wb));
+                    let s = if F == F_Q6_K {
+                        // Lanes 0-3 hold the first 16 values, 4-7 the second.
+                        _mm256_set_m128(
+                            _mm_set1_ps(xd * *w.d16.get_unchecked(2 * wb + 1)),
+                            _mm_set1_ps(xd * *w.d16.get_unchecked(2 * wb)),
+                        )
+                    } else {
+                        _mm256_set1_ps(xd * *w.d.get_unchecked(wb))
+                    };
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
                     if F == F_Q4_1 {
                         mins[r][c] += *w.m.get_unchecked(wb) * *x.dsum.get_unchecked(xb);
@@ -911,7 +1116,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q8_0, QK};
+    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q6_K, F_Q8_0, QK};
     use std::arch::aarch64::*;
 
     /// Block `blk` as two halves of 16 signed bytes: `q - offset`, or `q` for Q4_1.
@@ -924,6 +1129,14 @@ mod neon {
             return (
                 vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip)),
                 vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p.add(16)), flip)),
+            );
+        }
+        if F == F_Q6_K {
+            let p = w.qs.as_ptr().add(blk * QK);
+            let o = vdupq_n_s8(32);
+            return (
+                vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(p)), o),
+                vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(p.add(16))), o),
             );
         }
         let v = vld1q_u8(w.qs.as_ptr().add(blk * 16));
@@ -973,8 +1186,18 @@ mod neon {
                         let xv = vld1q_s8(xp.add(16 * h));
                         let lo = vmull_s8(vget_low_s8(xv), vget_low_s8(wv));
                         let hi = vmull_s8(vget_high_s8(xv), vget_high_s8(wv));
+                        if F == F_Q6_K {
+                            // One scale per 16 values: each half on its own.
+                            let sh = vpadalq_s16(vpaddlq_s16(lo), hi);
+                            let scale = x.d[xb] * w.d16[2 * wb + h];
+                            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sh), scale);
+                            continue;
+                        }
                         s = vpadalq_s16(s, lo);
                         s = vpadalq_s16(s, hi);
+                    }
+                    if F == F_Q6_K {
+                        continue;
                     }
                     let scale = x.d[xb] * w.d[wb];
                     acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale);

@@ -35,8 +35,12 @@ fn check_against_reference(w: &QMatrix, x: &[f32], m: usize) {
     let (n, k) = (w.rows(), w.cols());
     let mut reference = vec![0f32; m * n];
     w.matmul_with(Isa::Scalar, x, m, &mut reference).unwrap();
-    // Q4_1 adds two terms per block (scaled values and the minimum's).
-    let terms = if w.format() == Format::Q4_1 { 4.0 } else { 2.0 };
+    // Q4_1 and Q6_K add two terms per block (scaled values and the minimum; two scales).
+    let terms = if matches!(w.format(), Format::Q4_1 | Format::Q6K) {
+        4.0
+    } else {
+        2.0
+    };
     let nb = (k / QK) as f32;
     for isa in isas() {
         let mut y = vec![f32::NAN; m * n];
@@ -181,6 +185,7 @@ fn quantizers_round_to_the_nearest_step() {
                 Format::Q4_0 => amax / 8.0,
                 Format::Q5_0 => amax / 16.0,
                 Format::Q4_1 => range / 15.0,
+                Format::Q6K => unreachable!("not in Format::ALL"),
             };
             for (a, b) in block.iter().zip(got) {
                 // Q4_0 and Q5_0 map the largest magnitude to -8 (-16): on the other side
@@ -279,4 +284,84 @@ fn quantized_blocks_have_the_gguf_size() {
         quantize_gguf_block(format, &[0.25; QK], &mut out);
         assert_eq!(out.len(), format.gguf_block_bytes(), "{format:?}");
     }
+}
+
+/// Q4_K super-blocks repacked as Q4_1 decode to the values GGUF's layout gives, decoded here
+/// straight from the format (per 64 values: 32 low nibbles with one scale and minimum, then
+/// the 32 high nibbles of the same bytes with the next), and multiply like the reference.
+#[test]
+fn q4_k_repacks_exactly_and_multiplies_like_the_reference() {
+    use crate::matmul::{q4_k_scale_min, Q4_K_BYTES, QK_K};
+    let mut rng = Rng(21);
+    let (n, k) = (6, 2 * QK_K);
+    let mut bytes = rng.bytes(n * k / QK_K * Q4_K_BYTES);
+    for (i, sb) in bytes.chunks_mut(Q4_K_BYTES).enumerate() {
+        let d = [0.01f32, 1.5, 1e-5][i % 3];
+        sb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        sb[2..4].copy_from_slice(&half::f16::from_f32(d * 0.7).to_bits().to_le_bytes());
+    }
+    let w = QMatrix::from_gguf_q4_k(&bytes, n, k).unwrap();
+    assert_eq!(w.format(), Format::Q4_1);
+    let mut want = Vec::new();
+    for sb in bytes.chunks(Q4_K_BYTES) {
+        let d = half::f16::from_le_bytes([sb[0], sb[1]]).to_f32();
+        let dmin = half::f16::from_le_bytes([sb[2], sb[3]]).to_f32();
+        for j in 0..4 {
+            let q = &sb[16 + 32 * j..][..32];
+            for (s, shift) in [(2 * j, 0), (2 * j + 1, 4)] {
+                let (sc, m) = q4_k_scale_min(&sb[4..16], s);
+                for &b in q {
+                    want.push(
+                        d * f32::from(sc) * f32::from((b >> shift) & 0x0F) - dmin * f32::from(m),
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(w.dequantize(), want);
+    check_against_reference(&w, &rng.vec(3 * k, 1.0), 3);
+    assert!(QMatrix::from_gguf_q4_k(&bytes[1..], n, k).is_err());
+    assert!(QMatrix::from_gguf_q4_k(&bytes, n, k / 2).is_err());
+}
+
+/// Q6_K super-blocks unpack to the values GGUF's layout gives, decoded here in the format's
+/// own loop order (per 128 values and per l < 32: four values from ql[l], ql[l + 32] and the
+/// four bit pairs of qh[l], scales per 16), and every kernel matches the reference on them.
+#[test]
+fn q6_k_unpacks_as_the_format_says_and_multiplies_like_the_reference() {
+    use crate::matmul::{Q6_K_BYTES, QK_K};
+    let mut rng = Rng(33);
+    for &(m, n, k) in &[(3, 6, 2 * QK_K), (5, 9, QK_K), (1, 4, 4 * QK_K)] {
+        let mut bytes = rng.bytes(n * k / QK_K * Q6_K_BYTES);
+        for (i, sb) in bytes.chunks_mut(Q6_K_BYTES).enumerate() {
+            let d = [0.002f32, 0.5, 3e-6][i % 3];
+            sb[208..].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        }
+        let w = QMatrix::from_gguf(Format::Q6K, &bytes, n, k).unwrap();
+        let mut want = vec![0f32; n * k];
+        for (i, sb) in bytes.chunks(Q6_K_BYTES).enumerate() {
+            let d = half::f16::from_le_bytes([sb[208], sb[209]]).to_f32();
+            let y = &mut want[i * QK_K..][..QK_K];
+            for half in 0..2 {
+                let (ql, qh) = (&sb[64 * half..], &sb[128 + 32 * half..]);
+                let sc = |j: usize| f32::from(sb[192 + 8 * half + j] as i8);
+                for l in 0..32 {
+                    let is = l / 16;
+                    let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+                    let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                    let base = 128 * half;
+                    y[base + l] = d * sc(is) * q1 as f32;
+                    y[base + l + 32] = d * sc(is + 2) * q2 as f32;
+                    y[base + l + 64] = d * sc(is + 4) * q3 as f32;
+                    y[base + l + 96] = d * sc(is + 6) * q4 as f32;
+                }
+            }
+        }
+        assert_eq!(w.dequantize(), want);
+        check_against_reference(&w, &rng.vec(m * k, 1.5), m);
+    }
+    assert!(QMatrix::from_gguf(Format::Q6K, &[0; Q6_K_BYTES], 1, 32).is_err());
+    assert!(QMatrix::from_gguf(Format::Q6K, &[0; Q6_K_BYTES - 1], 1, QK_K).is_err());
 }
