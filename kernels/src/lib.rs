@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 pub mod matmul;
+pub mod peak;
 
 /// What can go wrong in a kernel call.
 #[derive(Debug, thiserror::Error)]
