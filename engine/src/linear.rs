@@ -6,7 +6,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Storage, Tensor};
 use std::sync::Arc;
-use tessera_kernels::matmul::{Format, QMatrix};
+use tessera_kernels::matmul::{matmul_many, Format, QMatrix};
 
 /// A weight matrix and the kernel that multiplies by it.
 pub enum Linear {
@@ -68,41 +68,93 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Candle(m) => m.forward(x),
-            Self::Tessera(w) => {
-                let dims = x.dims().to_vec();
-                let k = *dims.last().unwrap_or(&0);
-                if k != w.cols() {
-                    return Err(candle_core::Error::Msg(format!(
-                        "linear layer: input has {k} columns, weights {}",
-                        w.cols()
-                    )));
-                }
-                let rows = x.elem_count() / k.max(1);
-                let x = x.to_dtype(DType::F32)?;
-                let mut y = vec![0f32; rows * w.rows()];
-                let run = |flat: &[f32], y: &mut [f32]| {
-                    w.matmul(flat, rows, y)
-                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
-                };
-                {
-                    // A contiguous CPU tensor is read in place (no copy per call: decode
-                    // runs seven of these per layer and token).
-                    let (storage, layout) = x.storage_and_layout();
-                    if let (Storage::Cpu(cpu), Some((a, b))) =
-                        (&*storage, layout.contiguous_offsets())
-                    {
-                        run(&cpu.as_slice::<f32>()?[a..b], &mut y)?;
-                    } else {
-                        drop(storage);
-                        run(&x.flatten_all()?.to_vec1::<f32>()?, &mut y)?;
-                    }
-                }
-                let mut out_dims = dims;
-                if let Some(last) = out_dims.last_mut() {
-                    *last = w.rows();
-                }
-                Tensor::from_vec(y, out_dims, x.device())
-            }
+            Self::Tessera(_) => Ok(Self::forward_many(&[self], x)?.remove(0)),
         }
     }
+
+    /// Several layers over the same input (attention's Q, K and V): on Tessera's kernels the
+    /// input is quantized once and every product runs in one parallel pass.
+    pub fn forward_many(layers: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let Some(mats) = tessera_matrices(layers) else {
+            return layers.iter().map(|l| l.forward(x)).collect();
+        };
+        let (ys, dims) = run(&mats, x)?;
+        ys.into_iter()
+            .zip(&mats)
+            .map(|(y, w)| Tensor::from_vec(y, out_dims(&dims, w.rows()), x.device()))
+            .collect()
+    }
+
+    /// `silu(x * gate^T) * (x * up^T)`, the SwiGLU of an MLP: on Tessera's kernels both
+    /// products run in one pass and the gating is applied to their buffers, not as three more
+    /// tensor operations.
+    pub fn swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(mats) = tessera_matrices(&[gate, up]) else {
+            let g = candle_nn::ops::silu(&gate.forward(x)?)?;
+            return g * up.forward(x)?;
+        };
+        if mats[0].rows() != mats[1].rows() {
+            return Err(candle_core::Error::Msg(format!(
+                "SwiGLU: gate has {} rows, up {}",
+                mats[0].rows(),
+                mats[1].rows()
+            )));
+        }
+        let (mut ys, dims) = run(&mats, x)?;
+        let u = ys.pop().unwrap_or_default();
+        let mut g = ys.pop().unwrap_or_default();
+        for (g, u) in g.iter_mut().zip(&u) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+        Tensor::from_vec(g, out_dims(&dims, mats[0].rows()), x.device())
+    }
+}
+
+/// The layers' matrices, when every layer runs on Tessera's kernels.
+fn tessera_matrices<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a QMatrix>> {
+    layers
+        .iter()
+        .map(|l| match l {
+            Linear::Tessera(w) => Some(w.as_ref()),
+            Linear::Candle(_) => None,
+        })
+        .collect()
+}
+
+fn out_dims(dims: &[usize], cols: usize) -> Vec<usize> {
+    let mut d = dims.to_vec();
+    if let Some(last) = d.last_mut() {
+        *last = cols;
+    }
+    d
+}
+
+/// The products of `x` (read in place when it is a contiguous CPU tensor: no copy per call,
+/// decode runs several of these per layer and token) with every matrix, and `x`'s dims.
+fn run(mats: &[&QMatrix], x: &Tensor) -> candle_core::Result<(Vec<Vec<f32>>, Vec<usize>)> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    if let Some(w) = mats.iter().find(|w| w.cols() != k) {
+        return Err(candle_core::Error::Msg(format!(
+            "linear layer: input has {k} columns, weights {}",
+            w.cols()
+        )));
+    }
+    let rows = x.elem_count() / k.max(1);
+    let x = x.to_dtype(DType::F32)?;
+    let mut ys: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; rows * w.rows()]).collect();
+    let go = |flat: &[f32], ys: &mut [Vec<f32>]| {
+        let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+        matmul_many(mats, flat, rows, &mut outs).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    };
+    {
+        let (storage, layout) = x.storage_and_layout();
+        if let (Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) {
+            go(&cpu.as_slice::<f32>()?[a..b], &mut ys)?;
+        } else {
+            drop(storage);
+            go(&x.flatten_all()?.to_vec1::<f32>()?, &mut ys)?;
+        }
+    }
+    Ok((ys, dims))
 }

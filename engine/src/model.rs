@@ -445,9 +445,16 @@ impl Model {
         let scale = 1.0 / (hd as f64).sqrt();
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.eps as f32)?;
-            let mut q = layer.wq.forward(&h)?;
-            let mut k = layer.wk.forward(&h)?;
-            let mut v = layer.wv.forward(&h)?;
+            let mut qkv = Linear::forward_many(&[&layer.wq, &layer.wk, &layer.wv], &h)?;
+            let mut v = qkv
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no V".into()))?;
+            let mut k = qkv
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no K".into()))?;
+            let mut q = qkv
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no Q".into()))?;
             if let Some(b) = &layer.bq {
                 q = q.broadcast_add(b)?;
             }
@@ -531,13 +538,19 @@ impl Model {
             }
             x = (x + o)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
-            let gate = layer.w_gate.forward(&h)?;
-            let gate = if c.arch == Arch::Gemma3 {
-                gate.gelu()?
+            let gated = if c.arch == Arch::Gemma3 {
+                let mut gu = Linear::forward_many(&[&layer.w_gate, &layer.w_up], &h)?;
+                let up = gu
+                    .pop()
+                    .ok_or_else(|| candle_core::Error::Msg("no up".into()))?;
+                let gate = gu
+                    .pop()
+                    .ok_or_else(|| candle_core::Error::Msg("no gate".into()))?;
+                (gate.gelu()? * up)?
             } else {
-                candle_nn::ops::silu(&gate)?
+                Linear::swiglu(&layer.w_gate, &layer.w_up, &h)?
             };
-            let mut f = layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?;
+            let mut f = layer.w_down.forward(&gated)?;
             if let Some(w) = &layer.post_ffn_norm {
                 f = candle_nn::ops::rms_norm(&f, w, c.eps as f32)?;
             }
@@ -814,6 +827,37 @@ mod tests {
             };
             assert!(err <= bound * scale, "{t:?}: {err} of {scale}");
         }
+    }
+
+    /// Layers over one input in one pass, and the fused SwiGLU, equal the layers one by one.
+    #[test]
+    fn fused_products_equal_separate_ones() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 256), &dev).unwrap();
+        let layer = |rows: usize, t: GgmlDType| {
+            let w = Tensor::randn(0f32, 1.0, (rows, 256), &dev).unwrap();
+            Linear::new(Arc::new(QTensor::quantize(&w, t).unwrap()), true).unwrap()
+        };
+        let (a, b, c) = (
+            layer(64, GgmlDType::Q4_1),
+            layer(16, GgmlDType::Q8_0),
+            layer(64, GgmlDType::Q5_0),
+        );
+        let many = Linear::forward_many(&[&a, &b, &c], &x).unwrap();
+        for (l, got) in [&a, &b, &c].into_iter().zip(&many) {
+            let one = l.forward(&x).unwrap();
+            assert_eq!(max_abs(&(one - got).unwrap()), 0.0);
+        }
+        let fused = Linear::swiglu(&a, &c, &x).unwrap();
+        let plain = (candle_nn::ops::silu(&a.forward(&x).unwrap()).unwrap()
+            * c.forward(&x).unwrap())
+        .unwrap();
+        let err = max_abs(&(fused - &plain).unwrap());
+        assert!(err <= 1e-5 * max_abs(&plain), "{err}");
+        assert!(
+            Linear::swiglu(&a, &b, &x).is_err(),
+            "gate and up of different heights"
+        );
     }
 
     #[test]

@@ -518,34 +518,25 @@ impl QMatrix {
     }
 
     fn matmul_q(&self, isa: Isa, xq: &Q8Rows, y: &mut [f32]) {
+        run_tiles(isa, &[(self, SharedOut(y.as_mut_ptr()))], xq);
+    }
+
+    fn tile(&self, isa: Isa, xq: &Q8Rows, n0: usize, n1: usize, out: &SharedOut) {
         let (m, n) = (xq.m, self.n);
-        if m == 0 || n == 0 {
-            return;
+        let put = |row: usize, col: usize, v: f32| {
+            debug_assert!(row < m && (n0..n1).contains(&col));
+            // SAFETY: tasks write disjoint column ranges [n0, n1) of an m x n output, which
+            // stays mutably borrowed (and so alive and unaliased) for the whole parallel
+            // loop; row < m and col < n keep the write inside it.
+            unsafe { *out.0.add(row * n + col) = v };
+        };
+        match self.format {
+            Format::Q8_0 => self.block::<F_Q8_0>(isa, xq, n0, n1, &put),
+            Format::Q4_0 => self.block::<F_Q4_0>(isa, xq, n0, n1, &put),
+            Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
+            Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
+            Format::Q6K => self.block::<F_Q6_K>(isa, xq, n0, n1, &put),
         }
-        // Work is split over tiles of weight rows; each task covers every activation row for
-        // its weight rows, so each weight block is read from memory once per call.
-        let tile = NR * 8;
-        let out = SharedOut(y.as_mut_ptr());
-        let tiles = n.div_ceil(tile);
-        (0..tiles).into_par_iter().for_each(|t| {
-            let n0 = t * tile;
-            let n1 = (n0 + tile).min(n);
-            let out = &out;
-            let put = |row: usize, col: usize, v: f32| {
-                debug_assert!(row < m && (n0..n1).contains(&col));
-                // SAFETY: tasks write disjoint column ranges [n0, n1) of the m x n output,
-                // which stays mutably borrowed (and so alive and unaliased) for the whole
-                // parallel loop; row < m and col < n keep the write inside it.
-                unsafe { *out.0.add(row * n + col) = v };
-            };
-            match self.format {
-                Format::Q8_0 => self.block::<F_Q8_0>(isa, xq, n0, n1, &put),
-                Format::Q4_0 => self.block::<F_Q4_0>(isa, xq, n0, n1, &put),
-                Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
-                Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
-                Format::Q6K => self.block::<F_Q6_K>(isa, xq, n0, n1, &put),
-            }
-        });
     }
 
     fn block<const F: u8>(
@@ -582,6 +573,67 @@ impl QMatrix {
 
 /// Output tile width in weight rows.
 const NR: usize = 4;
+/// Weight rows per parallel task.
+const TILE: usize = NR * 8;
+
+/// Every matrix of `mats` times the same quantized activations, in one parallel pass over
+/// tiles of weight rows (all matrices' tiles together, so layers that share an input, such as
+/// attention's Q, K and V, cost one dispatch). Each task covers every activation row for its
+/// weight rows, so each weight block is read from memory once per call.
+fn run_tiles(isa: Isa, mats: &[(&QMatrix, SharedOut)], xq: &Q8Rows) {
+    if xq.m == 0 {
+        return;
+    }
+    let total: usize = mats.iter().map(|(w, _)| w.n.div_ceil(TILE)).sum();
+    (0..total).into_par_iter().for_each(|mut t| {
+        for (w, out) in mats {
+            let tiles = w.n.div_ceil(TILE);
+            if t < tiles {
+                let n0 = t * TILE;
+                w.tile(isa, xq, n0, (n0 + TILE).min(w.n), out);
+                return;
+            }
+            t -= tiles;
+        }
+    });
+}
+
+/// `ys[i] = x * ws[i]^T` for matrices of the same width: the activations are quantized once
+/// and all products run in one parallel pass (the best kernels for this CPU).
+pub fn matmul_many(
+    ws: &[&QMatrix],
+    x: &[f32],
+    m: usize,
+    ys: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    let k = first.k;
+    if ws.len() != ys.len()
+        || x.len() != m * k
+        || ws
+            .iter()
+            .zip(ys.iter())
+            .any(|(w, y)| w.k != k || y.len() != m * w.n)
+    {
+        return Err(KernelError::Shape(format!(
+            "{} matrices of {k} columns and {} outputs for {m} rows of {} values",
+            ws.len(),
+            ys.len(),
+            x.len()
+        )));
+    }
+    let isa = Isa::detect();
+    let xq = Q8Rows::quantize(x, m, k);
+    let mats: Vec<(&QMatrix, SharedOut)> = ws
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(w, y)| (*w, SharedOut(y.as_mut_ptr())))
+        .collect();
+    run_tiles(isa, &mats, &xq);
+    Ok(())
+}
 
 struct SharedOut(*mut f32);
 // SAFETY: used only for disjoint writes from the parallel tasks of `matmul_q`.

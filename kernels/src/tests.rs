@@ -365,3 +365,24 @@ fn q6_k_unpacks_as_the_format_says_and_multiplies_like_the_reference() {
     assert!(QMatrix::from_gguf(Format::Q6K, &[0; Q6_K_BYTES], 1, 32).is_err());
     assert!(QMatrix::from_gguf(Format::Q6K, &[0; Q6_K_BYTES - 1], 1, QK_K).is_err());
 }
+
+#[test]
+fn several_matrices_in_one_pass_equal_one_at_a_time() {
+    use crate::matmul::matmul_many;
+    let mut rng = Rng(44);
+    let (m, k) = (3, 96);
+    let a = QMatrix::quantize(Format::Q4_1, &rng.vec(70 * k, 1.0), 70, k).unwrap();
+    let b = QMatrix::quantize(Format::Q8_0, &rng.vec(5 * k, 1.0), 5, k).unwrap();
+    let c = QMatrix::quantize(Format::Q5_0, &rng.vec(33 * k, 1.0), 33, k).unwrap();
+    let x = rng.vec(m * k, 1.0);
+    let (mut ya, mut yb, mut yc) = (vec![0f32; m * 70], vec![0f32; m * 5], vec![0f32; m * 33]);
+    matmul_many(&[&a, &b, &c], &x, m, &mut [&mut ya, &mut yb, &mut yc]).unwrap();
+    for (w, y) in [(&a, &ya), (&b, &yb), (&c, &yc)] {
+        let mut one = vec![0f32; y.len()];
+        w.matmul(&x, m, &mut one).unwrap();
+        assert_eq!(&one, y, "{:?}", w.format());
+    }
+    let mut short = vec![0f32; 1];
+    assert!(matmul_many(&[&a, &b], &x, m, &mut [&mut short, &mut yb]).is_err());
+    assert!(matmul_many(&[&a], &x, m, &mut []).is_err());
+}
