@@ -388,8 +388,7 @@ impl crate::Database {
         let relations = self
             .storage
             .schema_relations(schema.map(NamedNode::as_ref))?;
-        let file = format!("schema-{}.idx", &hex(&Sha256::digest(key.as_bytes()))[..16]);
-        let path = self.storage.index_path(&file);
+        let path = self.index_file("schema", &key);
         let current = indexes.remove(&key);
         let embedder = &models.embedder;
         let (index, _) = SchemaIndex::sync(
@@ -409,6 +408,13 @@ impl crate::Database {
         Ok(indexes.entry(key).or_insert(index))
     }
 
+    /// Where the index of `kind` for `key` (a schema or graph IRI) lives beside the store
+    /// (`None` for an in-memory store): the key is hashed into the file name.
+    fn index_file(&self, kind: &str, key: &str) -> Option<std::path::PathBuf> {
+        let file = format!("{kind}-{}.idx", &hex(&Sha256::digest(key.as_bytes()))[..16]);
+        self.storage.index_path(&file)
+    }
+
     /// The entity index of the target graph, in line with the store.
     fn entity_index<'a>(
         &self,
@@ -419,11 +425,7 @@ impl crate::Database {
         let key = graph.map_or_else(String::new, |g| g.as_str().to_owned());
         let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
         let labels = self.storage.entity_labels(g)?;
-        let file = format!(
-            "entities-{}.idx",
-            &hex(&Sha256::digest(key.as_bytes()))[..16]
-        );
-        let path = self.storage.index_path(&file);
+        let path = self.index_file("entities", &key);
         let current = indexes.remove(&key);
         let embedder = &models.embedder;
         let (index, _) = EntityIndex::sync(
