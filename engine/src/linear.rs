@@ -42,7 +42,7 @@ fn kernel_matrix(
         GgmlDType::Q4_1 => Format::Q4_1,
         GgmlDType::Q5_0 => Format::Q5_0,
         GgmlDType::Q6K => Format::Q6K,
-        GgmlDType::Q4K => return Some(QMatrix::from_gguf_q4_k(data, n, k)),
+        GgmlDType::Q4K => Format::Q4K,
         _ => return None,
     };
     Some(QMatrix::from_gguf(format, data, n, k))

@@ -49,7 +49,7 @@ fn matrices(n: usize, k: usize) -> Vec<(&'static str, QMatrix)> {
     let sb = n * k / 256;
     out.push((
         "q4_k",
-        QMatrix::from_gguf_q4_k(&k_blocks(Q4_K_BYTES, &[0, 2], sb), n, k).expect("q4_k"),
+        QMatrix::from_gguf(Format::Q4K, &k_blocks(Q4_K_BYTES, &[0, 2], sb), n, k).expect("q4_k"),
     ));
     out.push((
         "q6_k",

@@ -62,6 +62,9 @@ pub enum Format {
     /// 6-bit values with one scale per 16, `w = d sc (q - 32)`; GGUF stores them as 256-value
     /// super-blocks (Q6_K), which the kernels unpack at load to a byte per value.
     Q6K,
+    /// Q4_K super-blocks, repacked at load into 32-value sub-blocks in Q4_1's layout with
+    /// exact f32 scales and minimums (`d * sc`, `-dmin * m`).
+    Q4K,
 }
 
 // The formats as const-generic parameters of the kernels (one instance per format, so the
@@ -71,6 +74,18 @@ const F_Q4_0: u8 = 1;
 const F_Q4_1: u8 = 2;
 const F_Q5_0: u8 = 3;
 const F_Q6_K: u8 = 4;
+const F_Q4_K: u8 = 5;
+
+/// Formats whose weights are `d q + m` (a minimum, no offset).
+const fn has_min(f: u8) -> bool {
+    f == F_Q4_1 || f == F_Q4_K
+}
+
+/// Formats whose scales (and minimums) are kept as the file's f16 (2 bytes read per block in
+/// decode, not 4); the repacked k-quants keep exact f32 products.
+const fn half_scales(f: u8) -> bool {
+    matches!(f, F_Q8_0 | F_Q4_0 | F_Q4_1 | F_Q5_0)
+}
 
 /// The offset subtracted from a format's unsigned values (0: the format has a minimum).
 const fn offset_of(f: u8) -> i32 {
@@ -95,6 +110,7 @@ impl Format {
             Format::Q4_1 => 20,
             Format::Q5_0 => 22,
             Format::Q6K => Q6_K_BYTES,
+            Format::Q4K => Q4_K_BYTES,
         }
     }
 
@@ -113,6 +129,7 @@ impl Format {
             Format::Q4_1 => F_Q4_1,
             Format::Q5_0 => F_Q5_0,
             Format::Q6K => F_Q6_K,
+            Format::Q4K => F_Q4_K,
         }
     }
 }
@@ -124,7 +141,7 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA.
     Avx2,
-    /// x86-64 AVX-512 F/BW/VL + VNNI.
+    /// x86-64 AVX-512 F/BW/DQ/VL + VNNI (and F16C).
     Avx512Vnni,
     /// AArch64 NEON.
     Neon,
@@ -136,8 +153,10 @@ impl Isa {
         {
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
                 && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("f16c")
             {
                 return Isa::Avx512Vnni;
             }
@@ -169,8 +188,10 @@ impl Isa {
             Isa::Avx512Vnni => {
                 std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
@@ -193,10 +214,14 @@ pub struct QMatrix {
     qs: Vec<u8>,
     /// Q5_0: per block, the fifth bit of element `e` at bit `e`.
     qh: Vec<u32>,
-    /// Per block scale.
+    /// Q4_K: per block scale.
     d: Vec<f32>,
-    /// Q4_1: per block minimum.
+    /// Q4_K: per block minimum.
     m: Vec<f32>,
+    /// Q8_0, Q4_0, Q4_1, Q5_0: per block scale, the file's f16 bits.
+    dh: Vec<u16>,
+    /// Q4_1: per block minimum, f16 bits.
+    mh: Vec<u16>,
     /// Q6_K: two scales per block, one per 16 values (`d * sc`).
     d16: Vec<f32>,
 }
@@ -256,8 +281,10 @@ impl QMatrix {
         n: usize,
         k: usize,
     ) -> Result<Self, KernelError> {
-        if format == Format::Q6K {
-            return Self::from_gguf_q6_k(bytes, n, k);
+        match format {
+            Format::Q6K => return Self::from_gguf_q6_k(bytes, n, k),
+            Format::Q4K => return Self::from_gguf_q4_k(bytes, n, k),
+            _ => {}
         }
         if k == 0 || !k.is_multiple_of(QK) {
             return Err(KernelError::Shape(format!(
@@ -276,8 +303,8 @@ impl QMatrix {
             )));
         }
         let mut qs = Vec::with_capacity(nb * format.packed_bytes());
-        let mut d = Vec::with_capacity(nb);
-        let mut m = Vec::new();
+        let mut dh = Vec::with_capacity(nb);
+        let mut mh = Vec::new();
         let mut qh = Vec::new();
         for b in bytes.chunks_exact(block) {
             let scale = f16_at(b, 0);
@@ -287,7 +314,7 @@ impl QMatrix {
                     "a {format:?} block has a non-finite scale"
                 )));
             }
-            d.push(scale);
+            dh.push(u16::from_le_bytes([b[0], b[1]]));
             match format {
                 Format::Q8_0 => qs.extend(b[2..].iter().map(|&v| v ^ 0x80)),
                 Format::Q4_0 => qs.extend_from_slice(&b[2..]),
@@ -298,14 +325,14 @@ impl QMatrix {
                             "a Q4_1 block has a non-finite minimum".into(),
                         ));
                     }
-                    m.push(min);
+                    mh.push(u16::from_le_bytes([b[2], b[3]]));
                     qs.extend_from_slice(&b[4..]);
                 }
                 Format::Q5_0 => {
                     qh.push(u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
                     qs.extend_from_slice(&b[6..]);
                 }
-                Format::Q6K => unreachable!("read above"),
+                Format::Q6K | Format::Q4K => unreachable!("read above"),
             }
         }
         Ok(Self {
@@ -314,8 +341,10 @@ impl QMatrix {
             k,
             qs,
             qh,
-            d,
-            m,
+            d: Vec::new(),
+            m: Vec::new(),
+            dh,
+            mh,
             d16: Vec::new(),
         })
     }
@@ -353,16 +382,18 @@ impl QMatrix {
             qh: Vec::new(),
             d: Vec::new(),
             m: Vec::new(),
+            dh: Vec::new(),
+            mh: Vec::new(),
             d16,
         })
     }
 
     /// Reads `n * k / 256` GGUF Q4_K super-blocks (144 bytes: f16 scale and minimum scale,
     /// twelve bytes of 6-bit sub-block scales and minimums, 128 bytes of nibbles) and repacks
-    /// them, exactly, as Q4_1 blocks: each 32-value sub-block's `d * sc` and `-dmin * m` are
-    /// products of an f16 and a 6-bit integer, exact in f32, and its nibbles are reordered to
-    /// Q4_1's layout once, at load.
-    pub fn from_gguf_q4_k(bytes: &[u8], n: usize, k: usize) -> Result<Self, KernelError> {
+    /// them, exactly, as Q4_1-style blocks: each 32-value sub-block's `d * sc` and `-dmin * m`
+    /// are products of an f16 and a 6-bit integer, exact in f32, and its nibbles are
+    /// reordered to Q4_1's layout once, at load.
+    fn from_gguf_q4_k(bytes: &[u8], n: usize, k: usize) -> Result<Self, KernelError> {
         let nsb = super_blocks("Q4_K", bytes.len(), Q4_K_BYTES, n, k)?;
         let nb = nsb * (QK_K / QK);
         let (mut qs, mut d, mut m) = (
@@ -391,13 +422,15 @@ impl QMatrix {
             }
         }
         Ok(Self {
-            format: Format::Q4_1,
+            format: Format::Q4K,
             n,
             k,
             qs,
             qh: Vec::new(),
             d,
             m,
+            dh: Vec::new(),
+            mh: Vec::new(),
             d16: Vec::new(),
         })
     }
@@ -436,7 +469,9 @@ impl QMatrix {
 
     /// Bytes the kernels read per product (values, bits, scales, minimums).
     pub fn stored_bytes(&self) -> usize {
-        self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len() + self.d16.len())
+        self.qs.len()
+            + 4 * (self.qh.len() + self.d.len() + self.m.len() + self.d16.len())
+            + 2 * (self.dh.len() + self.mh.len())
     }
 
     /// The unsigned value of element `e` of block `blk`.
@@ -455,14 +490,32 @@ impl QMatrix {
         }
     }
 
+    /// The scale of block `blk` (not Q6_K, whose scales are per 16).
+    fn scale(&self, blk: usize) -> f32 {
+        if self.dh.is_empty() {
+            self.d[blk]
+        } else {
+            f16_to_f32(self.dh[blk])
+        }
+    }
+
+    /// The minimum of block `blk` (Q4_1, Q4_K).
+    fn min(&self, blk: usize) -> f32 {
+        if self.mh.is_empty() {
+            self.m[blk]
+        } else {
+            f16_to_f32(self.mh[blk])
+        }
+    }
+
     /// Weight `(row, col)` back in f32.
     fn weight(&self, row: usize, col: usize) -> f32 {
         let blk = row * (self.k / QK) + col / QK;
         let q = f32::from(self.unsigned(blk, col % QK));
         match self.format {
-            Format::Q4_1 => self.d[blk] * q + self.m[blk],
+            Format::Q4_1 | Format::Q4K => self.scale(blk) * q + self.min(blk),
             Format::Q6K => self.d16[2 * blk + (col % QK) / 16] * (q - 32.0),
-            f => self.d[blk] * (q - offset_of(f.id()) as f32),
+            f => self.scale(blk) * (q - offset_of(f.id()) as f32),
         }
     }
 
@@ -472,8 +525,9 @@ impl QMatrix {
     pub(crate) fn term_magnitude(&self, row: usize, col: usize) -> f32 {
         let blk = row * (self.k / QK) + col / QK;
         match self.format {
-            Format::Q4_1 => {
-                (self.d[blk] * f32::from(self.unsigned(blk, col % QK))).abs() + self.m[blk].abs()
+            Format::Q4_1 | Format::Q4K => {
+                (self.scale(blk) * f32::from(self.unsigned(blk, col % QK))).abs()
+                    + self.min(blk).abs()
             }
             _ => self.weight(row, col).abs(),
         }
@@ -536,6 +590,7 @@ impl QMatrix {
             Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
             Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
             Format::Q6K => self.block::<F_Q6_K>(isa, xq, n0, n1, &put),
+            Format::Q4K => self.block::<F_Q4_K>(isa, xq, n0, n1, &put),
         }
     }
 
@@ -568,6 +623,32 @@ impl QMatrix {
             }
             _ => scalar_block(self, xq, n0, n1, put),
         }
+    }
+}
+
+/// Block `blk`'s scale, for a kernel of format `F`.
+///
+/// # Safety
+/// `blk` is a block of `w`, whose format is `F`.
+#[inline(always)]
+unsafe fn scale_at<const F: u8>(w: &QMatrix, blk: usize) -> f32 {
+    if half_scales(F) {
+        f16_to_f32(*w.dh.get_unchecked(blk))
+    } else {
+        *w.d.get_unchecked(blk)
+    }
+}
+
+/// Block `blk`'s minimum, for a kernel of a format with one.
+///
+/// # Safety
+/// As [`scale_at`], and `has_min(F)`.
+#[inline(always)]
+unsafe fn min_at<const F: u8>(w: &QMatrix, blk: usize) -> f32 {
+    if half_scales(F) {
+        f16_to_f32(*w.mh.get_unchecked(blk))
+    } else {
+        *w.m.get_unchecked(blk)
     }
 }
 
@@ -699,8 +780,8 @@ pub fn quantize_gguf_block(format: Format, x: &[f32], out: &mut Vec<u8>) {
             out.extend_from_slice(&f16(min));
             out.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
         }
-        // Not a 32-value block format; its matrices come from GGUF files only.
-        Format::Q6K => {}
+        // Not 32-value block formats; their matrices come from GGUF files only.
+        Format::Q6K | Format::Q4K => {}
     }
 }
 
@@ -771,10 +852,10 @@ fn scalar_block(w: &QMatrix, x: &Q8Rows, n0: usize, n1: usize, put: &dyn Fn(usiz
                         let s = dot - o * x.sum16[2 * xb + h];
                         acc += x.d[xb] * w.d16[2 * wb + h] * s as f32;
                     }
-                } else if w.format == Format::Q4_1 {
-                    acc += x.d[xb] * w.d[wb] * dot as f32 + w.m[wb] * x.dsum[xb];
+                } else if matches!(w.format, Format::Q4_1 | Format::Q4K) {
+                    acc += x.d[xb] * w.scale(wb) * dot as f32 + w.min(wb) * x.dsum[xb];
                 } else {
-                    acc += x.d[xb] * w.d[wb] * (dot - o * x.sum[xb]) as f32;
+                    acc += x.d[xb] * w.scale(wb) * (dot - o * x.sum[xb]) as f32;
                 }
             }
             put(i, j, acc);
@@ -820,7 +901,10 @@ macro_rules! walk_tiles {
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q6_K, F_Q8_0, NR, QK};
+    use super::{
+        half_scales, has_min, min_at, offset_of, scale_at, Q8Rows, QMatrix, F_Q5_0, F_Q6_K, F_Q8_0,
+        NR, QK,
+    };
     use std::arch::x86_64::*;
 
     /// VNNI output tile height in activation rows.
@@ -830,7 +914,7 @@ mod x86 {
     /// values (Q8_0 stored +128, nibbles as they are) and each block's integer sum starts
     /// from `-offset * sum(x)` (the activation row's block sum), which takes the offset back
     /// exactly, before any rounding. Two blocks (64 bytes) per instruction.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     pub(super) unsafe fn vnni_block<const F: u8>(
         w: &QMatrix,
         x: &Q8Rows,
@@ -844,15 +928,23 @@ mod x86 {
     /// Two consecutive per-block f32s (scales, minimums, sums) as lanes 0-7 and 8-15: one
     /// 8-byte load and a permute.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn pair(p: *const f32, idx: __m512i) -> __m512 {
         let two = _mm_castpd_ps(_mm_load_sd(p as *const f64));
         _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two))
     }
 
+    /// Two consecutive per-block f16s (scales, minimums) as f32 lanes 0-7 and 8-15.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
+    unsafe fn pair_h(p: *const u16, idx: __m512i) -> __m512 {
+        let two = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)));
+        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(two))
+    }
+
     /// Blocks `blk` and `blk + 1` of a weight matrix as 64 unsigned bytes in element order.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn load2<const F: u8>(w: &QMatrix, blk: usize) -> __m512i {
         if F == F_Q8_0 || F == F_Q6_K {
             return _mm512_loadu_si512(w.qs.as_ptr().add(blk * QK) as *const _);
@@ -876,7 +968,7 @@ mod x86 {
 
     /// Block `blk` as 32 unsigned bytes in element order.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn load1<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
         if F == F_Q8_0 || F == F_Q6_K {
             return _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
@@ -895,7 +987,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn tile_vnni<const F: u8, const M: usize, const N: usize>(
         w: &QMatrix,
         x: &Q8Rows,
@@ -924,6 +1016,7 @@ mod x86 {
         }
         let (xd, xs, xds) = (x.d.as_ptr(), x.sum.as_ptr(), x.dsum.as_ptr());
         let (wd, wm) = (w.d.as_ptr(), w.m.as_ptr());
+        let (wdh, wmh) = (w.dh.as_ptr(), w.mh.as_ptr());
         let (xs16, wd16) = (x.sum16.as_ptr(), w.d16.as_ptr());
         let mut b = 0;
         while b + 2 <= nb {
@@ -936,18 +1029,24 @@ mod x86 {
                 ws[c] = if F == F_Q6_K {
                     let four = _mm_loadu_ps(wd16.add(2 * (wb[c] + b)));
                     _mm512_permutexvar_ps(idx16, _mm512_castps128_ps512(four))
+                } else if half_scales(F) {
+                    pair_h(wdh.add(wb[c] + b), idx)
                 } else {
                     pair(wd.add(wb[c] + b), idx)
                 };
-                if F == F_Q4_1 {
-                    wmin[c] = pair(wm.add(wb[c] + b), idx);
+                if has_min(F) {
+                    wmin[c] = if half_scales(F) {
+                        pair_h(wmh.add(wb[c] + b), idx)
+                    } else {
+                        pair(wm.add(wb[c] + b), idx)
+                    };
                 }
             }
             for r in 0..M {
                 let xv = _mm512_loadu_si512(xp[r].add(off) as *const _);
                 let sx = pair(xd.add(xb[r] + b), idx);
                 // The offset correction in lane 0 of each block's eight lanes.
-                let start = if F == F_Q4_1 {
+                let start = if has_min(F) {
                     _mm512_setzero_si512()
                 } else if F == F_Q6_K {
                     // The correction per 16 values, in lane 0 of each group of four.
@@ -962,7 +1061,7 @@ mod x86 {
                     )
                 };
                 // Q4_1: the minimum times the block's scaled sum, in the same two lanes.
-                let dsum = if F == F_Q4_1 {
+                let dsum = if has_min(F) {
                     _mm512_maskz_mov_ps(0x0101, pair(xds.add(xb[r] + b), idx))
                 } else {
                     _mm512_setzero_ps()
@@ -972,7 +1071,7 @@ mod x86 {
                     // dot * (dx * dw), the order GGUF's reference kernels round in.
                     let s = _mm512_mul_ps(sx, ws[c]);
                     acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][c]);
-                    if F == F_Q4_1 {
+                    if has_min(F) {
                         acc[r][c] = _mm512_fmadd_ps(wmin[c], dsum, acc[r][c]);
                     }
                 }
@@ -1006,9 +1105,9 @@ mod x86 {
                         continue;
                     }
                     let s = hsum_epi32_256(dot) + neg_o * *xs.add(xb[r] + b);
-                    out[r][c] += *xd.add(xb[r] + b) * *wd.add(wb[c] + b) * s as f32;
-                    if F == F_Q4_1 {
-                        out[r][c] += *wm.add(wb[c] + b) * *xds.add(xb[r] + b);
+                    out[r][c] += *xd.add(xb[r] + b) * scale_at::<F>(w, wb[c] + b) * s as f32;
+                    if has_min(F) {
+                        out[r][c] += min_at::<F>(w, wb[c] + b) * *xds.add(xb[r] + b);
                     }
                 }
             }
@@ -1090,7 +1189,7 @@ mod x86 {
             );
             q = _mm256_or_si256(q, high);
         }
-        if F == F_Q4_1 {
+        if has_min(F) {
             q
         } else {
             _mm256_sub_epi8(q, _mm256_set1_epi8(offset_of(F) as i8))
@@ -1149,11 +1248,11 @@ mod x86 {
                             _mm_set1_ps(xd * *w.d16.get_unchecked(2 * wb)),
                         )
                     } else {
-                        _mm256_set1_ps(xd * *w.d.get_unchecked(wb))
+                        _mm256_set1_ps(xd * scale_at::<F>(w, wb))
                     };
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
-                    if F == F_Q4_1 {
-                        mins[r][c] += *w.m.get_unchecked(wb) * *x.dsum.get_unchecked(xb);
+                    if has_min(F) {
+                        mins[r][c] += min_at::<F>(w, wb) * *x.dsum.get_unchecked(xb);
                     }
                 }
             }
@@ -1168,7 +1267,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::{offset_of, Q8Rows, QMatrix, F_Q4_1, F_Q5_0, F_Q6_K, F_Q8_0, QK};
+    use super::{has_min, offset_of, Q8Rows, QMatrix, F_Q5_0, F_Q6_K, F_Q8_0, QK};
     use std::arch::aarch64::*;
 
     /// Block `blk` as two halves of 16 signed bytes: `q - offset`, or `q` for Q4_1.
@@ -1205,7 +1304,7 @@ mod neon {
             hi = vorrq_u8(hi, vld1q_u8(high.as_ptr().add(16)));
         }
         let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
-        if F == F_Q4_1 {
+        if has_min(F) {
             (lo, hi)
         } else {
             let o = vdupq_n_s8(offset_of(F) as i8);
@@ -1251,10 +1350,10 @@ mod neon {
                     if F == F_Q6_K {
                         continue;
                     }
-                    let scale = x.d[xb] * w.d[wb];
+                    let scale = x.d[xb] * w.scale(wb);
                     acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale);
-                    if F == F_Q4_1 {
-                        mins += w.m[wb] * x.dsum[xb];
+                    if has_min(F) {
+                        mins += w.min(wb) * x.dsum[xb];
                     }
                 }
                 put(i, j, vaddvq_f32(acc) + mins);

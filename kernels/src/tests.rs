@@ -185,7 +185,7 @@ fn quantizers_round_to_the_nearest_step() {
                 Format::Q4_0 => amax / 8.0,
                 Format::Q5_0 => amax / 16.0,
                 Format::Q4_1 => range / 15.0,
-                Format::Q6K => unreachable!("not in Format::ALL"),
+                Format::Q6K | Format::Q4K => unreachable!("not in Format::ALL"),
             };
             for (a, b) in block.iter().zip(got) {
                 // Q4_0 and Q5_0 map the largest magnitude to -8 (-16): on the other side
@@ -300,8 +300,8 @@ fn q4_k_repacks_exactly_and_multiplies_like_the_reference() {
         sb[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
         sb[2..4].copy_from_slice(&half::f16::from_f32(d * 0.7).to_bits().to_le_bytes());
     }
-    let w = QMatrix::from_gguf_q4_k(&bytes, n, k).unwrap();
-    assert_eq!(w.format(), Format::Q4_1);
+    let w = QMatrix::from_gguf(Format::Q4K, &bytes, n, k).unwrap();
+    assert_eq!(w.format(), Format::Q4K);
     let mut want = Vec::new();
     for sb in bytes.chunks(Q4_K_BYTES) {
         let d = half::f16::from_le_bytes([sb[0], sb[1]]).to_f32();
@@ -320,8 +320,8 @@ fn q4_k_repacks_exactly_and_multiplies_like_the_reference() {
     }
     assert_eq!(w.dequantize(), want);
     check_against_reference(&w, &rng.vec(3 * k, 1.0), 3);
-    assert!(QMatrix::from_gguf_q4_k(&bytes[1..], n, k).is_err());
-    assert!(QMatrix::from_gguf_q4_k(&bytes, n, k / 2).is_err());
+    assert!(QMatrix::from_gguf(Format::Q4K, &bytes[1..], n, k).is_err());
+    assert!(QMatrix::from_gguf(Format::Q4K, &bytes, n, k / 2).is_err());
 }
 
 /// Q6_K super-blocks unpack to the values GGUF's layout gives, decoded here in the format's
