@@ -506,15 +506,25 @@ impl Model {
                 let ks = rot(&ks)?;
                 s.cache.write(li, pos, &ks, &vs)?;
                 let total = pos + l;
-                let (k_all, v_all) = s.cache.view(li, total)?;
-                let groups = nh / nkv;
-                let qg = qs.reshape((nkv, groups * l, hd))?;
-                let mut att = (qg.matmul(&k_all.t()?)? * scale)?;
                 let window = if layer.sliding {
                     c.sliding_window
                 } else {
                     None
                 };
+                let groups = nh / nkv;
+                // One new token with every cached position visible (decode): attention read
+                // straight from the cache, no copy of it and no tensor operations.
+                if l == 1 && window.is_none_or(|w| total <= w) {
+                    let q1: Vec<f32> = qs.flatten_all()?.to_vec1()?;
+                    if let Some(o) = s.cache.attend_one(li, total, &q1, nh, hd, scale)? {
+                        outs.push(Tensor::from_vec(o, (1, nh * hd), &self.device)?);
+                        row += l;
+                        continue;
+                    }
+                }
+                let (k_all, v_all) = s.cache.view(li, total)?;
+                let qg = qs.reshape((nkv, groups * l, hd))?;
+                let mut att = (qg.matmul(&k_all.t()?)? * scale)?;
                 if l > 1 || window.is_some_and(|w| total > w) {
                     let mask = causal_mask(pos, l, total, window, &self.device)?;
                     att = att
@@ -702,6 +712,69 @@ impl KvCache {
     ) -> candle_core::Result<()> {
         self.k[layer].slice_set(k, 1, pos)?;
         self.v[layer].slice_set(v, 1, pos)
+    }
+
+    /// Attention of one query token (`q`: `heads` heads of `hd` values, head-major) over the
+    /// first `total` cached positions of `layer`, read in place: per head, scaled dot
+    /// products, a softmax and the weighted sum of values (grouped-query heads share their
+    /// KV head). `None` when the cache is not a contiguous f32 CPU tensor (the caller then
+    /// takes the tensor path).
+    fn attend_one(
+        &self,
+        layer: usize,
+        total: usize,
+        q: &[f32],
+        heads: usize,
+        hd: usize,
+        scale: f64,
+    ) -> candle_core::Result<Option<Vec<f32>>> {
+        let (kg, kl) = self.k[layer].storage_and_layout();
+        let (vg, vl) = self.v[layer].storage_and_layout();
+        let (
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(k)),
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
+        ) = (&*kg, &*vg)
+        else {
+            return Ok(None);
+        };
+        if !kl.is_contiguous() || !vl.is_contiguous() {
+            return Ok(None);
+        }
+        let &[nkv, cap, d] = kl.dims() else {
+            return Ok(None);
+        };
+        if d != hd || total > cap || nkv == 0 || !heads.is_multiple_of(nkv) || q.len() != heads * hd
+        {
+            return Ok(None);
+        }
+        let (k, v) = (&k[kl.start_offset()..], &v[vl.start_offset()..]);
+        let groups = heads / nkv;
+        let scale = scale as f32;
+        let mut out = vec![0f32; heads * hd];
+        let mut p = vec![0f32; total];
+        for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+            let base = (h / groups) * cap * hd;
+            let qh = &q[h * hd..][..hd];
+            let mut max = f32::NEG_INFINITY;
+            for (t, pt) in p.iter_mut().enumerate() {
+                let kt = &k[base + t * hd..][..hd];
+                *pt = qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale;
+                max = max.max(*pt);
+            }
+            let mut sum = 0f32;
+            for pt in p.iter_mut() {
+                *pt = (*pt - max).exp();
+                sum += *pt;
+            }
+            for (t, pt) in p.iter().enumerate() {
+                let w = pt / sum;
+                let vt = &v[base + t * hd..][..hd];
+                for (a, b) in o.iter_mut().zip(vt) {
+                    *a += w * b;
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn view(&self, layer: usize, total: usize) -> candle_core::Result<(Tensor, Tensor)> {

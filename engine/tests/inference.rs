@@ -246,14 +246,19 @@ fn smollm2_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
     assert_agreement("smollm2", true, 1.25, 0.4);
 }
 
+/// Qwen's tolerance: llama.cpp keeps its KV cache in f16 where Tessera keeps f32, and the
+/// summation orders differ (measured worst top-logit gaps: 0.249 on Tessera's kernels, 0.289
+/// on the fallback path); a wrong kernel or layout moves logits by whole units.
+const QWEN_LOGIT_TOL: f32 = 0.35;
+
 #[test]
 fn qwen_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
-    assert_agreement("qwen2.5-0.5b", true, 0.3, 0.7);
+    assert_agreement("qwen2.5-0.5b", true, QWEN_LOGIT_TOL, 0.7);
 }
 
 #[test]
 fn qwen_greedy_agrees_with_llama_cpp() {
-    assert_agreement("qwen2.5-0.5b", false, 0.25, 0.8);
+    assert_agreement("qwen2.5-0.5b", false, QWEN_LOGIT_TOL, 0.8);
 }
 
 fn chat(lm: &LanguageModel, q: &str) -> String {
