@@ -875,7 +875,8 @@ mod tests {
         let dev = Device::Cpu;
         // 768 columns: 32-blocks and 256-value k-quant super-blocks both divide them.
         let w = Tensor::randn(0f32, 1.0, (40, 768), &dev).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (5, 768), &dev).unwrap();
+        // 9 rows: past the kernels' unpacking threshold (8), so both paths run.
+        let x = Tensor::randn(0f32, 1.0, (9, 768), &dev).unwrap();
         for t in [
             GgmlDType::Q4_0,
             GgmlDType::Q4_1,

@@ -224,6 +224,9 @@ pub struct QMatrix {
     mh: Vec<u16>,
     /// Q6_K: two scales per block, one per 16 values (`d * sc`).
     d16: Vec<f32>,
+    /// Values unpacked to a byte each (32 per block, element order) whatever the format: the
+    /// per-task copies prefill makes (see [`QMatrix::unpacked_rows`]).
+    unpacked: bool,
 }
 
 /// Activations quantized per row into 32-element blocks.
@@ -346,6 +349,7 @@ impl QMatrix {
             dh,
             mh,
             d16: Vec::new(),
+            unpacked: false,
         })
     }
 
@@ -385,6 +389,7 @@ impl QMatrix {
             dh: Vec::new(),
             mh: Vec::new(),
             d16,
+            unpacked: false,
         })
     }
 
@@ -432,6 +437,7 @@ impl QMatrix {
             dh: Vec::new(),
             mh: Vec::new(),
             d16: Vec::new(),
+            unpacked: false,
         })
     }
 
@@ -476,6 +482,9 @@ impl QMatrix {
 
     /// The unsigned value of element `e` of block `blk`.
     fn unsigned(&self, blk: usize, e: usize) -> u8 {
+        if self.unpacked {
+            return self.qs[blk * QK + e];
+        }
         match self.format {
             Format::Q8_0 | Format::Q6K => self.qs[blk * QK + e],
             f => {
@@ -577,20 +586,77 @@ impl QMatrix {
 
     fn tile(&self, isa: Isa, xq: &Q8Rows, n0: usize, n1: usize, out: &SharedOut) {
         let (m, n) = (xq.m, self.n);
+        // Many activation rows: widen the tile's weights to bytes once, rather than once per
+        // tile of activation rows.
+        let unpack = m >= UNPACK_ROWS && !matches!(self.format, Format::Q8_0 | Format::Q6K);
+        let local = unpack.then(|| self.unpacked_rows(n0, n1));
+        let (w, j0, j1, col0) = match &local {
+            Some(u) => (u, 0, n1 - n0, n0),
+            None => (self, n0, n1, 0),
+        };
         let put = |row: usize, col: usize, v: f32| {
+            let col = col0 + col;
             debug_assert!(row < m && (n0..n1).contains(&col));
             // SAFETY: tasks write disjoint column ranges [n0, n1) of an m x n output, which
             // stays mutably borrowed (and so alive and unaliased) for the whole parallel
             // loop; row < m and col < n keep the write inside it.
             unsafe { *out.0.add(row * n + col) = v };
         };
-        match self.format {
-            Format::Q8_0 => self.block::<F_Q8_0>(isa, xq, n0, n1, &put),
-            Format::Q4_0 => self.block::<F_Q4_0>(isa, xq, n0, n1, &put),
-            Format::Q4_1 => self.block::<F_Q4_1>(isa, xq, n0, n1, &put),
-            Format::Q5_0 => self.block::<F_Q5_0>(isa, xq, n0, n1, &put),
-            Format::Q6K => self.block::<F_Q6_K>(isa, xq, n0, n1, &put),
-            Format::Q4K => self.block::<F_Q4_K>(isa, xq, n0, n1, &put),
+        match w.format {
+            Format::Q8_0 => w.block::<F_Q8_0>(isa, xq, j0, j1, &put),
+            Format::Q4_0 => w.block::<F_Q4_0>(isa, xq, j0, j1, &put),
+            Format::Q4_1 => w.block::<F_Q4_1>(isa, xq, j0, j1, &put),
+            Format::Q5_0 => w.block::<F_Q5_0>(isa, xq, j0, j1, &put),
+            Format::Q6K => w.block::<F_Q6_K>(isa, xq, j0, j1, &put),
+            Format::Q4K => w.block::<F_Q4_K>(isa, xq, j0, j1, &put),
+        }
+    }
+
+    /// Rows `n0..n1` with every value unpacked to a byte (same format, scales, offsets and
+    /// minimums).
+    fn unpacked_rows(&self, n0: usize, n1: usize) -> QMatrix {
+        let nb = self.k / QK;
+        let (b0, b1) = (n0 * nb, n1 * nb);
+        let mut qs = vec![0u8; (b1 - b0) * QK];
+        if matches!(self.format, Format::Q8_0 | Format::Q6K) || self.unpacked {
+            qs.copy_from_slice(&self.qs[b0 * QK..b1 * QK]);
+        } else {
+            // Plain slices, so the compiler vectorizes the widening.
+            for (i, out) in qs.chunks_exact_mut(QK).enumerate() {
+                let blk = b0 + i;
+                let src = &self.qs[blk * 16..][..16];
+                let (lo, hi) = out.split_at_mut(16);
+                for ((l, h), &b) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
+                    *l = b & 0x0F;
+                    *h = b >> 4;
+                }
+                if self.format == Format::Q5_0 {
+                    let bits = self.qh[blk];
+                    for (e, v) in out.iter_mut().enumerate() {
+                        *v |= (((bits >> e) & 1) as u8) << 4;
+                    }
+                }
+            }
+        }
+        fn cut<T: Copy>(v: &[T], a: usize, b: usize) -> Vec<T> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                v[a..b].to_vec()
+            }
+        }
+        QMatrix {
+            format: self.format,
+            n: n1 - n0,
+            k: self.k,
+            qs,
+            qh: Vec::new(),
+            d: cut(&self.d, b0, b1),
+            m: cut(&self.m, b0, b1),
+            dh: cut(&self.dh, b0, b1),
+            mh: cut(&self.mh, b0, b1),
+            d16: cut(&self.d16, 2 * b0, 2 * b1),
+            unpacked: true,
         }
     }
 
@@ -656,6 +722,10 @@ unsafe fn min_at<const F: u8>(w: &QMatrix, blk: usize) -> f32 {
 const NR: usize = 4;
 /// Weight rows per parallel task.
 const TILE: usize = NR * 8;
+/// From this many activation rows on, a task unpacks its weight rows to bytes first (measured
+/// on Qwen2.5-0.5B's Q5_0 prefill: widening in registers per activation tile cost a third of
+/// the throughput).
+const UNPACK_ROWS: usize = 8;
 
 /// Every matrix of `mats` times the same quantized activations, in one parallel pass over
 /// tiles of weight rows (all matrices' tiles together, so layers that share an input, such as
@@ -946,7 +1016,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn load2<const F: u8>(w: &QMatrix, blk: usize) -> __m512i {
-        if F == F_Q8_0 || F == F_Q6_K {
+        if F == F_Q8_0 || F == F_Q6_K || w.unpacked {
             return _mm512_loadu_si512(w.qs.as_ptr().add(blk * QK) as *const _);
         }
         // 32 packed bytes: block A's 16 then block B's; low nibbles are elements 0-15.
@@ -970,7 +1040,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn load1<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
-        if F == F_Q8_0 || F == F_Q6_K {
+        if F == F_Q8_0 || F == F_Q6_K || w.unpacked {
             return _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
         }
         let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
@@ -1172,9 +1242,13 @@ mod x86 {
             let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
             return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
         }
-        if F == F_Q6_K {
+        if F == F_Q6_K || w.unpacked {
             let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
-            return _mm256_sub_epi8(v, _mm256_set1_epi8(32));
+            return if has_min(F) {
+                v
+            } else {
+                _mm256_sub_epi8(v, _mm256_set1_epi8(offset_of(F) as i8))
+            };
         }
         let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
         let low = _mm_set1_epi8(0x0F);
@@ -1282,13 +1356,17 @@ mod neon {
                 vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p.add(16)), flip)),
             );
         }
-        if F == F_Q6_K {
+        if F == F_Q6_K || w.unpacked {
             let p = w.qs.as_ptr().add(blk * QK);
-            let o = vdupq_n_s8(32);
-            return (
-                vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(p)), o),
-                vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(p.add(16))), o),
+            let (lo, hi) = (
+                vreinterpretq_s8_u8(vld1q_u8(p)),
+                vreinterpretq_s8_u8(vld1q_u8(p.add(16))),
             );
+            if has_min(F) {
+                return (lo, hi);
+            }
+            let o = vdupq_n_s8(offset_of(F) as i8);
+            return (vsubq_s8(lo, o), vsubq_s8(hi, o));
         }
         let v = vld1q_u8(w.qs.as_ptr().add(blk * 16));
         let mut lo = vandq_u8(v, vdupq_n_u8(0x0F));

@@ -386,3 +386,49 @@ fn several_matrices_in_one_pass_equal_one_at_a_time() {
     assert!(matmul_many(&[&a, &b], &x, m, &mut [&mut short, &mut yb]).is_err());
     assert!(matmul_many(&[&a], &x, m, &mut []).is_err());
 }
+
+/// Many activation rows take the unpacked path (weights widened to bytes once per task); it
+/// equals the rows taken one at a time, which read the packed blocks.
+#[test]
+fn unpacked_prefill_equals_packed_rows() {
+    use crate::matmul::{Q4_K_BYTES, Q6_K_BYTES, QK_K};
+    let mut rng = Rng(55);
+    let (m, n, k) = (19, 40, 2 * QK_K);
+    let w = rng.vec(n * k, 1.0);
+    let mut mats: Vec<QMatrix> = Format::ALL
+        .iter()
+        .map(|&f| QMatrix::quantize(f, &w, n, k).unwrap())
+        .collect();
+    for (format, bytes, scales) in [
+        (Format::Q4K, Q4_K_BYTES, vec![0, 2]),
+        (Format::Q6K, Q6_K_BYTES, vec![208]),
+    ] {
+        let mut raw = rng.bytes(n * k / QK_K * bytes);
+        for sb in raw.chunks_mut(bytes) {
+            for &at in &scales {
+                sb[at..at + 2].copy_from_slice(&half::f16::from_f32(0.03).to_bits().to_le_bytes());
+            }
+        }
+        mats.push(QMatrix::from_gguf(format, &raw, n, k).unwrap());
+    }
+    let x = rng.vec(m * k, 1.0);
+    for w in &mats {
+        for isa in std::iter::once(Isa::Scalar).chain(isas()) {
+            let mut all = vec![0f32; m * n];
+            w.matmul_with(isa, &x, m, &mut all).unwrap();
+            for i in 0..m {
+                let mut one = vec![0f32; n];
+                w.matmul_with(isa, &x[i * k..(i + 1) * k], 1, &mut one)
+                    .unwrap();
+                for j in 0..n {
+                    let (a, b) = (all[i * n + j], one[j]);
+                    assert!(
+                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{:?} {isa:?} ({i},{j}): {a} vs {b}",
+                        w.format()
+                    );
+                }
+            }
+        }
+    }
+}
