@@ -1,0 +1,55 @@
+//! Arbitrary GGUF weight blocks through the kernels: reading them never panics (bad sizes and
+//! non-finite scales are errors), and every SIMD kernel this CPU has agrees with the scalar
+//! reference on what was read.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tessera_kernels::matmul::{Format, Isa, QMatrix};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
+    let format = [
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q5_0,
+        Format::Q4K,
+        Format::Q6K,
+    ][usize::from(head % 6)];
+    let per = if matches!(format, Format::Q4K | Format::Q6K) { 256 } else { 32 };
+    let rows = 1 + usize::from(head / 6 % 3);
+    let blocks = rest.len() / format.gguf_block_bytes() / rows;
+    if blocks == 0 {
+        let _ = QMatrix::from_gguf(format, rest, rows, per);
+        return;
+    }
+    let k = blocks * per;
+    let bytes = &rest[..rows * blocks * format.gguf_block_bytes()];
+    let Ok(w) = QMatrix::from_gguf(format, bytes, rows, k) else {
+        return;
+    };
+    // Activations from the same bytes, small and finite.
+    let m = 3;
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| f32::from(rest[i % rest.len()] as i8) / 16.0)
+        .collect();
+    let mut reference = vec![0f32; m * rows];
+    w.matmul_with(Isa::Scalar, &x, m, &mut reference).unwrap();
+    for isa in [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon] {
+        if !isa.supported() {
+            continue;
+        }
+        let mut y = vec![0f32; m * rows];
+        w.matmul_with(isa, &x, m, &mut y).unwrap();
+        for (a, b) in y.iter().zip(&reference) {
+            // Scales up to f16's range times 127 x 2048-term sums: compare relatively.
+            let tol = 1e-3 * b.abs().max(1.0);
+            assert!(
+                (a - b).abs() <= tol || (a.is_nan() && b.is_nan()) || !b.is_finite(),
+                "{format:?} {isa:?}: {a} vs {b}"
+            );
+        }
+    }
+});
