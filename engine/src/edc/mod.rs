@@ -555,18 +555,6 @@ impl<'a> Pipeline<'a> {
                         continue;
                     }
                 };
-                let relation = match relation {
-                    RelationRef::New(g) => {
-                        let map = &mut new_index[item.text];
-                        let next = plan.new_relations.len();
-                        let local = *map.entry(g).or_insert(next);
-                        if local == next {
-                            plan.new_relations.push(new_relations[g].clone());
-                        }
-                        RelationRef::New(local)
-                    }
-                    r => r,
-                };
                 let range = match &relation {
                     RelationRef::Schema(r) => r.range.as_deref(),
                     RelationRef::New(_) => None,
@@ -600,6 +588,20 @@ impl<'a> Pipeline<'a> {
                     });
                     continue;
                 }
+                // A new relation joins the plan only with a triple that is written: dropped
+                // triples must not grow the schema.
+                let relation = match relation {
+                    RelationRef::New(g) => {
+                        let map = &mut new_index[item.text];
+                        let next = plan.new_relations.len();
+                        let local = *map.entry(g).or_insert(next);
+                        if local == next {
+                            plan.new_relations.push(new_relations[g].clone());
+                        }
+                        RelationRef::New(local)
+                    }
+                    r => r,
+                };
                 let key = (name_key(&subject), relation_key(&relation), object.clone());
                 let dup_in_chunk = !seen.insert(key);
                 let dup_in_text = plan.triples.iter().any(|p| {
