@@ -247,7 +247,7 @@ fn smollm2_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
 }
 
 /// Qwen's tolerance: llama.cpp keeps its KV cache in f16 where Tessera keeps f32, and the
-/// summation orders differ (measured worst top-logit gaps: 0.249 on Tessera's kernels, 0.289
+/// summation orders differ (measured worst top-logit gaps: 0.199 on Tessera's kernels, 0.289
 /// on the fallback path); a wrong kernel or layout moves logits by whole units.
 const QWEN_LOGIT_TOL: f32 = 0.35;
 

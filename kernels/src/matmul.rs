@@ -1069,6 +1069,8 @@ mod x86 {
         let k = w.k;
         let neg_o = -offset_of(F);
         let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        // The format's offset as unsigned bytes (128 for Q8_0 wraps to the byte 0x80).
+        let offset = _mm512_set1_epi8(offset_of(F) as u8 as i8);
         // Q6_K: four values (one per 16 weights) spread over four lanes each.
         let idx16 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
         let mut acc = [[_mm512_setzero_ps(); N]; M];
@@ -1116,19 +1118,15 @@ mod x86 {
                 let xv = _mm512_loadu_si512(xp[r].add(off) as *const _);
                 let sx = pair(xd.add(xb[r] + b), idx);
                 // The offset correction in lane 0 of each block's eight lanes.
+                // The offset taken back in every lane, from the same four activation bytes
+                // (`-o * sum(x)` by `vpdpbusd` of a splat of `o`): each lane then holds an
+                // exact signed partial sum. (Taking the whole block's correction in one lane
+                // left the other lanes' unsigned sums to cancel in f32: found by fuzzing.)
                 let start = if has_min(F) {
                     _mm512_setzero_si512()
-                } else if F == F_Q6_K {
-                    // The correction per 16 values, in lane 0 of each group of four.
-                    let sums = _mm_loadu_si128(xs16.add(2 * (xb[r] + b)) as *const _);
-                    let corr = _mm_mullo_epi32(sums, _mm_set1_epi32(neg_o));
-                    _mm512_maskz_permutexvar_epi32(0x1111, idx16, _mm512_castsi128_si512(corr))
                 } else {
-                    _mm512_mask_set1_epi32(
-                        _mm512_maskz_set1_epi32(0x0001, neg_o * *xs.add(xb[r] + b)),
-                        0x0100,
-                        neg_o * *xs.add(xb[r] + b + 1),
-                    )
+                    let corr = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv);
+                    _mm512_sub_epi32(_mm512_setzero_si512(), corr)
                 };
                 // Q4_1: the minimum times the block's scaled sum, in the same two lanes.
                 let dsum = if has_min(F) {

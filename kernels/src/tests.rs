@@ -454,3 +454,28 @@ fn fuzz_regression_cancellation_stays_within_rounding() {
         .collect();
     check_against_reference(&w, &x, m);
 }
+
+/// Found by the `kernel_blocks` fuzz target: Q5_0 weights near their offset (values close to
+/// zero) against large activations. The VNNI kernel took each block's offset back in one lane
+/// only, so the other lanes' unsigned sums cancelled in f32 (-4.4238 against the reference's
+/// -4.4217); every lane now takes back its own share, exactly.
+#[test]
+fn fuzz_regression_offset_taken_back_in_every_lane() {
+    let data: [u8; 195] = [
+        3, 11, 48, 85, 122, 159, 4, 11, 48, 85, 122, 159, 196, 233, 14, 51, 88, 162, 17, 125, 236,
+        199, 54, 91, 128, 165, 202, 239, 20, 57, 94, 131, 168, 205, 242, 23, 60, 97, 168, 205, 242,
+        39, 60, 97, 134, 171, 96, 152, 189, 226, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 228, 228, 228,
+        228, 228, 228, 228, 228, 228, 228, 228, 228, 228, 228, 228, 228, 228, 0, 0, 0, 228, 228,
+        228, 228, 228, 228, 228, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 53, 90, 127, 164,
+    ];
+    let rest = &data[1..];
+    let (rows, k, m) = (1, 256, 3);
+    let w = QMatrix::from_gguf(Format::Q5_0, &rest[..8 * 22], rows, k).unwrap();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| f32::from(rest[i % rest.len()] as i8) / 16.0)
+        .collect();
+    check_against_reference(&w, &x, m);
+}
