@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tessera::engine::gguf::GgufFile;
-use tessera::engine::quantize;
 use tessera::engine::registry::{self, PullProgress, Role, CATALOG};
+use tessera::engine::{quantize, synth};
 use tessera::engine::{
-    ChatMessage, Constraint, Embedder, GenerateOptions, LanguageModel, ModelCache, ModelOptions,
-    Prompt,
+    Backend, ChatMessage, Constraint, Embedder, GenerateOptions, LanguageModel, ModelCache,
+    ModelOptions, Prompt,
 };
 
 #[derive(Subcommand)]
@@ -50,6 +50,25 @@ pub enum ModelsCommand {
         #[arg(short, long, default_value_t = 2)]
         threads: usize,
     },
+    /// Write a model's header alone (metadata, tokenizer, tensor table; no weights): a few
+    /// MiB from which `models synth` rebuilds a model of the same shape.
+    Skeleton {
+        /// Source GGUF file, or a model name.
+        input: String,
+        /// Output file.
+        output: PathBuf,
+    },
+    /// Write a model with the layout of a model or skeleton and seeded random weights (for
+    /// speed tests where the real weights cannot go, e.g. a GPU machine).
+    Synth {
+        /// Source GGUF file, skeleton, or a model name.
+        input: String,
+        /// Output GGUF file.
+        output: PathBuf,
+        /// Random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +94,9 @@ pub enum BenchCommand {
         /// then re-quantized to Q8_0).
         #[arg(long)]
         candle_kernels: bool,
+        /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Print one JSON line.
         #[arg(long)]
         json: bool,
@@ -87,6 +109,9 @@ pub enum BenchCommand {
         /// Inference threads.
         #[arg(short, long, default_value_t = 1)]
         threads: usize,
+        /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Length of the shared prefix, in tokens (about).
         #[arg(long, default_value_t = 1000)]
         prefix_tokens: usize,
@@ -223,6 +248,34 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
                 )?;
             }
         }
+        ModelsCommand::Skeleton { input, output } => {
+            let input = cache.resolve(&input)?;
+            let n = synth::write_skeleton(&input, &output)?;
+            writeln!(out, "{}: header of {} bytes", output.display(), n)?;
+        }
+        ModelsCommand::Synth {
+            input,
+            output,
+            seed,
+        } => {
+            let input = cache.resolve(&input)?;
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("synthesizing {bar:30} {pos}/{len} tensors {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            synth::synthesize(&input, &output, seed, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let len = std::fs::metadata(&output)?.len();
+            writeln!(
+                out,
+                "{}: {:.1} MB, seed {seed}",
+                output.display(),
+                len as f64 / 1e6
+            )?;
+        }
     }
     Ok(())
 }
@@ -343,17 +396,19 @@ pub struct GenerateArgs {
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// The prompt.
     pub prompt: String,
 }
 
 pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
-    let path = model_path(&a.model)?;
     let mut opts = ModelOptions::default();
     if let Some(t) = a.threads {
         opts.threads = t;
     }
-    let lm = LanguageModel::load(&path, &opts)?;
+    let (_, lm) = load_model(&a.model, opts.threads, true, &a.device)?;
     let constraint = match (&a.json_schema, &a.grammar) {
         (Some(f), _) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
@@ -405,13 +460,17 @@ fn load_model(
     model: &str,
     threads: usize,
     kernels: bool,
+    device: &str,
 ) -> anyhow::Result<(PathBuf, LanguageModel)> {
+    let (backend, ordinal) = Backend::parse(device).map_err(anyhow::Error::msg)?;
+    let device = backend.device(ordinal).map_err(anyhow::Error::msg)?;
     let path = model_path(model)?;
     let mut opts = ModelOptions {
         threads,
         ..Default::default()
     };
     opts.load.kernels = kernels;
+    opts.load.device = device;
     let lm = LanguageModel::load(&path, &opts)?;
     Ok((path, lm))
 }
@@ -438,9 +497,10 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             gen_tokens,
             reps,
             candle_kernels,
+            device,
             json,
         } => {
-            let (path, lm) = load_model(&model, threads, !candle_kernels)?;
+            let (path, lm) = load_model(&model, threads, !candle_kernels, &device)?;
             let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
             let rss = peak_rss_bytes();
             if json {
@@ -451,6 +511,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                         "model": lm.name(),
                         "threads": threads,
                         "kernels": if candle_kernels { "candle" } else { "tessera" },
+                        "device": device,
                         "prompt_tokens": prompt_tokens,
                         "gen_tokens": gen_tokens,
                         "prefill_tok_s": r.prefill_tok_s,
@@ -461,6 +522,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             } else {
                 writeln!(out, "model        {} ({})", lm.name(), path.display())?;
                 writeln!(out, "threads      {threads}")?;
+                writeln!(out, "device       {device}")?;
                 writeln!(
                     out,
                     "prefill      {:.1} tok/s (pp{prompt_tokens})",
@@ -479,9 +541,10 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             threads,
             prefix_tokens,
             requests,
+            device,
             json,
         } => {
-            let (_, lm) = load_model(&model, threads, true)?;
+            let (_, lm) = load_model(&model, threads, true, &device)?;
             let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
             if json {
                 writeln!(

@@ -2,7 +2,7 @@
 //! [`prefix`] (what the prefix cache saves).
 
 use crate::generate::{GenerateError, GenerateOptions, LanguageModel, Prompt};
-use crate::model::Segment;
+use crate::model::{ModelError, Segment};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub fn llm(
                     tokens: &prompt,
                     all_logits: false,
                 }])?;
+                // GPU work is queued: the time counts only once it is done.
+                model.device().synchronize().map_err(ModelError::from)?;
                 if rep > 0 {
                     pp.push(t.elapsed());
                 }
@@ -61,6 +63,8 @@ pub fn llm(
                         tokens: &tok,
                         all_logits: false,
                     }])?;
+                    // As a generation step does when it samples: wait for the logits.
+                    model.device().synchronize().map_err(ModelError::from)?;
                 }
                 if rep > 0 {
                     tg.push(t.elapsed());

@@ -314,7 +314,20 @@ pub fn parse_header<Rd: Read>(reader: Rd, len: u64) -> Result<gguf_file::Content
 impl GgufFile {
     /// Opens and validates the header of a GGUF file (tensor data is read lazily).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_with(path.as_ref(), None)
+    }
+
+    /// Opens a file for its header alone: metadata and the tensor table, with every cap
+    /// checked but not that the tensors' bytes are present, so it also opens a skeleton
+    /// (a header without tensor data, see [`crate::synth::write_skeleton`]). Reading a tensor
+    /// whose bytes are missing fails.
+    pub fn open_layout(path: impl AsRef<Path>) -> Result<Self, GgufError> {
+        Self::open_with(path.as_ref(), Some(u64::MAX))
+    }
+
+    /// `extent`: the size the tensor table is checked against (default: the file's).
+    fn open_with(path: &Path, extent: Option<u64>) -> Result<Self, GgufError> {
+        let path = path.to_path_buf();
         let io = |source| GgufError::Io {
             path: path.clone(),
             source,
@@ -322,9 +335,11 @@ impl GgufFile {
         let file = File::open(&path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         let content =
-            parse_header(BufReader::new(file), file_len).map_err(|reason| GgufError::Invalid {
-                path: path.clone(),
-                reason,
+            parse_header(BufReader::new(file), extent.unwrap_or(file_len)).map_err(|reason| {
+                GgufError::Invalid {
+                    path: path.clone(),
+                    reason,
+                }
             })?;
         Ok(Self {
             path,
@@ -407,6 +422,15 @@ impl GgufFile {
             .tensor_infos
             .get(name)
             .ok_or_else(|| err("missing from the file".into()))?;
+        let bytes = (info.shape.elem_count() / info.ggml_dtype.block_size()
+            * info.ggml_dtype.type_size()) as u64;
+        let end = self.content.tensor_data_offset + info.offset + bytes;
+        if end > self.file_len {
+            return Err(err(format!(
+                "its bytes end at {end}, past the end of the file ({} bytes; a skeleton or a truncated file)",
+                self.file_len
+            )));
+        }
         let mut file = File::open(&self.path).map_err(|e| err(e.to_string()))?;
         file.seek(SeekFrom::Start(0))
             .map_err(|e| err(e.to_string()))?;

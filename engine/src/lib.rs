@@ -16,6 +16,7 @@ pub mod linear;
 pub mod model;
 pub mod quantize;
 pub mod registry;
+pub mod synth;
 pub mod tokenizer;
 
 pub use constrain::Constraint;
@@ -37,6 +38,37 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Parses `cpu` or `cuda` (`cuda:N` names a GPU by ordinal; see [`Backend::device`]).
+    pub fn parse(name: &str) -> Result<(Self, usize), String> {
+        let (kind, ordinal) = match name.split_once(':') {
+            Some((k, n)) => (
+                k,
+                n.parse::<usize>()
+                    .map_err(|_| format!("device {name:?}: {n:?} is not a GPU ordinal"))?,
+            ),
+            None => (name, 0),
+        };
+        match kind {
+            "cpu" => Ok((Self::Cpu, 0)),
+            "cuda" | "gpu" => Ok((Self::Cuda, ordinal)),
+            _ => Err(format!("device {name:?}: expected cpu, cuda or cuda:N")),
+        }
+    }
+
+    /// Opens the device (`ordinal`: which GPU). CUDA in a build without the `cuda` feature, or
+    /// on a machine without a usable GPU, is an error that says so.
+    pub fn device(self, ordinal: usize) -> Result<candle_core::Device, String> {
+        match self {
+            Self::Cpu => Ok(candle_core::Device::Cpu),
+            Self::Cuda if !tessera_kernels::cuda_compiled() => Err(
+                "this build has no CUDA backend (rebuild with `--features cuda`, see scripts/cuda.sh)"
+                    .into(),
+            ),
+            Self::Cuda => candle_core::Device::new_cuda(ordinal)
+                .map_err(|e| format!("CUDA device {ordinal}: {e}")),
+        }
+    }
+
     /// The backends compiled into this build.
     pub fn available() -> Vec<Self> {
         let mut backends = vec![Self::Cpu];
@@ -56,5 +88,18 @@ mod tests {
         let backends = Backend::available();
         assert_eq!(backends.first(), Some(&Backend::Cpu));
         assert_eq!(backends.contains(&Backend::Cuda), cfg!(feature = "cuda"));
+    }
+
+    #[test]
+    fn device_names_parse_and_unbuilt_backends_are_refused() {
+        assert_eq!(Backend::parse("cpu"), Ok((Backend::Cpu, 0)));
+        assert_eq!(Backend::parse("cuda:1"), Ok((Backend::Cuda, 1)));
+        assert!(Backend::parse("tpu").is_err());
+        assert!(Backend::parse("cuda:x").is_err());
+        assert!(Backend::Cpu.device(0).is_ok_and(|d| d.is_cpu()));
+        if !cfg!(feature = "cuda") {
+            let e = Backend::Cuda.device(0).unwrap_err();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
     }
 }

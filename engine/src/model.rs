@@ -155,8 +155,8 @@ impl std::fmt::Debug for Model {
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Re-quantize tensors whose types have no fast CPU kernel to Q8_0 (Q5_1; with
-    /// `kernels` off also Q4_1 and Q5_0, which candle's CPU matmul runs without SIMD).
+    /// On the CPU, re-quantize tensors whose types have no fast CPU kernel to Q8_0 (Q5_1;
+    /// with `kernels` off also Q4_1 and Q5_0, which candle's CPU matmul runs without SIMD).
     pub requantize: bool,
     /// Run Q8_0, Q4_0, Q4_1 and Q5_0 matrices on Tessera's kernels (`tessera-kernels`)
     /// rather than candle's.
@@ -305,7 +305,7 @@ impl Model {
         let mut converted = Vec::new();
         let mut qt = |name: &str| -> Result<Arc<QTensor>, ModelError> {
             let t = file.tensor(name, dev)?;
-            if opts.requantize && slow_on_cpu(t.dtype(), opts.kernels) {
+            if opts.requantize && dev.is_cpu() && slow_on_cpu(t.dtype(), opts.kernels) {
                 let from = t.dtype();
                 let f = t.dequantize(dev)?;
                 let q = QTensor::quantize(&f, GgmlDType::Q8_0)?;
@@ -396,6 +396,11 @@ impl Model {
     /// The hyper-parameters.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Tensors re-quantized at load time, as `name FROM->TO`.
@@ -514,7 +519,7 @@ impl Model {
                 let groups = nh / nkv;
                 // One new token with every cached position visible (decode): attention read
                 // straight from the cache, no copy of it and no tensor operations.
-                if l == 1 && window.is_none_or(|w| total <= w) {
+                if l == 1 && self.device.is_cpu() && window.is_none_or(|w| total <= w) {
                     let q1: Vec<f32> = qs.flatten_all()?.to_vec1()?;
                     if let Some(o) = s.cache.attend_one(li, total, &q1, nh, hd, scale)? {
                         outs.push(Tensor::from_vec(o, (1, nh * hd), &self.device)?);

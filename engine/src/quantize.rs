@@ -176,24 +176,34 @@ pub fn quantize_file(
         .collect();
     meta.push(("general.file_type", &file_type));
     meta.sort_by_key(|(k, _)| *k);
+    write_gguf(output, &meta, &tensors).map_err(write_err)?;
+    report.bytes_out = std::fs::metadata(output)
+        .map_err(|e| write_err(e.to_string()))?
+        .len();
+    Ok(report)
+}
+
+/// Writes a GGUF file through a temporary file beside `output`, synced and renamed at the end,
+/// so a failed run leaves no partial model behind.
+pub(crate) fn write_gguf(
+    output: &Path,
+    meta: &[(&str, &Value)],
+    tensors: &[(String, QTensor)],
+) -> Result<(), String> {
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let tmp = output.with_extension("gguf.partial");
     let result = (|| -> Result<(), String> {
         let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
         let mut w = std::io::BufWriter::new(f);
-        gguf_file::write(&mut w, &meta, &refs).map_err(|e| e.to_string())?;
+        gguf_file::write(&mut w, meta, &refs).map_err(|e| e.to_string())?;
         let f = w.into_inner().map_err(|e| e.to_string())?;
         f.sync_all().map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, output).map_err(|e| e.to_string())
     })();
-    if let Err(reason) = result {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(write_err(reason));
     }
-    report.bytes_out = std::fs::metadata(output)
-        .map_err(|e| write_err(e.to_string()))?
-        .len();
-    Ok(report)
+    result
 }
 
 /// A fixed English text, written for Tessera, on which models are compared.

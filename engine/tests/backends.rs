@@ -1,0 +1,171 @@
+//! The same model on every compute path this build has, checked against one reference: tiny
+//! seeded models (llama and qwen2 layouts, every weight type Tessera's kernels read) run a
+//! prefill, a batch of two sequences and decode steps on candle's CPU kernels, Tessera's CPU
+//! kernels, and, in a build with `--features cuda`, the GPU (such a build runs its tests on a
+//! machine with one: no GPU is a failure, not a skip). The reference is the same weights
+//! dequantized to f32 and multiplied in f32; every path's logits must stay within a stated
+//! share of their range from it, and its greedy token agree almost everywhere.
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+use tessera_engine::gguf::GgufFile;
+use tessera_engine::model::{LoadOptions, Model, Segment};
+use tessera_engine::quantize::quantize_file;
+use tessera_engine::synth::{write_tiny, TinySpec};
+
+/// Largest difference from the f32 reference allowed, as a share of the reference logits'
+/// largest magnitude. Every path quantizes activations to 8 bits (candle's CPU: Q8_0 or Q8_K
+/// per 256; Tessera's: Q8 per 32 with block sums; candle's CUDA: Q8_1 for one row), which
+/// moves these random models' logits by 1.5-3.6% of their range (measured on the CPU paths:
+/// candle's at most 3.6%, Tessera's at most 2.4%).
+const TOLERANCE: f32 = 0.05;
+
+fn paths() -> Vec<(&'static str, LoadOptions)> {
+    let cpu = |kernels| LoadOptions {
+        requantize: false,
+        kernels,
+        device: Device::Cpu,
+    };
+    #[allow(unused_mut)]
+    let mut v = vec![("cpu/candle", cpu(false)), ("cpu/tessera", cpu(true))];
+    #[cfg(feature = "cuda")]
+    v.push((
+        "cuda",
+        LoadOptions {
+            requantize: false,
+            kernels: true,
+            device: tessera_engine::Backend::Cuda
+                .device(0)
+                .expect("a build with the cuda feature runs its tests on a machine with a GPU"),
+        },
+    ));
+    v
+}
+
+/// Logits of: one prompt prefilled (every position), a batch of two sequences (one of them a
+/// continuation of the prompt's cache), then five single-token decode steps.
+fn run(model: &Model) -> Vec<Tensor> {
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 500).collect();
+    let other: Vec<u32> = (0..9).map(|i| (i * 53 + 5) % 500).collect();
+    let mut a = model.new_cache(8).unwrap();
+    let mut b = model.new_cache(8).unwrap();
+    let mut out = model
+        .forward(&mut [Segment {
+            cache: &mut a,
+            tokens: &prompt,
+            all_logits: true,
+        }])
+        .unwrap();
+    out.extend(
+        model
+            .forward(&mut [
+                Segment {
+                    cache: &mut a,
+                    tokens: &[3, 141],
+                    all_logits: true,
+                },
+                Segment {
+                    cache: &mut b,
+                    tokens: &other,
+                    all_logits: false,
+                },
+            ])
+            .unwrap(),
+    );
+    for t in [7u32, 99, 250, 1, 42] {
+        out.extend(
+            model
+                .forward(&mut [Segment {
+                    cache: &mut a,
+                    tokens: &[t],
+                    all_logits: false,
+                }])
+                .unwrap(),
+        );
+    }
+    out.into_iter()
+        .map(|t| t.to_device(&Device::Cpu).unwrap())
+        .collect()
+}
+
+fn rows(ts: &[Tensor]) -> Vec<Vec<f32>> {
+    ts.iter()
+        .flat_map(|t| {
+            t.to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
+}
+
+#[test]
+fn every_backend_computes_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let types = [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+    ];
+    let mut worst = 0f32;
+    for arch in ["llama", "qwen2"] {
+        for (i, weights) in types.into_iter().enumerate() {
+            let path = dir.path().join(format!("{arch}-{weights:?}.gguf"));
+            let spec = TinySpec {
+                arch,
+                weights,
+                ..TinySpec::default()
+            };
+            write_tiny(&path, &spec, i as u64).unwrap();
+            let file = GgufFile::open(&path).unwrap();
+            // The reference: the same weights dequantized to f32, multiplied in f32.
+            let dense = dir.path().join(format!("{arch}-{weights:?}-f32.gguf"));
+            quantize_file(&path, &dense, GgmlDType::F32, &mut |_, _| {}).unwrap();
+            let dense = GgufFile::open(&dense).unwrap();
+            let want = &rows(&run(&Model::load(&dense, &paths()[0].1).unwrap()));
+            for (name, opts) in paths() {
+                let model = Model::load(&file, &opts).unwrap();
+                let got = rows(&run(&model));
+                assert_eq!(got.len(), want.len(), "{arch} {weights:?} {name}: rows");
+                let scale = want
+                    .iter()
+                    .flatten()
+                    .fold(0f32, |m, x| m.max(x.abs()))
+                    .max(1e-6);
+                let mut same_top = 0;
+                for (g, w) in got.iter().zip(want) {
+                    let diff = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        diff.is_finite() && diff <= TOLERANCE * scale,
+                        "{arch} {weights:?} {name}: logits differ by {diff} (scale {scale})"
+                    );
+                    worst = worst.max(diff / scale);
+                    same_top += usize::from(argmax(g) == argmax(w));
+                }
+                // Random models have near-ties; a trained one agrees everywhere.
+                assert!(
+                    same_top * 10 >= got.len() * 8,
+                    "{arch} {weights:?} {name}: greedy token agrees at {same_top} of {} positions",
+                    got.len()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "largest difference from f32: {:.2}% of the logits' range",
+        100.0 * worst
+    );
+}
