@@ -64,6 +64,14 @@ impl Linear {
         Ok(Self::Candle(QMatMul::from_arc(t)?))
     }
 
+    /// The kernels' matrix, when this layer runs on Tessera's kernels.
+    pub fn matrix(&self) -> Option<&Arc<QMatrix>> {
+        match self {
+            Self::Tessera(m) => Some(m),
+            Self::Candle(_) => None,
+        }
+    }
+
     /// `x * W^T` over the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

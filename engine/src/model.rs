@@ -12,7 +12,9 @@ use crate::gguf::{GgufError, GgufFile};
 use crate::linear::Linear;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
+use std::cell::RefCell;
 use std::sync::Arc;
+use tessera_kernels::matmul::{matmul_many, QMatrix};
 
 /// What can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,40 @@ struct Layer {
     w_down: Linear,
     post_ffn_norm: Option<Tensor>,
     sliding: bool,
+    /// Host copies of the small vectors, for [`Model::decode_host`].
+    host: Option<HostVectors>,
+}
+
+/// A layer's norms and biases as plain vectors.
+struct HostVectors {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+}
+
+/// What the CPU decode step reads besides the layers: present when every matrix runs on
+/// Tessera's kernels and the architecture is one the step implements (llama, qwen2).
+struct HostModel {
+    /// The embedding table (shared with the output matrix when they are tied).
+    embed: Arc<QMatrix>,
+    norm: Vec<f32>,
+    /// RoPE tables, `[context, head_dim / 2]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+/// The token embedding table, looked up by token.
+enum Embed {
+    /// candle's quantized tensor (other devices and types).
+    Candle(Arc<QTensor>),
+    /// Rows of a kernels matrix, dequantized per token.
+    Tessera(Arc<QMatrix>),
+}
+
+fn host_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
 struct Rope {
@@ -134,7 +170,8 @@ impl Rope {
 /// A loaded model: weights plus the shared forward pass. Cheap to share behind an `Arc`.
 pub struct Model {
     config: Config,
-    embed: Arc<QTensor>,
+    embed: Embed,
+    host: Option<HostModel>,
     layers: Vec<Layer>,
     norm: Tensor,
     output: Linear,
@@ -325,13 +362,18 @@ impl Model {
                 Ok(None)
             }
         };
-        let embed = qt("token_embd.weight")?;
-        let output = if file.has_tensor("output.weight") {
-            qt("output.weight")?
-        } else {
-            embed.clone()
+        let embed_t = qt("token_embd.weight")?;
+        let embed_mm = mm(embed_t.clone())?;
+        let embed = match embed_mm.matrix() {
+            Some(m) => Embed::Tessera(m.clone()),
+            None => Embed::Candle(embed_t),
         };
-        let output = mm(output)?;
+        let output = if file.has_tensor("output.weight") {
+            mm(qt("output.weight")?)?
+        } else {
+            // Tied: one copy of the table serves both.
+            embed_mm
+        };
         let mut layers = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let p = |s: &str| format!("blk.{i}.{s}");
@@ -355,6 +397,7 @@ impl Model {
                 w_down: mm(qt(&p("ffn_down.weight"))?)?,
                 post_ffn_norm: opt_dense(&p("post_ffw_norm.weight"))?,
                 sliding,
+                host: None,
             });
         }
         let norm = dense("output_norm.weight")?;
@@ -363,6 +406,35 @@ impl Model {
         let rope_local = (config.arch == Arch::Gemma3)
             .then(|| Rope::new(config.rope_base_local, config.head_dim, config.context, dev))
             .transpose()?;
+        let host = match (&embed, config.arch) {
+            (Embed::Tessera(e), Arch::Llama | Arch::Qwen2)
+                if dev.is_cpu()
+                    && output.matrix().is_some()
+                    && layers.iter().all(|l| {
+                        [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                            .iter()
+                            .all(|w| w.matrix().is_some())
+                    }) =>
+            {
+                for l in &mut layers {
+                    let opt = |t: &Option<Tensor>| t.as_ref().map(host_vec).transpose();
+                    l.host = Some(HostVectors {
+                        attn_norm: host_vec(&l.attn_norm)?,
+                        ffn_norm: host_vec(&l.ffn_norm)?,
+                        bq: opt(&l.bq)?,
+                        bk: opt(&l.bk)?,
+                        bv: opt(&l.bv)?,
+                    });
+                }
+                Some(HostModel {
+                    embed: e.clone(),
+                    norm: host_vec(&norm)?,
+                    cos: host_vec(&rope.cos)?,
+                    sin: host_vec(&rope.sin)?,
+                })
+            }
+            _ => None,
+        };
         if !converted.is_empty() {
             let mut by_type: std::collections::BTreeMap<&str, usize> = Default::default();
             for c in &converted {
@@ -383,6 +455,7 @@ impl Model {
         Ok(Self {
             config,
             embed,
+            host,
             layers,
             norm,
             output,
@@ -422,7 +495,6 @@ impl Model {
     /// position) or one per new token when `all_logits`.
     pub fn forward(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Tensor>, ModelError> {
         let c = &self.config;
-        let mut ids = Vec::new();
         for s in segments.iter_mut() {
             let needed = s.cache.len + s.tokens.len();
             if needed > c.context {
@@ -432,8 +504,11 @@ impl Model {
                 });
             }
             s.cache.reserve(needed)?;
-            ids.extend_from_slice(s.tokens);
         }
+        if let Some(out) = self.decode_host(segments)? {
+            return Ok(out);
+        }
+        let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens).copied().collect();
         if ids.is_empty() {
             return Ok(segments
                 .iter()
@@ -441,8 +516,17 @@ impl Model {
                 .collect::<candle_core::Result<_>>()?);
         }
         let n = ids.len();
-        let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.embed.embedding(&ids_t)?;
+        let mut x = match &self.embed {
+            Embed::Candle(t) => t.embedding(&Tensor::new(ids.as_slice(), &self.device)?)?,
+            Embed::Tessera(m) => {
+                let mut x = vec![0f32; n * c.dim];
+                for (&id, row) in ids.iter().zip(x.chunks_exact_mut(c.dim)) {
+                    m.dequantize_row(id as usize, row)
+                        .map_err(|e| candle_core::Error::Msg(format!("token {id}: {e}")))?;
+                }
+                Tensor::from_vec(x, (n, c.dim), &self.device)?
+            }
+        };
         if c.arch == Arch::Gemma3 {
             x = (x * (c.dim as f64).sqrt())?;
         }
@@ -521,7 +605,10 @@ impl Model {
                 // straight from the cache, no copy of it and no tensor operations.
                 if l == 1 && self.device.is_cpu() && window.is_none_or(|w| total <= w) {
                     let q1: Vec<f32> = qs.flatten_all()?.to_vec1()?;
-                    if let Some(o) = s.cache.attend_one(li, total, &q1, nh, hd, scale)? {
+                    let mut o = vec![0f32; nh * hd];
+                    if s.cache
+                        .attend_one(li, total, &q1, nh, scale, &mut o, &mut Vec::new())
+                    {
                         outs.push(Tensor::from_vec(o, (1, nh * hd), &self.device)?);
                         row += l;
                         continue;
@@ -602,6 +689,217 @@ impl Model {
     }
 }
 
+impl Model {
+    /// One decode step on the CPU, on plain buffers: every segment brings exactly one token,
+    /// and each layer is RMSNorm, one pass for Q/K/V, RoPE, the cache written and attended in
+    /// place, the output matrix, RMSNorm, one pass for gate/up, SwiGLU and the down matrix,
+    /// all in this thread's scratch buffers, which stop growing after the first steps: the
+    /// only allocation per step is the returned logits. `None` when the step does not apply
+    /// (another device or architecture, candle's kernels, a prompt), and the tensor path runs.
+    fn decode_host(&self, segments: &mut [Segment<'_>]) -> Result<Option<Vec<Tensor>>, ModelError> {
+        let Some(host) = &self.host else {
+            return Ok(None);
+        };
+        if segments.is_empty() || segments.iter().any(|s| s.tokens.len() != 1) {
+            return Ok(None);
+        }
+        let c = &self.config;
+        let (m, dim, nh, nkv, hd) = (segments.len(), c.dim, c.n_heads, c.n_kv_heads, c.head_dim);
+        let (dq, dkv, half) = (nh * hd, nkv * hd, hd / 2);
+        let ffn = self
+            .layers
+            .first()
+            .and_then(|l| l.w_gate.matrix())
+            .map_or(0, |w| w.rows());
+        let eps = c.eps as f32;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let interleaved = c.arch == Arch::Llama;
+        let kerr = |e: tessera_kernels::KernelError| candle_core::Error::Msg(e.to_string());
+        SCRATCH.with(|cell| -> Result<Option<Vec<Tensor>>, ModelError> {
+            // Re-entered on this thread (a nested call from a task it ran while waiting):
+            // the tensor path serves that call.
+            let Ok(mut guard) = cell.try_borrow_mut() else {
+                return Ok(None);
+            };
+            let Scratch {
+                x,
+                h,
+                q,
+                k,
+                v,
+                att,
+                o,
+                g,
+                u,
+                p,
+            } = &mut *guard;
+            for (buf, len) in [
+                (&mut *x, m * dim),
+                (&mut *h, m * dim),
+                (&mut *q, m * dq),
+                (&mut *k, m * dkv),
+                (&mut *v, m * dkv),
+                (&mut *att, m * dq),
+                (&mut *o, m * dim),
+                (&mut *g, m * ffn),
+                (&mut *u, m * ffn),
+            ] {
+                buf.clear();
+                buf.resize(len, 0.0);
+            }
+            for (s, row) in segments.iter().zip(x.chunks_exact_mut(dim)) {
+                let id = s.tokens[0];
+                host.embed
+                    .dequantize_row(id as usize, row)
+                    .map_err(|e| candle_core::Error::Msg(format!("token {id}: {e}")))?;
+            }
+            for (li, layer) in self.layers.iter().enumerate() {
+                let (
+                    Some(hv),
+                    Some(wq),
+                    Some(wk),
+                    Some(wv),
+                    Some(wo),
+                    Some(wg),
+                    Some(wu),
+                    Some(wd),
+                ) = (
+                    &layer.host,
+                    layer.wq.matrix(),
+                    layer.wk.matrix(),
+                    layer.wv.matrix(),
+                    layer.wo.matrix(),
+                    layer.w_gate.matrix(),
+                    layer.w_up.matrix(),
+                    layer.w_down.matrix(),
+                )
+                else {
+                    return Ok(None);
+                };
+                rms_norm_rows(x, &hv.attn_norm, eps, h);
+                matmul_many(
+                    &[wq, wk, wv],
+                    h,
+                    m,
+                    &mut [&mut q[..], &mut k[..], &mut v[..]],
+                )
+                .map_err(kerr)?;
+                for (buf, bias, width) in [
+                    (&mut *q, &hv.bq, dq),
+                    (&mut *k, &hv.bk, dkv),
+                    (&mut *v, &hv.bv, dkv),
+                ] {
+                    if let Some(b) = bias {
+                        for row in buf.chunks_exact_mut(width) {
+                            row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                }
+                for (i, s) in segments.iter_mut().enumerate() {
+                    let pos = s.cache.len;
+                    let (cos, sin) = (
+                        &host.cos[pos * half..][..half],
+                        &host.sin[pos * half..][..half],
+                    );
+                    let qi = &mut q[i * dq..][..dq];
+                    let ki = &mut k[i * dkv..][..dkv];
+                    rope_heads(qi, hd, cos, sin, interleaved);
+                    rope_heads(ki, hd, cos, sin, interleaved);
+                    let written = s.cache.write_row(li, pos, ki, &v[i * dkv..][..dkv]);
+                    if !written
+                        || !s.cache.attend_one(
+                            li,
+                            pos + 1,
+                            qi,
+                            nh,
+                            scale,
+                            &mut att[i * dq..][..dq],
+                            p,
+                        )
+                    {
+                        return Err(ModelError::Compute(candle_core::Error::Msg(
+                            "decode step: the KV cache is not a host cache of this model".into(),
+                        )));
+                    }
+                }
+                matmul_many(&[wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
+                x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
+                rms_norm_rows(x, &hv.ffn_norm, eps, h);
+                matmul_many(&[wg, wu], h, m, &mut [&mut g[..], &mut u[..]]).map_err(kerr)?;
+                for (a, b) in g.iter_mut().zip(u.iter()) {
+                    *a = *a / (1.0 + (-*a).exp()) * b;
+                }
+                matmul_many(&[wd], g, m, &mut [&mut o[..]]).map_err(kerr)?;
+                x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
+            }
+            for s in segments.iter_mut() {
+                s.cache.len += 1;
+            }
+            rms_norm_rows(x, &host.norm, eps, h);
+            let Some(out) = self.output.matrix() else {
+                return Ok(None);
+            };
+            let mut logits = vec![0f32; m * out.rows()];
+            matmul_many(&[out], h, m, &mut [&mut logits[..]]).map_err(kerr)?;
+            let t = Tensor::from_vec(logits, (m, out.rows()), &Device::Cpu)?;
+            Ok(Some(
+                (0..m)
+                    .map(|i| t.narrow(0, i, 1))
+                    .collect::<candle_core::Result<_>>()?,
+            ))
+        })
+    }
+}
+
+/// The decode step's buffers (see [`Model::decode_host`]).
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    p: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// RMSNorm of each row of `x` (rows of `w.len()` values) into `out`, as candle computes it.
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let r = (ms + eps).sqrt();
+        for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
+            *o = xv / r * wv;
+        }
+    }
+}
+
+/// Rotates every head of `x` (heads of `hd` values) by one position's angles: pairs
+/// `(2i, 2i + 1)` when `interleaved` (llama), `(i, i + hd/2)` otherwise (NeoX, qwen2).
+fn rope_heads(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32], interleaved: bool) {
+    let half = hd / 2;
+    for head in x.chunks_exact_mut(hd) {
+        for i in 0..half {
+            let (a, b) = if interleaved {
+                (2 * i, 2 * i + 1)
+            } else {
+                (i, i + half)
+            };
+            let (xa, xb) = (head[a], head[b]);
+            head[a] = xa * cos[i] - xb * sin[i];
+            head[b] = xa * sin[i] + xb * cos[i];
+        }
+    }
+}
+
 fn causal_mask(
     pos: usize,
     l: usize,
@@ -623,11 +921,12 @@ fn causal_mask(
     Tensor::from_vec(m, (l, total), dev)
 }
 
-/// A sequence's keys and values for every layer, preallocated and written in place.
+/// A sequence's keys and values for every layer, preallocated and written in place. Per
+/// layer `[kv_heads, capacity, head_dim]`: plain host buffers on the CPU (decode writes and
+/// reads them without tensor operations), tensors on other devices.
 #[derive(Debug)]
 pub struct KvCache {
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
+    store: KvStore,
     len: usize,
     capacity: usize,
     max: usize,
@@ -635,11 +934,17 @@ pub struct KvCache {
     device: Device,
 }
 
+#[derive(Debug, Clone)]
+enum KvStore {
+    Host { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    Device { k: Vec<Tensor>, v: Vec<Tensor> },
+}
+
 /// A copy of a cache's first tokens, restorable into any cache of the same model.
 #[derive(Debug, Clone)]
 pub struct KvSnapshot {
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// Buffers of exactly `len` positions.
+    store: KvStore,
     len: usize,
 }
 
@@ -654,25 +959,57 @@ impl KvSnapshot {
     }
 }
 
+/// Copies the first `len` positions of every head from `src` (`cap_src` positions per head)
+/// to `dst` (`cap_dst` per head).
+fn copy_heads(src: &[f32], cap_src: usize, dst: &mut [f32], cap_dst: usize, len: usize, d: usize) {
+    for (s, t) in src.chunks(cap_src * d).zip(dst.chunks_mut(cap_dst * d)) {
+        t[..len * d].copy_from_slice(&s[..len * d]);
+    }
+}
+
 impl KvCache {
     fn new(c: &Config, capacity: usize, dev: &Device) -> Result<Self, ModelError> {
         let shape = (c.n_kv_heads, c.head_dim);
-        let alloc = || Tensor::zeros((shape.0, capacity, shape.1), DType::F32, dev);
-        let k = (0..c.n_layers)
-            .map(|_| alloc())
-            .collect::<candle_core::Result<_>>()?;
-        let v = (0..c.n_layers)
-            .map(|_| alloc())
-            .collect::<candle_core::Result<_>>()?;
+        let store = Self::alloc(c.n_layers, shape, capacity, dev)?;
         Ok(Self {
-            k,
-            v,
+            store,
             len: 0,
             capacity,
             max: c.context,
             shape,
             device: dev.clone(),
         })
+    }
+
+    fn alloc(
+        layers: usize,
+        (h, d): (usize, usize),
+        cap: usize,
+        dev: &Device,
+    ) -> candle_core::Result<KvStore> {
+        Ok(if dev.is_cpu() {
+            KvStore::Host {
+                k: vec![vec![0f32; h * cap * d]; layers],
+                v: vec![vec![0f32; h * cap * d]; layers],
+            }
+        } else {
+            let t = || Tensor::zeros((h, cap, d), DType::F32, dev);
+            KvStore::Device {
+                k: (0..layers)
+                    .map(|_| t())
+                    .collect::<candle_core::Result<_>>()?,
+                v: (0..layers)
+                    .map(|_| t())
+                    .collect::<candle_core::Result<_>>()?,
+            }
+        })
+    }
+
+    fn layers(&self) -> usize {
+        match &self.store {
+            KvStore::Host { k, .. } => k.len(),
+            KvStore::Device { k, .. } => k.len(),
+        }
     }
 
     /// Tokens held.
@@ -690,24 +1027,38 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Moves the first `len` positions into fresh buffers of `cap` positions.
+    fn resized(&self, len: usize, cap: usize) -> candle_core::Result<KvStore> {
+        let (_, d) = self.shape;
+        let mut out = Self::alloc(self.layers(), self.shape, cap, &self.device)?;
+        match (&self.store, &mut out) {
+            (KvStore::Host { k, v }, KvStore::Host { k: k2, v: v2 }) => {
+                for (src, dst) in k.iter().chain(v).zip(k2.iter_mut().chain(v2.iter_mut())) {
+                    copy_heads(src, self.capacity, dst, cap, len, d);
+                }
+            }
+            (KvStore::Device { k, v }, KvStore::Device { k: k2, v: v2 }) if len > 0 => {
+                for (src, dst) in k.iter().chain(v).zip(k2.iter().chain(v2.iter())) {
+                    dst.slice_set(&src.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
     fn reserve(&mut self, needed: usize) -> Result<(), ModelError> {
         if needed <= self.capacity {
             return Ok(());
         }
         // Grow geometrically: reallocation is rare and amortised.
         let cap = needed.max(self.capacity * 2).min(self.max);
-        let (h, d) = self.shape;
-        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
-            let bigger = Tensor::zeros((h, cap, d), DType::F32, &self.device)?;
-            if self.len > 0 {
-                bigger.slice_set(&t.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
-            }
-            *t = bigger;
-        }
+        self.store = self.resized(self.len, cap)?;
         self.capacity = cap;
         Ok(())
     }
 
+    /// Writes `k` and `v` (`[kv_heads, l, head_dim]` tensors) at positions `pos..pos + l`.
     fn write(
         &mut self,
         layer: usize,
@@ -715,48 +1066,77 @@ impl KvCache {
         k: &Tensor,
         v: &Tensor,
     ) -> candle_core::Result<()> {
-        self.k[layer].slice_set(k, 1, pos)?;
-        self.v[layer].slice_set(v, 1, pos)
+        let (_, d) = self.shape;
+        let cap = self.capacity;
+        match &mut self.store {
+            KvStore::Host { k: ks, v: vs } => {
+                for (t, dst) in [(k, &mut ks[layer]), (v, &mut vs[layer])] {
+                    let (_, l, _) = t.dims3()?;
+                    let src: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                    for (s, h) in src.chunks(l * d).zip(dst.chunks_mut(cap * d)) {
+                        h[pos * d..(pos + l) * d].copy_from_slice(s);
+                    }
+                }
+                Ok(())
+            }
+            KvStore::Device { k: ks, v: vs } => {
+                ks[layer].slice_set(k, 1, pos)?;
+                vs[layer].slice_set(v, 1, pos)
+            }
+        }
+    }
+
+    /// Writes one position's keys and values (`kv_heads * head_dim` each, head-major) at
+    /// `pos`, on the host. Returns false for a device cache.
+    fn write_row(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> bool {
+        let (_, d) = self.shape;
+        let cap = self.capacity;
+        let KvStore::Host { k: ks, v: vs } = &mut self.store else {
+            return false;
+        };
+        for (src, dst) in [(k, &mut ks[layer]), (v, &mut vs[layer])] {
+            for (s, h) in src.chunks(d).zip(dst.chunks_mut(cap * d)) {
+                h[pos * d..(pos + 1) * d].copy_from_slice(s);
+            }
+        }
+        true
     }
 
     /// Attention of one query token (`q`: `heads` heads of `hd` values, head-major) over the
-    /// first `total` cached positions of `layer`, read in place: per head, scaled dot
-    /// products, a softmax and the weighted sum of values (grouped-query heads share their
-    /// KV head). `None` when the cache is not a contiguous f32 CPU tensor (the caller then
-    /// takes the tensor path).
+    /// first `total` cached positions of `layer`, read in place, into `out` (`heads * hd`):
+    /// per head, scaled dot products, a softmax and the weighted sum of values (grouped-query
+    /// heads share their KV head). `p` is scratch for the weights. False when the cache is
+    /// on a device or the shapes do not fit (the caller then takes the tensor path).
+    #[allow(clippy::too_many_arguments)]
     fn attend_one(
         &self,
         layer: usize,
         total: usize,
         q: &[f32],
         heads: usize,
-        hd: usize,
         scale: f64,
-    ) -> candle_core::Result<Option<Vec<f32>>> {
-        let (kg, kl) = self.k[layer].storage_and_layout();
-        let (vg, vl) = self.v[layer].storage_and_layout();
-        let (
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(k)),
-            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)),
-        ) = (&*kg, &*vg)
-        else {
-            return Ok(None);
+        out: &mut [f32],
+        p: &mut Vec<f32>,
+    ) -> bool {
+        let KvStore::Host { k, v } = &self.store else {
+            return false;
         };
-        if !kl.is_contiguous() || !vl.is_contiguous() {
-            return Ok(None);
-        }
-        let &[nkv, cap, d] = kl.dims() else {
-            return Ok(None);
-        };
-        if d != hd || total > cap || nkv == 0 || !heads.is_multiple_of(nkv) || q.len() != heads * hd
+        let (nkv, hd) = self.shape;
+        let cap = self.capacity;
+        if total > cap
+            || nkv == 0
+            || !heads.is_multiple_of(nkv)
+            || q.len() != heads * hd
+            || out.len() != heads * hd
         {
-            return Ok(None);
+            return false;
         }
-        let (k, v) = (&k[kl.start_offset()..], &v[vl.start_offset()..]);
+        let (k, v) = (&k[layer], &v[layer]);
         let groups = heads / nkv;
         let scale = scale as f32;
-        let mut out = vec![0f32; heads * hd];
-        let mut p = vec![0f32; total];
+        p.clear();
+        p.resize(total, 0.0);
+        out.fill(0.0);
         for (h, o) in out.chunks_exact_mut(hd).enumerate() {
             let base = (h / groups) * cap * hd;
             let qh = &q[h * hd..][..hd];
@@ -779,26 +1159,32 @@ impl KvCache {
                 }
             }
         }
-        Ok(Some(out))
+        true
     }
 
+    /// The first `total` positions of `layer` as `[kv_heads, total, head_dim]` tensors.
     fn view(&self, layer: usize, total: usize) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((
-            self.k[layer].narrow(1, 0, total)?.contiguous()?,
-            self.v[layer].narrow(1, 0, total)?.contiguous()?,
-        ))
+        let (h, d) = self.shape;
+        match &self.store {
+            KvStore::Host { k, v } => {
+                let take = |src: &[f32]| {
+                    let mut t = vec![0f32; h * total * d];
+                    copy_heads(src, self.capacity, &mut t, total, total, d);
+                    Tensor::from_vec(t, (h, total, d), &self.device)
+                };
+                Ok((take(&k[layer])?, take(&v[layer])?))
+            }
+            KvStore::Device { k, v } => Ok((
+                k[layer].narrow(1, 0, total)?.contiguous()?,
+                v[layer].narrow(1, 0, total)?.contiguous()?,
+            )),
+        }
     }
 
     /// Copies the first `len` tokens out (a computed prompt prefix, say).
     pub fn snapshot(&self) -> Result<KvSnapshot, ModelError> {
-        let copy = |ts: &[Tensor]| -> candle_core::Result<Vec<Tensor>> {
-            ts.iter()
-                .map(|t| t.narrow(1, 0, self.len)?.contiguous()?.copy())
-                .collect()
-        };
         Ok(KvSnapshot {
-            k: copy(&self.k)?,
-            v: copy(&self.v)?,
+            store: self.resized(self.len, self.len.max(1))?,
             len: self.len,
         })
     }
@@ -807,12 +1193,28 @@ impl KvCache {
     pub fn restore(&mut self, snap: &KvSnapshot) -> Result<(), ModelError> {
         self.len = 0;
         self.reserve(snap.len)?;
-        if snap.len > 0 {
-            for (dst, src) in self.k.iter().zip(&snap.k).chain(self.v.iter().zip(&snap.v)) {
-                dst.slice_set(src, 1, 0)?;
+        let (_, d) = self.shape;
+        let (cap, len) = (self.capacity, snap.len);
+        let scap = len.max(1);
+        match (&mut self.store, &snap.store) {
+            (KvStore::Host { k, v }, KvStore::Host { k: sk, v: sv }) => {
+                for (dst, src) in k.iter_mut().chain(v.iter_mut()).zip(sk.iter().chain(sv)) {
+                    copy_heads(src, scap, dst, cap, len, d);
+                }
+            }
+            (KvStore::Device { k, v }, KvStore::Device { k: sk, v: sv }) if len > 0 => {
+                for (dst, src) in k.iter().chain(v.iter()).zip(sk.iter().chain(sv)) {
+                    dst.slice_set(src, 1, 0)?;
+                }
+            }
+            (KvStore::Device { .. }, KvStore::Device { .. }) => {}
+            _ => {
+                return Err(ModelError::Compute(candle_core::Error::Msg(
+                    "KV snapshot from another device".into(),
+                )))
             }
         }
-        self.len = snap.len;
+        self.len = len;
         Ok(())
     }
 }
@@ -937,6 +1339,71 @@ mod tests {
             Linear::swiglu(&a, &b, &x).is_err(),
             "gate and up of different heights"
         );
+    }
+
+    /// The CPU decode step on plain buffers computes what the tensor path computes with the
+    /// same kernels, for llama and qwen2 layouts, one sequence and two together, and grows
+    /// the cache past its first capacity.
+    #[test]
+    fn host_decode_step_equals_the_tensor_path() {
+        use crate::synth::{write_tiny, TinySpec};
+        let dir = tempfile::tempdir().unwrap();
+        for arch in ["llama", "qwen2"] {
+            let path = dir.path().join(format!("{arch}.gguf"));
+            let spec = TinySpec {
+                arch,
+                weights: GgmlDType::Q4_1,
+                ..TinySpec::default()
+            };
+            write_tiny(&path, &spec, 3).unwrap();
+            let file = GgufFile::open(&path).unwrap();
+            let fast = Model::load(&file, &LoadOptions::default()).unwrap();
+            assert!(fast.host.is_some(), "{arch}: no host decode step");
+            let mut slow = Model::load(&file, &LoadOptions::default()).unwrap();
+            slow.host = None;
+            let steps = |model: &Model| -> Vec<Vec<f32>> {
+                let mut a = model.new_cache(2).unwrap();
+                let mut b = model.new_cache(2).unwrap();
+                let mut out = Vec::new();
+                model
+                    .forward(&mut [Segment {
+                        cache: &mut a,
+                        tokens: &[1, 2, 3],
+                        all_logits: false,
+                    }])
+                    .unwrap();
+                for t in 0..6u32 {
+                    let (ta, tb) = ([t * 31 % 500], [t * 7]);
+                    let mut segs = vec![Segment {
+                        cache: &mut a,
+                        tokens: &ta,
+                        all_logits: false,
+                    }];
+                    if t >= 3 {
+                        segs.push(Segment {
+                            cache: &mut b,
+                            tokens: &tb,
+                            all_logits: false,
+                        });
+                    }
+                    for l in model.forward(&mut segs).unwrap() {
+                        out.push(l.flatten_all().unwrap().to_vec1().unwrap());
+                    }
+                }
+                assert_eq!((a.len(), b.len()), (9, 3));
+                out
+            };
+            let (want, got) = (steps(&slow), steps(&fast));
+            assert_eq!(want.len(), got.len());
+            for (w, g) in want.iter().zip(&got) {
+                let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let diff = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "{arch}: differ by {diff} (scale {scale})"
+                );
+            }
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ fn paths() -> Vec<(&'static str, LoadOptions)> {
 }
 
 /// Logits of: one prompt prefilled (every position), a batch of two sequences (one of them a
-/// continuation of the prompt's cache), then five single-token decode steps.
+/// continuation of the prompt's cache), five single-token decode steps, then both sequences
+/// decoding one token each in one step.
 fn run(model: &Model) -> Vec<Tensor> {
     let prompt: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 500).collect();
     let other: Vec<u32> = (0..9).map(|i| (i * 53 + 5) % 500).collect();
@@ -83,6 +84,23 @@ fn run(model: &Model) -> Vec<Tensor> {
                 .unwrap(),
         );
     }
+    // Two sequences decoding together (one token each).
+    out.extend(
+        model
+            .forward(&mut [
+                Segment {
+                    cache: &mut a,
+                    tokens: &[17],
+                    all_logits: false,
+                },
+                Segment {
+                    cache: &mut b,
+                    tokens: &[23],
+                    all_logits: true,
+                },
+            ])
+            .unwrap(),
+    );
     out.into_iter()
         .map(|t| t.to_device(&Device::Cpu).unwrap())
         .collect()

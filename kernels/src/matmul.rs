@@ -517,6 +517,22 @@ impl QMatrix {
         }
     }
 
+    /// Row `row` back in f32 (an embedding lookup), into `out` (`cols()` values).
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        if row >= self.n || out.len() != self.k {
+            return Err(KernelError::Shape(format!(
+                "row {row} of {} into {} values ({} columns)",
+                self.n,
+                out.len(),
+                self.k
+            )));
+        }
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.weight(row, c);
+        }
+        Ok(())
+    }
+
     /// Weight `(row, col)` back in f32.
     fn weight(&self, row: usize, col: usize) -> f32 {
         let blk = row * (self.k / QK) + col / QK;
@@ -581,7 +597,7 @@ impl QMatrix {
     }
 
     fn matmul_q(&self, isa: Isa, xq: &Q8Rows, y: &mut [f32]) {
-        run_tiles(isa, &[(self, SharedOut(y.as_mut_ptr()))], xq);
+        run_tiles(isa, &[self], &[SharedOut(y.as_mut_ptr())], xq);
     }
 
     fn tile(&self, isa: Isa, xq: &Q8Rows, n0: usize, n1: usize, out: &SharedOut) {
@@ -731,13 +747,13 @@ const UNPACK_ROWS: usize = 8;
 /// tiles of weight rows (all matrices' tiles together, so layers that share an input, such as
 /// attention's Q, K and V, cost one dispatch). Each task covers every activation row for its
 /// weight rows, so each weight block is read from memory once per call.
-fn run_tiles(isa: Isa, mats: &[(&QMatrix, SharedOut)], xq: &Q8Rows) {
+fn run_tiles(isa: Isa, ws: &[&QMatrix], outs: &[SharedOut], xq: &Q8Rows) {
     if xq.m == 0 {
         return;
     }
-    let total: usize = mats.iter().map(|(w, _)| w.n.div_ceil(TILE)).sum();
+    let total: usize = ws.iter().map(|w| w.n.div_ceil(TILE)).sum();
     (0..total).into_par_iter().for_each(|mut t| {
-        for (w, out) in mats {
+        for (w, out) in ws.iter().zip(outs) {
             let tiles = w.n.div_ceil(TILE);
             if t < tiles {
                 let n0 = t * TILE;
@@ -747,6 +763,16 @@ fn run_tiles(isa: Isa, mats: &[(&QMatrix, SharedOut)], xq: &Q8Rows) {
             t -= tiles;
         }
     });
+}
+
+/// Matrices per parallel pass of [`matmul_many`] (attention's Q, K and V fit): the outputs'
+/// pointers live in an array on the stack, so a pass allocates nothing.
+const PASS: usize = 4;
+
+thread_local! {
+    /// The calling thread's quantized activations, reused from call to call: decode runs
+    /// several products per layer and token, and none of them allocates once this has grown.
+    static ACTIVATIONS: std::cell::RefCell<Q8Rows> = std::cell::RefCell::new(Q8Rows::default());
 }
 
 /// `ys[i] = x * ws[i]^T` for matrices of the same width: the activations are quantized once
@@ -776,13 +802,24 @@ pub fn matmul_many(
         )));
     }
     let isa = Isa::detect();
-    let xq = Q8Rows::quantize(x, m, k);
-    let mats: Vec<(&QMatrix, SharedOut)> = ws
-        .iter()
-        .zip(ys.iter_mut())
-        .map(|(w, y)| (*w, SharedOut(y.as_mut_ptr())))
-        .collect();
-    run_tiles(isa, &mats, &xq);
+    ACTIVATIONS.with(|cell| {
+        // While its pass runs, this thread may execute another task that calls in again
+        // (rayon steals work while it waits): that call takes a buffer of its own.
+        let mut fresh = Q8Rows::default();
+        let mut held = cell.try_borrow_mut();
+        let xq = match held.as_deref_mut() {
+            Ok(xq) => xq,
+            Err(_) => &mut fresh,
+        };
+        xq.quantize_into(x, m, k);
+        for (wc, yc) in ws.chunks(PASS).zip(ys.chunks_mut(PASS)) {
+            let mut outs = [const { SharedOut(std::ptr::null_mut()) }; PASS];
+            for (o, y) in outs.iter_mut().zip(yc.iter_mut()) {
+                *o = SharedOut(y.as_mut_ptr());
+            }
+            run_tiles(isa, wc, &outs[..wc.len()], xq);
+        }
+    });
     Ok(())
 }
 
@@ -858,8 +895,28 @@ pub fn quantize_gguf_block(format: Format, x: &[f32], out: &mut Vec<u8>) {
 impl Q8Rows {
     /// Quantizes `m` rows of `k` (a multiple of 32) values.
     pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
-        let mut qs = Vec::with_capacity(m * k);
-        let mut d = Vec::with_capacity(m * k / QK);
+        let mut rows = Self::default();
+        rows.quantize_into(x, m, k);
+        rows
+    }
+
+    /// As [`Q8Rows::quantize`], into this value's buffers (no allocation once they have
+    /// grown to the size).
+    pub fn quantize_into(&mut self, x: &[f32], m: usize, k: usize) {
+        let Self {
+            m: rows,
+            qs,
+            d,
+            sum,
+            dsum,
+            sum16,
+        } = self;
+        *rows = m;
+        qs.clear();
+        d.clear();
+        sum.clear();
+        dsum.clear();
+        sum16.clear();
         for chunk in x.chunks(QK) {
             let (s, q) = if chunk.iter().all(|v| v.is_finite()) {
                 let (s, q) = quantize_block(chunk);
@@ -876,23 +933,15 @@ impl Q8Rows {
             qs.extend_from_slice(&q);
         }
         debug_assert_eq!(qs.len(), m * k);
-        let sum: Vec<i32> = qs
-            .chunks(QK)
-            .map(|b| b.iter().map(|&v| i32::from(v)).sum())
-            .collect();
-        let dsum = d.iter().zip(&sum).map(|(d, &s)| d * s as f32).collect();
-        let sum16 = qs
-            .chunks(16)
-            .map(|b| b.iter().map(|&v| i32::from(v)).sum())
-            .collect();
-        Self {
-            m,
-            qs,
-            d,
-            sum,
-            dsum,
-            sum16,
-        }
+        sum.extend(
+            qs.chunks(QK)
+                .map(|b| b.iter().map(|&v| i32::from(v)).sum::<i32>()),
+        );
+        dsum.extend(d.iter().zip(sum.iter()).map(|(d, &s)| d * s as f32));
+        sum16.extend(
+            qs.chunks(16)
+                .map(|b| b.iter().map(|&v| i32::from(v)).sum::<i32>()),
+        );
     }
 }
 
