@@ -16,27 +16,9 @@ pub enum Linear {
     Tessera(Arc<QMatrix>),
 }
 
-/// Whether Tessera's kernels run a GGUF type.
-pub fn has_kernel(t: GgmlDType) -> bool {
-    matches!(
-        t,
-        GgmlDType::Q8_0
-            | GgmlDType::Q4_0
-            | GgmlDType::Q4_1
-            | GgmlDType::Q5_0
-            | GgmlDType::Q4K
-            | GgmlDType::Q6K
-    )
-}
-
-/// The tensor's blocks as the kernels' matrix (`None`: no kernel for its type).
-fn kernel_matrix(
-    t: GgmlDType,
-    data: &[u8],
-    n: usize,
-    k: usize,
-) -> Option<Result<QMatrix, tessera_kernels::KernelError>> {
-    let format = match t {
+/// The kernels' format for a GGUF type (`None`: Tessera's kernels do not run it).
+pub fn kernel_format(t: GgmlDType) -> Option<Format> {
+    Some(match t {
         GgmlDType::Q8_0 => Format::Q8_0,
         GgmlDType::Q4_0 => Format::Q4_0,
         GgmlDType::Q4_1 => Format::Q4_1,
@@ -44,22 +26,22 @@ fn kernel_matrix(
         GgmlDType::Q6K => Format::Q6K,
         GgmlDType::Q4K => Format::Q4K,
         _ => return None,
-    };
-    Some(QMatrix::from_gguf(format, data, n, k))
+    })
 }
 
 impl Linear {
     /// The layer for `t`: Tessera's kernels when `kernels` is on, the tensor's type has one
     /// and it lives on the CPU; candle's otherwise.
     pub fn new(t: Arc<QTensor>, kernels: bool) -> candle_core::Result<Self> {
-        if let (true, true, Device::Cpu, &[n, k]) =
-            (kernels, has_kernel(t.dtype()), t.device(), t.shape().dims())
-        {
-            let data = t.data()?;
-            if let Some(m) = kernel_matrix(t.dtype(), &data, n, k) {
-                let m = m.map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                return Ok(Self::Tessera(Arc::new(m)));
-            }
+        if let (true, Some(format), Device::Cpu, &[n, k]) = (
+            kernels,
+            kernel_format(t.dtype()),
+            t.device(),
+            t.shape().dims(),
+        ) {
+            let m = QMatrix::from_gguf(format, &t.data()?, n, k)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            return Ok(Self::Tessera(Arc::new(m)));
         }
         Ok(Self::Candle(QMatMul::from_arc(t)?))
     }
