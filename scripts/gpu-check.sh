@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 bundle=.gpu
-models=(smollm2 qwen2.5-0.5b)
+read -r -a models <<<"${GPU_CHECK_MODELS:-smollm2 qwen2.5-0.5b}"
 
 prepare() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target-cuda}"
@@ -35,9 +35,14 @@ for line in sys.stdin:
   cp "$CARGO_TARGET_DIR/release/tessera" "$bundle/stage/tessera"
   cp "$tests" "$bundle/stage/backends"
   strip "$bundle/stage/tessera" "$bundle/stage/backends"
-  for m in "${models[@]}"; do
-    "$bundle/stage/tessera" models skeleton "$m" "$bundle/stage/$m.skeleton.gguf"
-  done
+  # The CUDA binary loads the driver library at start: the link stub stands in for it here,
+  # for a command that never touches a GPU.
+  scripts/cuda.sh bash -c '
+    stub=$(mktemp -d) && ln -s "$CUDA_HOME/lib/stubs/libcuda.so" "$stub/libcuda.so.1"
+    export LD_LIBRARY_PATH="$stub:$CUDA_HOME/lib"
+    bin=$1 && shift
+    for m in "$@"; do "$bin" models skeleton "$m" ".gpu/stage/$m.skeleton.gguf" || exit; done
+    rm -r "$stub"' _ "$bundle/stage/tessera" "${models[@]}"
   tar -C "$bundle/stage" -cJf "$bundle/bundle.tar.xz" .
   rm -rf "$bundle/stage"
   du -h "$bundle/bundle.tar.xz"

@@ -64,8 +64,11 @@ impl Backend {
                 "this build has no CUDA backend (rebuild with `--features cuda`, see scripts/cuda.sh)"
                     .into(),
             ),
-            Self::Cuda => candle_core::Device::new_cuda(ordinal)
-                .map_err(|e| format!("CUDA device {ordinal}: {e}")),
+            Self::Cuda => candle_core::Device::new_cuda(ordinal).map_err(|e| {
+                // candle appends a backtrace on the following lines: the first says it all.
+                let e = e.to_string();
+                format!("CUDA device {ordinal}: {}", e.lines().next().unwrap_or(""))
+            }),
         }
     }
 

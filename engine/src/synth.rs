@@ -41,6 +41,10 @@ pub enum SynthError {
     },
 }
 
+/// Most elements of one synthesized tensor (its f32 values are built in memory): above any
+/// model this runs, below what a hostile header could ask for.
+pub const MAX_SYNTH_ELEMENTS: usize = 1 << 30;
+
 /// Writes the header of the GGUF model `input` (metadata, tokenizer, tensor table: no tensor
 /// data) to `output`; returns its size. [`synthesize`] turns it back into a loadable model.
 pub fn write_skeleton(input: &Path, output: &Path) -> Result<u64, SynthError> {
@@ -116,6 +120,15 @@ pub fn synthesize(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut tensors = Vec::with_capacity(infos.len());
     for (i, (name, info)) in infos.iter().enumerate() {
+        if info.shape.elem_count() > MAX_SYNTH_ELEMENTS {
+            return Err(SynthError::Tensor {
+                tensor: (*name).clone(),
+                source: Box::new(candle_core::Error::Msg(format!(
+                    "{} elements, more than the {MAX_SYNTH_ELEMENTS} synthesized per tensor",
+                    info.shape.elem_count()
+                ))),
+            });
+        }
         let t = random_tensor(name, info.shape.dims(), info.ggml_dtype, &mut rng)?;
         tensors.push(((*name).clone(), t));
         progress(i + 1, infos.len());
