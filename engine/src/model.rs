@@ -365,7 +365,12 @@ impl Model {
         let embed_t = qt("token_embd.weight")?;
         let embed_mm = mm(embed_t.clone())?;
         let embed = match embed_mm.matrix() {
-            Some(m) => Embed::Tessera(m.clone()),
+            // The kernels' copy serves lookups: candle's tensor goes now, before the other
+            // matrices load (it is the largest tensor of small models).
+            Some(m) => {
+                drop(embed_t);
+                Embed::Tessera(m.clone())
+            }
             None => Embed::Candle(embed_t),
         };
         let output = if file.has_tensor("output.weight") {
