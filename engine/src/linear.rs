@@ -93,9 +93,7 @@ impl Linear {
         let (mut ys, dims) = run(&mats, x)?;
         let u = ys.pop().unwrap_or_default();
         let mut g = ys.pop().unwrap_or_default();
-        for (g, u) in g.iter_mut().zip(&u) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
+        tessera_kernels::activation::silu_mul(&mut g, &u);
         Tensor::from_vec(g, out_dims(&dims, mats[0].rows()), x.device())
     }
 }

@@ -831,9 +831,7 @@ impl Model {
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
                 rms_norm_rows(x, &hv.ffn_norm, eps, h);
                 matmul_many(&[wg, wu], h, m, &mut [&mut g[..], &mut u[..]]).map_err(kerr)?;
-                for (a, b) in g.iter_mut().zip(u.iter()) {
-                    *a = *a / (1.0 + (-*a).exp()) * b;
-                }
+                tessera_kernels::activation::silu_mul(g, u);
                 matmul_many(&[wd], g, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
             }

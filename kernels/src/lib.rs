@@ -9,6 +9,7 @@
 // says why it holds. Nothing outside this crate's kernels uses it.
 #![allow(unsafe_code)]
 
+pub mod activation;
 pub mod matmul;
 pub mod peak;
 

@@ -829,6 +829,47 @@ unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
 unsafe impl Send for SharedOut {}
 
+/// One block of activations (at most 32 values) into `q` (zero past the values), returning
+/// the scale, or `None` when a value is not finite: as llama.cpp's x86 activation quantizer
+/// does (`127 / amax`, rounding to nearest even), in lanes of 8 so the compiler vectorizes it
+/// (the maximum taken by comparison, not `f32::max`, whose NaN rule keeps it scalar).
+// Lane loops index two arrays by the same lane.
+#[allow(clippy::needless_range_loop)]
+fn quantize_activations(x: &[f32], q: &mut [i8]) -> Option<f32> {
+    let mut amax = [0f32; 8];
+    let mut bad = [false; 8];
+    let mut lanes = x.chunks_exact(8);
+    for c in &mut lanes {
+        for i in 0..8 {
+            let a = c[i].abs();
+            bad[i] |= a.is_nan() | (a > f32::MAX);
+            amax[i] = if a > amax[i] { a } else { amax[i] };
+        }
+    }
+    for &v in lanes.remainder() {
+        let a = v.abs();
+        bad[0] |= a.is_nan() | (a > f32::MAX);
+        amax[0] = if a > amax[0] { a } else { amax[0] };
+    }
+    if bad.iter().any(|&b| b) {
+        return None;
+    }
+    let amax = amax.iter().fold(0f32, |m, &a| if a > m { a } else { m });
+    // A subnormal maximum would make `127 / amax` overflow: such a block quantizes to zeros.
+    let id = match 127.0 / amax {
+        id if amax > 0.0 && id.is_finite() => id,
+        _ => 0.0,
+    };
+    for (o, v) in q.iter_mut().zip(x) {
+        // SAFETY: `v` and `id` are finite and |v| <= amax, so |v * id| <= 127 up to one
+        // rounding: the rounded value is finite and fits an i32 (and then an i8). The
+        // unchecked conversion vectorizes; `as` would add a saturation test per value.
+        *o = unsafe { (v * id).round_ties_even().to_int_unchecked::<i32>() } as i8;
+    }
+    q[x.len()..].fill(0);
+    Some(amax / 127.0)
+}
+
 /// One block of 32 values to (scale, values), as GGUF's reference Q8_0 quantizer does.
 pub fn quantize_block(x: &[f32]) -> (f32, [i8; QK]) {
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -917,22 +958,27 @@ impl Q8Rows {
         sum.clear();
         dsum.clear();
         sum16.clear();
-        for chunk in x.chunks(QK) {
-            let (s, q) = if chunk.iter().all(|v| v.is_finite()) {
-                let (s, q) = quantize_block(chunk);
+        let blocks = x.len().div_ceil(QK);
+        qs.resize(blocks * QK, 0);
+        d.resize(blocks, 0.0);
+        for ((chunk, q), s) in x.chunks(QK).zip(qs.chunks_exact_mut(QK)).zip(d.iter_mut()) {
+            *s = if let Some(s) = quantize_activations(chunk, q) {
                 // The scale as GGUF stores it (f16), as llama.cpp's activations do: the same
                 // rounding keeps greedy streams equal to its. Beyond f16's range (|x| above
                 // about 8e6) the f32 scale stays, where llama.cpp would overflow.
                 let h = half::f16::from_f32(s).to_f32();
-                (if h.is_finite() { h } else { s }, q)
+                if h.is_finite() {
+                    h
+                } else {
+                    s
+                }
             } else {
                 // Non-finite activations propagate as NaN, as an f32 product would.
-                (f32::NAN, [0i8; QK])
+                q.fill(0);
+                f32::NAN
             };
-            d.push(s);
-            qs.extend_from_slice(&q);
         }
-        debug_assert_eq!(qs.len(), m * k);
+        debug_assert_eq!(x.len(), m * k);
         sum.extend(
             qs.chunks(QK)
                 .map(|b| b.iter().map(|&v| i32::from(v)).sum::<i32>()),
