@@ -647,9 +647,14 @@ impl QMatrix {
                     *h = b >> 4;
                 }
                 if self.format == Format::Q5_0 {
+                    // Eight fifth bits at a time, spread to bytes by table (a variable shift
+                    // per value kept this loop scalar).
                     let bits = self.qh[blk];
-                    for (e, v) in out.iter_mut().enumerate() {
-                        *v |= (((bits >> e) & 1) as u8) << 4;
+                    for (g, eight) in out.chunks_exact_mut(8).enumerate() {
+                        let spread = FIFTH_BITS[((bits >> (8 * g)) & 0xFF) as usize].to_le_bytes();
+                        for (v, b) in eight.iter_mut().zip(spread) {
+                            *v |= b;
+                        }
                     }
                 }
             }
@@ -733,6 +738,24 @@ unsafe fn min_at<const F: u8>(w: &QMatrix, blk: usize) -> f32 {
         *w.m.get_unchecked(blk)
     }
 }
+
+/// For each byte of Q5_0 fifth bits, the eight values' bit 4 (`0x10` in byte `j` of the
+/// little-endian word when bit `j` is set).
+const FIFTH_BITS: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut j = 0;
+        while j < 8 {
+            if (i >> j) & 1 == 1 {
+                t[i] |= 0x10 << (8 * j);
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// Output tile width in weight rows.
 const NR: usize = 4;
