@@ -48,7 +48,16 @@ for line in sys.stdin:
   du -h "$bundle/bundle.tar.xz"
 }
 
+# Seconds for the next step: at most $1, and never past the whole run's deadline (the check
+# must end within 8 minutes, leaving the device time to rerun it).
+budget() {
+  local left=$((deadline - SECONDS))
+  ((left < 5)) && left=5
+  echo $(($1 < left ? $1 : left))
+}
+
 run() {
+  deadline=$((SECONDS + 450))
   local out="${OUT:-$root/gpu-out}"
   mkdir -p "$out"
   local report="$out/gpu-report.txt"
@@ -76,16 +85,16 @@ EOF
     echo "== missing libraries"
     ldd "$work/tessera" | grep 'not found' || echo none
     echo "== backend tests (tiny models of every kernel type: CPU paths and the GPU vs f32)"
-    timeout 180 "$work/backends" --nocapture 2>&1 || echo "backend tests FAILED ($?)"
+    timeout "$(budget 120)" "$work/backends" --nocapture 2>&1 || echo "backend tests FAILED ($?)"
   } 2>&1 | tee "$report"
   for m in "${models[@]}"; do
     {
       echo "== $m: seeded random weights in its layout"
-      timeout 120 "$work/tessera" models synth "$work/$m.skeleton.gguf" "$work/$m.gguf" --seed 0
+      timeout "$(budget 90)" "$work/tessera" models synth "$work/$m.skeleton.gguf" "$work/$m.gguf" --seed 0
       for dev in cuda cpu; do
         local threads=1
         [[ $dev == cpu ]] && threads=$(nproc)
-        timeout 150 "$work/tessera" bench llm --model "$work/$m.gguf" --device "$dev" \
+        timeout "$(budget 90)" "$work/tessera" bench llm --model "$work/$m.gguf" --device "$dev" \
           --threads "$threads" --reps 3 --json || echo "bench $m on $dev FAILED ($?)"
       done
     } 2>&1 | tee -a "$report"
