@@ -42,7 +42,8 @@ fn paths() -> Vec<(&'static str, LoadOptions)> {
     v
 }
 
-/// Logits of: one prompt prefilled (every position), a batch of two sequences (one of them a
+/// Logits of: one prompt prefilled (every position), one token after the prompt's cache was
+/// snapshotted and restored into a fresh cache, a batch of two sequences (one of them a
 /// continuation of the prompt's cache), five single-token decode steps, then both sequences
 /// decoding one token each in one step.
 fn run(model: &Model) -> Vec<Tensor> {
@@ -57,6 +58,36 @@ fn run(model: &Model) -> Vec<Tensor> {
             all_logits: true,
         }])
         .unwrap();
+    // The prompt's cache copied out and restored into a fresh one, then continued there.
+    let snap = a.snapshot().unwrap();
+    let mut c = model.new_cache(1).unwrap();
+    c.restore(&snap).unwrap();
+    assert_eq!(c.len(), prompt.len());
+    let restored = model
+        .forward(&mut [Segment {
+            cache: &mut c,
+            tokens: &[5],
+            all_logits: false,
+        }])
+        .unwrap();
+    // ... which continues as the whole sequence computed at once does.
+    let mut whole = model.new_cache(64).unwrap();
+    let tokens: Vec<u32> = prompt.iter().copied().chain([5]).collect();
+    let at_once = model
+        .forward(&mut [Segment {
+            cache: &mut whole,
+            tokens: &tokens,
+            all_logits: false,
+        }])
+        .unwrap();
+    let (r, w) = (&rows(&restored)[0], &rows(&at_once)[0]);
+    let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = r.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= 1e-3 * scale,
+        "restored cache: differs by {diff} (scale {scale})"
+    );
+    out.extend(restored);
     out.extend(
         model
             .forward(&mut [
