@@ -218,10 +218,7 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         } => {
             let target = quantize::parse_type(&to)?;
             let input = cache.resolve(&input)?;
-            let bar = ProgressBar::new(0).with_style(
-                ProgressStyle::with_template("quantizing {bar:30} {pos}/{len} tensors {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            let bar = tensor_bar("quantizing");
             let report = quantize::quantize_file(&input, &output, target, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -259,10 +256,7 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
             seed,
         } => {
             let input = cache.resolve(&input)?;
-            let bar = ProgressBar::new(0).with_style(
-                ProgressStyle::with_template("synthesizing {bar:30} {pos}/{len} tensors {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            let bar = tensor_bar("synthesizing");
             synth::synthesize(&input, &output, seed, &mut |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -278,6 +272,16 @@ pub fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A progress bar over a model's tensors, `what` naming the work.
+fn tensor_bar(what: &str) -> ProgressBar {
+    ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} tensors {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
 }
 
 fn model_path_strict(cache: &ModelCache, name: &str) -> anyhow::Result<PathBuf> {

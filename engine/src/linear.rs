@@ -102,10 +102,7 @@ impl Linear {
 fn tessera_matrices<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a QMatrix>> {
     layers
         .iter()
-        .map(|l| match l {
-            Linear::Tessera(w) => Some(w.as_ref()),
-            Linear::Candle(_) => None,
-        })
+        .map(|l| l.matrix().map(|w| w.as_ref()))
         .collect()
 }
 

@@ -109,28 +109,89 @@ struct Layer {
     w_down: Linear,
     post_ffn_norm: Option<Tensor>,
     sliding: bool,
-    /// Host copies of the small vectors, for [`Model::decode_host`].
-    host: Option<HostVectors>,
 }
 
-/// A layer's norms and biases as plain vectors.
-struct HostVectors {
+/// A layer as the CPU decode step reads it: norms and biases as plain vectors, matrices as
+/// the kernels hold them.
+struct HostLayer {
     attn_norm: Vec<f32>,
     ffn_norm: Vec<f32>,
     bq: Option<Vec<f32>>,
     bk: Option<Vec<f32>>,
     bv: Option<Vec<f32>>,
+    wq: Arc<QMatrix>,
+    wk: Arc<QMatrix>,
+    wv: Arc<QMatrix>,
+    wo: Arc<QMatrix>,
+    gate: Arc<QMatrix>,
+    up: Arc<QMatrix>,
+    down: Arc<QMatrix>,
 }
 
-/// What the CPU decode step reads besides the layers: present when every matrix runs on
-/// Tessera's kernels and the architecture is one the step implements (llama, qwen2).
+/// Everything the CPU decode step ([`Model::decode_host`]) reads: present when every matrix
+/// runs on Tessera's kernels and the architecture is one the step implements (llama, qwen2).
 struct HostModel {
     /// The embedding table (shared with the output matrix when they are tied).
     embed: Arc<QMatrix>,
+    output: Arc<QMatrix>,
     norm: Vec<f32>,
     /// RoPE tables, `[context, head_dim / 2]`.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    layers: Vec<HostLayer>,
+}
+
+impl HostModel {
+    /// The step's view of a loaded model, or `None` where some matrix is not on the kernels.
+    fn new(
+        embed: &Arc<QMatrix>,
+        output: &Linear,
+        norm: &Tensor,
+        rope: &Rope,
+        layers: &[Layer],
+    ) -> candle_core::Result<Option<Self>> {
+        let Some(output) = output.matrix() else {
+            return Ok(None);
+        };
+        let mut host = Vec::with_capacity(layers.len());
+        for l in layers {
+            let m = |w: &Linear| w.matrix().cloned();
+            let (Some(wq), Some(wk), Some(wv), Some(wo), Some(gate), Some(up), Some(down)) = (
+                m(&l.wq),
+                m(&l.wk),
+                m(&l.wv),
+                m(&l.wo),
+                m(&l.w_gate),
+                m(&l.w_up),
+                m(&l.w_down),
+            ) else {
+                return Ok(None);
+            };
+            let opt = |t: &Option<Tensor>| t.as_ref().map(host_vec).transpose();
+            host.push(HostLayer {
+                attn_norm: host_vec(&l.attn_norm)?,
+                ffn_norm: host_vec(&l.ffn_norm)?,
+                bq: opt(&l.bq)?,
+                bk: opt(&l.bk)?,
+                bv: opt(&l.bv)?,
+                wq,
+                wk,
+                wv,
+                wo,
+                gate,
+                up,
+                down,
+            });
+        }
+        Ok(Some(Self {
+            embed: embed.clone(),
+            output: output.clone(),
+            norm: host_vec(norm)?,
+            cos: host_vec(&rope.cos)?,
+            sin: host_vec(&rope.sin)?,
+            layers: host,
+        }))
+    }
 }
 
 /// The token embedding table, looked up by token.
@@ -139,6 +200,13 @@ enum Embed {
     Candle(Arc<QTensor>),
     /// Rows of a kernels matrix, dequantized per token.
     Tessera(Arc<QMatrix>),
+}
+
+/// Token `id`'s embedding, into `row`.
+fn embed_row(table: &QMatrix, id: u32, row: &mut [f32]) -> candle_core::Result<()> {
+    table
+        .dequantize_row(id as usize, row)
+        .map_err(|e| candle_core::Error::Msg(format!("token {id}: {e}")))
 }
 
 fn host_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -402,7 +470,6 @@ impl Model {
                 w_down: mm(qt(&p("ffn_down.weight"))?)?,
                 post_ffn_norm: opt_dense(&p("post_ffw_norm.weight"))?,
                 sliding,
-                host: None,
             });
         }
         let norm = dense("output_norm.weight")?;
@@ -412,31 +479,8 @@ impl Model {
             .then(|| Rope::new(config.rope_base_local, config.head_dim, config.context, dev))
             .transpose()?;
         let host = match (&embed, config.arch) {
-            (Embed::Tessera(e), Arch::Llama | Arch::Qwen2)
-                if dev.is_cpu()
-                    && output.matrix().is_some()
-                    && layers.iter().all(|l| {
-                        [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                            .iter()
-                            .all(|w| w.matrix().is_some())
-                    }) =>
-            {
-                for l in &mut layers {
-                    let opt = |t: &Option<Tensor>| t.as_ref().map(host_vec).transpose();
-                    l.host = Some(HostVectors {
-                        attn_norm: host_vec(&l.attn_norm)?,
-                        ffn_norm: host_vec(&l.ffn_norm)?,
-                        bq: opt(&l.bq)?,
-                        bk: opt(&l.bk)?,
-                        bv: opt(&l.bv)?,
-                    });
-                }
-                Some(HostModel {
-                    embed: e.clone(),
-                    norm: host_vec(&norm)?,
-                    cos: host_vec(&rope.cos)?,
-                    sin: host_vec(&rope.sin)?,
-                })
+            (Embed::Tessera(e), Arch::Llama | Arch::Qwen2) if dev.is_cpu() => {
+                HostModel::new(e, &output, &norm, &rope, &layers)?
             }
             _ => None,
         };
@@ -526,8 +570,7 @@ impl Model {
             Embed::Tessera(m) => {
                 let mut x = vec![0f32; n * c.dim];
                 for (&id, row) in ids.iter().zip(x.chunks_exact_mut(c.dim)) {
-                    m.dequantize_row(id as usize, row)
-                        .map_err(|e| candle_core::Error::Msg(format!("token {id}: {e}")))?;
+                    embed_row(m, id, row)?;
                 }
                 Tensor::from_vec(x, (n, c.dim), &self.device)?
             }
@@ -711,11 +754,7 @@ impl Model {
         let c = &self.config;
         let (m, dim, nh, nkv, hd) = (segments.len(), c.dim, c.n_heads, c.n_kv_heads, c.head_dim);
         let (dq, dkv, half) = (nh * hd, nkv * hd, hd / 2);
-        let ffn = self
-            .layers
-            .first()
-            .and_then(|l| l.w_gate.matrix())
-            .map_or(0, |w| w.rows());
+        let ffn = host.layers.first().map_or(0, |l| l.gate.rows());
         let eps = c.eps as f32;
         let scale = 1.0 / (hd as f64).sqrt();
         let interleaved = c.arch == Arch::Llama;
@@ -753,37 +792,12 @@ impl Model {
                 buf.resize(len, 0.0);
             }
             for (s, row) in segments.iter().zip(x.chunks_exact_mut(dim)) {
-                let id = s.tokens[0];
-                host.embed
-                    .dequantize_row(id as usize, row)
-                    .map_err(|e| candle_core::Error::Msg(format!("token {id}: {e}")))?;
+                embed_row(&host.embed, s.tokens[0], row)?;
             }
-            for (li, layer) in self.layers.iter().enumerate() {
-                let (
-                    Some(hv),
-                    Some(wq),
-                    Some(wk),
-                    Some(wv),
-                    Some(wo),
-                    Some(wg),
-                    Some(wu),
-                    Some(wd),
-                ) = (
-                    &layer.host,
-                    layer.wq.matrix(),
-                    layer.wk.matrix(),
-                    layer.wv.matrix(),
-                    layer.wo.matrix(),
-                    layer.w_gate.matrix(),
-                    layer.w_up.matrix(),
-                    layer.w_down.matrix(),
-                )
-                else {
-                    return Ok(None);
-                };
+            for (li, hv) in host.layers.iter().enumerate() {
                 rms_norm_rows(x, &hv.attn_norm, eps, h);
                 matmul_many(
-                    &[wq, wk, wv],
+                    &[&hv.wq, &hv.wk, &hv.wv],
                     h,
                     m,
                     &mut [&mut q[..], &mut k[..], &mut v[..]],
@@ -827,21 +841,20 @@ impl Model {
                         )));
                     }
                 }
-                matmul_many(&[wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
+                matmul_many(&[&hv.wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
                 rms_norm_rows(x, &hv.ffn_norm, eps, h);
-                matmul_many(&[wg, wu], h, m, &mut [&mut g[..], &mut u[..]]).map_err(kerr)?;
+                matmul_many(&[&hv.gate, &hv.up], h, m, &mut [&mut g[..], &mut u[..]])
+                    .map_err(kerr)?;
                 tessera_kernels::activation::silu_mul(g, u);
-                matmul_many(&[wd], g, m, &mut [&mut o[..]]).map_err(kerr)?;
+                matmul_many(&[&hv.down], g, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
             }
             for s in segments.iter_mut() {
                 s.cache.len += 1;
             }
             rms_norm_rows(x, &host.norm, eps, h);
-            let Some(out) = self.output.matrix() else {
-                return Ok(None);
-            };
+            let out = &host.output;
             let mut logits = vec![0f32; m * out.rows()];
             matmul_many(&[out], h, m, &mut [&mut logits[..]]).map_err(kerr)?;
             let t = Tensor::from_vec(logits, (m, out.rows()), &Device::Cpu)?;
@@ -970,6 +983,38 @@ fn copy_heads(src: &[f32], cap_src: usize, dst: &mut [f32], cap_dst: usize, len:
     }
 }
 
+/// Copies the first `len` positions of every layer and head from `src` (`cap_src` positions
+/// per head) into `dst` (`cap_dst` per head); both on the host or both on a device.
+fn copy_positions(
+    src: &KvStore,
+    cap_src: usize,
+    dst: &mut KvStore,
+    cap_dst: usize,
+    len: usize,
+    d: usize,
+) -> candle_core::Result<()> {
+    match (src, dst) {
+        (KvStore::Host { k, v }, KvStore::Host { k: k2, v: v2 }) => {
+            for (s, t) in k.iter().chain(v).zip(k2.iter_mut().chain(v2.iter_mut())) {
+                copy_heads(s, cap_src, t, cap_dst, len, d);
+            }
+        }
+        (KvStore::Device { k, v }, KvStore::Device { k: k2, v: v2 }) => {
+            if len > 0 {
+                for (s, t) in k.iter().chain(v).zip(k2.iter().chain(v2.iter())) {
+                    t.slice_set(&s.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                }
+            }
+        }
+        _ => {
+            return Err(candle_core::Error::Msg(
+                "KV cache: copy between the host and a device".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
 impl KvCache {
     fn new(c: &Config, capacity: usize, dev: &Device) -> Result<Self, ModelError> {
         let shape = (c.n_kv_heads, c.head_dim);
@@ -1034,19 +1079,7 @@ impl KvCache {
     fn resized(&self, len: usize, cap: usize) -> candle_core::Result<KvStore> {
         let (_, d) = self.shape;
         let mut out = Self::alloc(self.layers(), self.shape, cap, &self.device)?;
-        match (&self.store, &mut out) {
-            (KvStore::Host { k, v }, KvStore::Host { k: k2, v: v2 }) => {
-                for (src, dst) in k.iter().chain(v).zip(k2.iter_mut().chain(v2.iter_mut())) {
-                    copy_heads(src, self.capacity, dst, cap, len, d);
-                }
-            }
-            (KvStore::Device { k, v }, KvStore::Device { k: k2, v: v2 }) if len > 0 => {
-                for (src, dst) in k.iter().chain(v).zip(k2.iter().chain(v2.iter())) {
-                    dst.slice_set(&src.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
-                }
-            }
-            _ => {}
-        }
+        copy_positions(&self.store, self.capacity, &mut out, cap, len, d)?;
         Ok(out)
     }
 
@@ -1197,26 +1230,16 @@ impl KvCache {
         self.len = 0;
         self.reserve(snap.len)?;
         let (_, d) = self.shape;
-        let (cap, len) = (self.capacity, snap.len);
-        let scap = len.max(1);
-        match (&mut self.store, &snap.store) {
-            (KvStore::Host { k, v }, KvStore::Host { k: sk, v: sv }) => {
-                for (dst, src) in k.iter_mut().chain(v.iter_mut()).zip(sk.iter().chain(sv)) {
-                    copy_heads(src, scap, dst, cap, len, d);
-                }
-            }
-            (KvStore::Device { k, v }, KvStore::Device { k: sk, v: sv }) if len > 0 => {
-                for (dst, src) in k.iter().chain(v.iter()).zip(sk.iter().chain(sv)) {
-                    dst.slice_set(src, 1, 0)?;
-                }
-            }
-            (KvStore::Device { .. }, KvStore::Device { .. }) => {}
-            _ => {
-                return Err(ModelError::Compute(candle_core::Error::Msg(
-                    "KV snapshot from another device".into(),
-                )))
-            }
-        }
+        let len = snap.len;
+        // A snapshot holds exactly its positions (at least one per head).
+        copy_positions(
+            &snap.store,
+            len.max(1),
+            &mut self.store,
+            self.capacity,
+            len,
+            d,
+        )?;
         self.len = len;
         Ok(())
     }
