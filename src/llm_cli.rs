@@ -71,16 +71,26 @@ pub enum ModelsCommand {
     },
 }
 
+/// The model a bench runs, and where.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Model name or GGUF path.
+    #[arg(short, long, default_value = "smollm2")]
+    model: String,
+    /// Inference threads.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Prefill and decode speed of a language model, llama-bench style.
     Llm {
-        /// Model name or GGUF path.
-        #[arg(short, long, default_value = "smollm2")]
-        model: String,
-        /// Inference threads.
-        #[arg(short, long, default_value_t = 1)]
-        threads: usize,
+        #[command(flatten)]
+        run: ModelArgs,
         /// Prompt length for the prefill test.
         #[arg(long, default_value_t = 512)]
         prompt_tokens: usize,
@@ -94,24 +104,48 @@ pub enum BenchCommand {
         /// then re-quantized to Q8_0).
         #[arg(long)]
         candle_kernels: bool,
-        /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Print one JSON line.
+        /// Sequences at once, one measurement each (e.g. `1,8,64,256`): prefill runs that
+        /// many prompts in one pass, decode that many sequences together.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        batch: Vec<usize>,
+        /// The device's memory bandwidth in GB/s: decode is then also reported as a share of
+        /// the limit it sets (weight bytes per step / bandwidth).
+        #[arg(long)]
+        bandwidth_gbs: Option<f64>,
+        /// Print one JSON line per batch width.
         #[arg(long)]
         json: bool,
     },
+    /// The model work of reading texts (the EDC stages' calls, prompt and output lengths per
+    /// text, with random tokens), at a batch width: texts/s.
+    Read {
+        #[command(flatten)]
+        run: ModelArgs,
+        /// Texts to read.
+        #[arg(long, default_value_t = 64)]
+        texts: usize,
+        /// Sequences decoded together (comma-separated for several runs).
+        #[arg(long, value_delimiter = ',', default_value = "8")]
+        width: Vec<usize>,
+        /// Print one JSON line per width.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A greedy continuation, token by token with the gap between the two best logits, as
+    /// one JSON line: for comparing devices on the same weights.
+    Greedy {
+        #[command(flatten)]
+        run: ModelArgs,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// The prompt (plain text, no chat template).
+        prompt: String,
+    },
     /// Prefill saved by the prefix cache for a fixed few-shot prefix.
     Prefix {
-        /// Model name or GGUF path.
-        #[arg(short, long, default_value = "smollm2")]
-        model: String,
-        /// Inference threads.
-        #[arg(short, long, default_value_t = 1)]
-        threads: usize,
-        /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        run: ModelArgs,
         /// Length of the shared prefix, in tokens (about).
         #[arg(long, default_value_t = 1000)]
         prefix_tokens: usize,
@@ -495,57 +529,172 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         BenchCommand::Llm {
-            model,
-            threads,
+            run:
+                ModelArgs {
+                    model,
+                    threads,
+                    device,
+                },
             prompt_tokens,
             gen_tokens,
             reps,
             candle_kernels,
-            device,
+            batch,
+            bandwidth_gbs,
             json,
         } => {
             let (path, lm) = load_model(&model, threads, !candle_kernels, &device)?;
-            let r = tessera::engine::bench::llm(&lm, prompt_tokens, gen_tokens, reps.max(1))?;
-            let rss = peak_rss_bytes();
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({
-                        "model": lm.name(),
-                        "threads": threads,
-                        "kernels": if candle_kernels { "candle" } else { "tessera" },
-                        "device": device,
-                        "prompt_tokens": prompt_tokens,
-                        "gen_tokens": gen_tokens,
-                        "prefill_tok_s": r.prefill_tok_s,
-                        "decode_tok_s": r.decode_tok_s,
-                        "peak_rss_bytes": rss,
-                    })
+            let weights = tessera::engine::bench::weight_bytes(
+                &tessera::engine::gguf::GgufFile::open(&path)?,
+            );
+            for b in batch {
+                let r = tessera::engine::bench::llm_batched(
+                    &lm,
+                    prompt_tokens,
+                    gen_tokens,
+                    reps.max(1),
+                    b,
                 )?;
-            } else {
-                writeln!(out, "model        {} ({})", lm.name(), path.display())?;
-                writeln!(out, "threads      {threads}")?;
-                writeln!(out, "device       {device}")?;
-                writeln!(
-                    out,
-                    "prefill      {:.1} tok/s (pp{prompt_tokens})",
-                    r.prefill_tok_s
-                )?;
-                writeln!(
-                    out,
-                    "decode       {:.1} tok/s (tg{gen_tokens})",
-                    r.decode_tok_s
-                )?;
-                writeln!(out, "peak RSS     {:.1} MiB", rss as f64 / (1 << 20) as f64)?;
+                // Each decode step reads every weight once, whatever the batch.
+                let step_s = b.max(1) as f64 / r.decode_tok_s.max(1e-9);
+                let weight_gbs = weights as f64 / step_s / 1e9;
+                let share = bandwidth_gbs.map(|bw| weight_gbs / bw);
+                let rss = peak_rss_bytes();
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({
+                            "model": lm.name(),
+                            "threads": threads,
+                            "kernels": if candle_kernels { "candle" } else { "tessera" },
+                            "device": device,
+                            "batch": b,
+                            "prompt_tokens": prompt_tokens,
+                            "gen_tokens": gen_tokens,
+                            "prefill_tok_s": r.prefill_tok_s,
+                            "decode_tok_s": r.decode_tok_s,
+                            "weight_bytes": weights,
+                            "decode_weight_gbs": weight_gbs,
+                            "bandwidth_share": share,
+                            "peak_rss_bytes": rss,
+                        })
+                    )?;
+                } else {
+                    writeln!(out, "model        {} ({})", lm.name(), path.display())?;
+                    writeln!(out, "threads      {threads}")?;
+                    writeln!(out, "device       {device}")?;
+                    writeln!(out, "batch        {b}")?;
+                    writeln!(
+                        out,
+                        "prefill      {:.1} tok/s (pp{prompt_tokens})",
+                        r.prefill_tok_s
+                    )?;
+                    writeln!(
+                        out,
+                        "decode       {:.1} tok/s (tg{gen_tokens})",
+                        r.decode_tok_s
+                    )?;
+                    writeln!(
+                        out,
+                        "weights      {:.1} MB per step, read at {weight_gbs:.1} GB/s{}",
+                        weights as f64 / 1e6,
+                        share.map_or(String::new(), |s| format!(
+                            " ({:.1}% of the bandwidth)",
+                            100.0 * s
+                        ))
+                    )?;
+                    writeln!(out, "peak RSS     {:.1} MiB", rss as f64 / (1 << 20) as f64)?;
+                }
+            }
+        }
+        BenchCommand::Greedy {
+            run:
+                ModelArgs {
+                    model,
+                    threads,
+                    device,
+                },
+            tokens,
+            prompt,
+        } => {
+            let (_, lm) = load_model(&model, threads, true, &device)?;
+            let steps = tessera::engine::bench::greedy(&lm, &prompt, tokens)?;
+            let (ids, gaps): (Vec<u32>, Vec<f32>) = steps.into_iter().unzip();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "model": lm.name(),
+                    "device": device,
+                    "tokens": ids,
+                    "gaps": gaps,
+                    "text": lm.tokenizer().decode(&ids, false),
+                })
+            )?;
+        }
+        BenchCommand::Read {
+            run:
+                ModelArgs {
+                    model,
+                    threads,
+                    device,
+                },
+            texts,
+            width,
+            json,
+        } => {
+            let (_, lm) = load_model(&model, threads, true, &device)?;
+            let stages = tessera::engine::bench::EDC_STAGES;
+            for w in width {
+                let r = tessera::engine::bench::read(&lm, &stages, texts.max(1), w)?;
+                if json {
+                    let per_stage: serde_json::Map<String, serde_json::Value> = r
+                        .stage_s
+                        .iter()
+                        .map(|(n, s)| ((*n).to_owned(), serde_json::json!(s)))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({
+                            "model": lm.name(),
+                            "device": device,
+                            "threads": threads,
+                            "texts": r.texts,
+                            "width": r.width,
+                            "texts_per_s": r.texts_per_s,
+                            "tokens_per_s": r.tokens_per_s,
+                            "stage_s": per_stage,
+                        })
+                    )?;
+                } else {
+                    let stages: Vec<String> = r
+                        .stage_s
+                        .iter()
+                        .map(|(n, s)| format!("{n} {s:.2} s"))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{} on {device}, width {}: {:.2} texts/s ({:.0} model tokens/s; {})",
+                        lm.name(),
+                        r.width,
+                        r.texts_per_s,
+                        r.tokens_per_s,
+                        stages.join(", ")
+                    )?;
+                }
             }
         }
         BenchCommand::Prefix {
-            model,
-            threads,
+            run:
+                ModelArgs {
+                    model,
+                    threads,
+                    device,
+                },
             prefix_tokens,
             requests,
-            device,
             json,
         } => {
             let (_, lm) = load_model(&model, threads, true, &device)?;

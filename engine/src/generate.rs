@@ -10,6 +10,7 @@ use crate::constrain::{Constraint, ConstraintError, Guide, GuideFactory};
 use crate::gguf::GgufFile;
 use crate::model::{KvCache, KvSnapshot, LoadOptions, Model, ModelError, Segment};
 use crate::tokenizer::{ChatMessage, Tokenizer, TokenizerError};
+use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -450,11 +451,8 @@ impl LanguageModel {
                     t_decode = Instant::now();
                     first = false;
                 }
-                for (&i, l) in active.iter().zip(logits) {
-                    let mut row: Vec<f32> = l
-                        .squeeze(0)
-                        .and_then(|t| t.to_vec1())
-                        .map_err(ModelError::from)?;
+                let rows = rows_to_host(&logits).map_err(ModelError::from)?;
+                for (&i, mut row) in active.iter().zip(rows) {
                     let s = &mut seqs[i];
                     let token = self.pick(s, &mut row, opts[i])?;
                     self.advance(i, s, token, opts[i], on_text)?;
@@ -699,6 +697,33 @@ fn log_softmax(row: &[f32]) -> Vec<f32> {
     let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
     let lse = max + sum.ln();
     row.iter().map(|v| v - lse).collect()
+}
+
+/// The last row of each segment's logits on the host. Rows of a batch on a GPU come back in
+/// one transfer (a step then waits once, not once per sequence).
+pub fn rows_to_host(logits: &[Tensor]) -> candle_core::Result<Vec<Vec<f32>>> {
+    let last = |t: &Tensor| -> candle_core::Result<Tensor> {
+        let n = t.dim(0)?;
+        t.narrow(0, n.saturating_sub(1), n.min(1))
+    };
+    if logits.len() > 1 && !logits.iter().any(|t| t.device().is_cpu()) {
+        let rows = logits
+            .iter()
+            .map(last)
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        return Tensor::cat(&rows, 0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2();
+    }
+    logits
+        .iter()
+        .map(|t| {
+            last(t)?
+                .squeeze(0)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()
+        })
+        .collect()
 }
 
 /// Picks a token: argmax at temperature 0, else nucleus sampling.

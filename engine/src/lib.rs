@@ -12,6 +12,12 @@ pub mod edc;
 pub mod embed;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "cuda")]
+#[path = "gpu.rs"]
+mod gpu;
+#[cfg(not(feature = "cuda"))]
+#[path = "gpu_off.rs"]
+mod gpu;
 pub mod linear;
 pub mod model;
 pub mod quantize;
@@ -64,11 +70,15 @@ impl Backend {
                 "this build has no CUDA backend (rebuild with `--features cuda`, see scripts/cuda.sh)"
                     .into(),
             ),
-            Self::Cuda => candle_core::Device::new_cuda(ordinal).map_err(|e| {
-                // candle appends a backtrace on the following lines: the first says it all.
-                let e = e.to_string();
-                format!("CUDA device {ordinal}: {}", e.lines().next().unwrap_or(""))
-            }),
+            Self::Cuda => {
+                let dev = candle_core::Device::new_cuda(ordinal).map_err(|e| {
+                    // candle appends a backtrace on the following lines: the first says it all.
+                    let e = e.to_string();
+                    format!("CUDA device {ordinal}: {}", e.lines().next().unwrap_or(""))
+                })?;
+                gpu::prepare_device(&dev);
+                Ok(dev)
+            }
         }
     }
 

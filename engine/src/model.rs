@@ -9,6 +9,7 @@
 //! ([`Segment`]): the weight matmuls run over all their rows together, attention per sequence.
 
 use crate::gguf::{GgufError, GgufFile};
+use crate::gpu;
 use crate::linear::Linear;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -580,6 +581,14 @@ impl Model {
         }
         let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let scale = 1.0 / (hd as f64).sqrt();
+        // On the GPU one kernel per layer (two for prompts) rotates, caches and attends every
+        // new token of every sequence (the tensor path below takes ~20 launches per sequence).
+        let mut gpu_step =
+            if c.arch != Arch::Gemma3 && gpu::BatchAttention::applies(&self.device, nh, nkv, hd) {
+                Some(self.gpu_attention_step(segments, scale as f32)?)
+            } else {
+                None
+            };
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.eps as f32)?;
             let mut qkv = Linear::forward_many(&[&layer.wq, &layer.wk, &layer.wv], &h)?;
@@ -600,6 +609,11 @@ impl Model {
             }
             if let Some(b) = &layer.bv {
                 v = v.broadcast_add(b)?;
+            }
+            if let Some(step) = gpu_step.as_mut() {
+                let attn = step.attend(li, &q, &k, &v)?;
+                x = self.layer_tail(layer, x, &attn)?;
+                continue;
             }
             let mut outs = Vec::with_capacity(segments.len());
             let mut row = 0;
@@ -682,29 +696,7 @@ impl Model {
                 row += l;
             }
             let attn = Tensor::cat(&outs, 0)?;
-            let mut o = layer.wo.forward(&attn)?;
-            if let Some(w) = &layer.post_attn_norm {
-                o = candle_nn::ops::rms_norm(&o, w, c.eps as f32)?;
-            }
-            x = (x + o)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
-            let gated = if c.arch == Arch::Gemma3 {
-                let mut gu = Linear::forward_many(&[&layer.w_gate, &layer.w_up], &h)?;
-                let up = gu
-                    .pop()
-                    .ok_or_else(|| candle_core::Error::Msg("no up".into()))?;
-                let gate = gu
-                    .pop()
-                    .ok_or_else(|| candle_core::Error::Msg("no gate".into()))?;
-                (gate.gelu()? * up)?
-            } else {
-                Linear::swiglu(&layer.w_gate, &layer.w_up, &h)?
-            };
-            let mut f = layer.w_down.forward(&gated)?;
-            if let Some(w) = &layer.post_ffn_norm {
-                f = candle_nn::ops::rms_norm(&f, w, c.eps as f32)?;
-            }
-            x = (x + f)?;
+            x = self.layer_tail(layer, x, &attn)?;
         }
         debug_assert_eq!(x.dim(0)?, n);
         // Only the rows whose logits are wanted go through the (large) output matrix.
@@ -738,6 +730,90 @@ impl Model {
 }
 
 impl Model {
+    /// The rest of a layer after attention: output matrix, residual, MLP, residual.
+    fn layer_tail(
+        &self,
+        layer: &Layer,
+        mut x: Tensor,
+        attn: &Tensor,
+    ) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let mut o = layer.wo.forward(attn)?;
+        if let Some(w) = &layer.post_attn_norm {
+            o = candle_nn::ops::rms_norm(&o, w, c.eps as f32)?;
+        }
+        x = (x + o)?;
+        let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
+        let gated = if c.arch == Arch::Gemma3 {
+            let mut gu = Linear::forward_many(&[&layer.w_gate, &layer.w_up], &h)?;
+            let up = gu
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no up".into()))?;
+            let gate = gu
+                .pop()
+                .ok_or_else(|| candle_core::Error::Msg("no gate".into()))?;
+            (gate.gelu()? * up)?
+        } else {
+            Linear::swiglu(&layer.w_gate, &layer.w_up, &h)?
+        };
+        let mut f = layer.w_down.forward(&gated)?;
+        if let Some(w) = &layer.post_ffn_norm {
+            f = candle_nn::ops::rms_norm(&f, w, c.eps as f32)?;
+        }
+        x = (x + f)?;
+        Ok(x)
+    }
+
+    /// The GPU attention kernel's pass over these segments (caches already grown): each new
+    /// token a row with its position and sequence, then every sequence's capacity and every
+    /// layer's cache addresses.
+    fn gpu_attention_step(
+        &self,
+        segments: &[Segment<'_>],
+        scale: f32,
+    ) -> Result<gpu::BatchAttention, ModelError> {
+        let c = &self.config;
+        let seqs: Vec<&Segment<'_>> = segments.iter().filter(|s| !s.tokens.is_empty()).collect();
+        let (m, n) = (
+            seqs.iter().map(|s| s.tokens.len()).sum::<usize>(),
+            seqs.len(),
+        );
+        let mut table = Vec::with_capacity(2 * m + n * (1 + 2 * c.n_layers));
+        for s in &seqs {
+            table.extend((0..s.tokens.len()).map(|j| (s.cache.len + j) as i64));
+        }
+        for (i, s) in seqs.iter().enumerate() {
+            table.extend(std::iter::repeat_n(i as i64, s.tokens.len()));
+        }
+        table.extend(seqs.iter().map(|s| s.cache.capacity as i64));
+        for li in 0..c.n_layers {
+            for value in [false, true] {
+                for s in &seqs {
+                    let KvStore::Device { k, v } = &s.cache.store else {
+                        return Err(ModelError::Compute(candle_core::Error::Msg(
+                            "attention kernel: a host KV cache on a GPU model".into(),
+                        )));
+                    };
+                    table.push(gpu::device_ptr(if value { &v[li] } else { &k[li] })?);
+                }
+            }
+        }
+        let longest = seqs
+            .iter()
+            .map(|s| s.cache.len + s.tokens.len())
+            .max()
+            .unwrap_or(1);
+        Ok(gpu::BatchAttention::new(
+            table,
+            (m, n, c.n_heads, c.n_kv_heads, c.head_dim),
+            c.arch == Arch::Llama,
+            scale,
+            (&self.rope.cos, &self.rope.sin),
+            longest,
+            &self.device,
+        )?)
+    }
+
     /// One decode step on the CPU, on plain buffers: every segment brings exactly one token,
     /// and each layer is RMSNorm, one pass for Q/K/V, RoPE, the cache written and attended in
     /// place, the output matrix, RMSNorm, one pass for gate/up, SwiGLU and the down matrix,

@@ -2,7 +2,8 @@
 //! seeded models (llama and qwen2 layouts, every weight type Tessera's kernels read) run a
 //! prefill, a batch of two sequences and decode steps on candle's CPU kernels, Tessera's CPU
 //! kernels, and, in a build with `--features cuda`, the GPU (such a build runs its tests on a
-//! machine with one: no GPU is a failure, not a skip). The reference is the same weights
+//! machine with one: no GPU is a failure, not a skip), there both with Tessera's attention
+//! kernel and with the tensor path it replaces. The reference is the same weights
 //! dequantized to f32 and multiplied in f32; every path's logits must stay within a stated
 //! share of their range from it, and its greedy token agree almost everywhere.
 
@@ -29,16 +30,17 @@ fn paths() -> Vec<(&'static str, LoadOptions)> {
     #[allow(unused_mut)]
     let mut v = vec![("cpu/candle", cpu(false)), ("cpu/tessera", cpu(true))];
     #[cfg(feature = "cuda")]
-    v.push((
-        "cuda",
-        LoadOptions {
+    {
+        let gpu = LoadOptions {
             requantize: false,
             kernels: true,
             device: tessera_engine::Backend::Cuda
                 .device(0)
                 .expect("a build with the cuda feature runs its tests on a machine with a GPU"),
-        },
-    ));
+        };
+        v.push(("cuda", gpu.clone()));
+        v.push(("cuda/tensor-attention", gpu));
+    }
     v
 }
 
@@ -187,6 +189,16 @@ fn every_backend_computes_the_same_logits() {
             let want = &rows(&run(&Model::load(&dense, &paths()[0].1).unwrap()));
             for (name, opts) in paths() {
                 let model = Model::load(&file, &opts).unwrap();
+                // On the GPU, attention runs on Tessera's kernel; the tensor path it replaces
+                // (switched on by the environment) is checked too.
+                std::env::set_var(
+                    "TESSERA_CUDA_ATTENTION_KERNEL",
+                    if name == "cuda/tensor-attention" {
+                        "0"
+                    } else {
+                        "1"
+                    },
+                );
                 let got = rows(&run(&model));
                 assert_eq!(got.len(), want.len(), "{arch} {weights:?} {name}: rows");
                 let scale = want

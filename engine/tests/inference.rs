@@ -669,3 +669,52 @@ fn quantized_models_load_and_agree_with_their_source() {
     assert!(!out.exists() && !out.with_extension("gguf.partial").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_greedy_stream_is_what_generation_picks() {
+    let lm = lm("smollm2", false);
+    let text = "The capital of France is";
+    let steps = tessera_engine::bench::greedy(&lm, text, 12).unwrap();
+    assert_eq!(steps.len(), 12);
+    assert!(steps.iter().all(|&(_, gap)| gap >= 0.0 && gap.is_finite()));
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let g = lm.generate(&Prompt::text(text), &opts, |_| {}).unwrap();
+    // Generation stops at an end-of-generation token; up to there both pick the same.
+    let picked: Vec<u32> = steps.iter().map(|s| s.0).collect();
+    assert!(!g.tokens.is_empty());
+    assert_eq!(g.tokens[..], picked[..g.tokens.len()]);
+}
+
+#[test]
+fn batched_benches_count_every_sequence() {
+    use tessera_engine::bench::{llm_batched, read, ReadStage};
+    let lm = lm("smollm2", false);
+    let r = llm_batched(&lm, 8, 4, 1, 3).unwrap();
+    assert!(r.prefill_tok_s > 0.0 && r.decode_tok_s > 0.0, "{r:?}");
+    let stages = [
+        ReadStage {
+            name: "a",
+            calls_per_text: 1.0,
+            prefix_tokens: 6,
+            prompt_tokens: 4,
+            gen_tokens: 3,
+        },
+        ReadStage {
+            name: "b",
+            calls_per_text: 0.5,
+            prefix_tokens: 0,
+            prompt_tokens: 5,
+            gen_tokens: 2,
+        },
+    ];
+    let r = read(&lm, &stages, 4, 3).unwrap();
+    assert_eq!(r.texts, 4);
+    assert_eq!(
+        r.stage_s.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(r.texts_per_s > 0.0 && r.tokens_per_s > 0.0, "{r:?}");
+}

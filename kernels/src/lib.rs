@@ -34,3 +34,12 @@ pub const fn cuda_compiled() -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The CUDA kernels as PTX, compiled by `build.rs` with `nvcc` (only with the `cuda` feature);
+/// the engine loads them on its device.
+#[cfg(feature = "cuda")]
+pub mod cuda {
+    /// One decode step's RoPE, KV-cache write and attention for a batch of sequences
+    /// (`tessera_decode_attention`; see `src/cuda/decode.cu` for its arguments).
+    pub const DECODE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
+}
