@@ -100,7 +100,7 @@ EOF
 # The real SmolLM2 on the GPU and on the CPU, greedy from the same prompt: the streams must
 # agree token for token until the first step where the CPU's two best logits are within 0.5.
 greedy() {
-  local model=$work/smollm2.gguf
+  local model=$work/smollm2-real.gguf
   if [[ ! -f $model ]]; then
     if [[ -f $bundle/smollm2.part1 && -f $bundle/smollm2.part2 ]]; then
       cat "$bundle/smollm2.part1" "$bundle/smollm2.part2" >"$model.partial"
