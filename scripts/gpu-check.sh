@@ -48,6 +48,7 @@ for line in sys.stdin:
     stub=$(mktemp -d) && ln -s "$CUDA_HOME/lib/stubs/libcuda.so" "$stub/libcuda.so.1"
     export LD_LIBRARY_PATH="$stub:$CUDA_HOME/lib"
     bin=$1 && shift
+    for m in "$@" smollm2; do "$bin" models pull "$m" >/dev/null || exit; done
     for m in "$@"; do "$bin" models skeleton "$m" ".gpu/stage/$m.skeleton.gguf" || exit; done
     rm -r "$stub"' _ "$bundle/stage/tessera" "${models[@]}"
   tar -C "$bundle/stage" -cJf "$bundle/bundle.tar.xz" .

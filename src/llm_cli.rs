@@ -666,6 +666,11 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                             "texts_per_s": r.texts_per_s,
                             "tokens_per_s": r.tokens_per_s,
                             "stage_s": per_stage,
+                            "split_s": r
+                                .split_s
+                                .iter()
+                                .map(|(n, s)| ((*n).to_owned(), serde_json::json!(s)))
+                                .collect::<serde_json::Map<String, serde_json::Value>>(),
                         })
                     )?;
                 } else {

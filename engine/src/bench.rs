@@ -195,6 +195,10 @@ pub struct ReadSpeed {
     pub stage_s: Vec<(&'static str, f64)>,
     /// Model tokens (uncached prompt + generated) per second.
     pub tokens_per_s: f64,
+    /// Seconds by kind of work over every stage: `caches` (fresh caches, prefix restored),
+    /// `prefill` (the calls' own prompts), `decode` (generation steps), `logits` (copied to
+    /// the host). The device is synchronized at each boundary, so the kinds add up.
+    pub split_s: Vec<(&'static str, f64)>,
 }
 
 /// The model work of reading `texts` texts, stage after stage as the pipeline runs them:
@@ -213,6 +217,7 @@ pub fn read(
     let width = width.max(1);
     let mut token = random_tokens(lm, 7);
     let mut stage_s = Vec::new();
+    let mut split = [0f64; 4];
     let mut tokens = 0usize;
     let start = Instant::now();
     lm.install(|| -> Result<(), GenerateError> {
@@ -233,6 +238,8 @@ pub fn read(
             while done < calls {
                 let n = width.min(calls - done);
                 let need = st.prefix_tokens + st.prompt_tokens + st.gen_tokens;
+                let sync = || model.device().synchronize().map_err(ModelError::from);
+                let t = Instant::now();
                 let mut caches = (0..n)
                     .map(|_| -> Result<KvCache, ModelError> {
                         let mut c = model.new_cache(need)?;
@@ -240,15 +247,27 @@ pub fn read(
                         Ok(c)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                sync()?;
+                split[0] += t.elapsed().as_secs_f64();
                 let prompts: Vec<Vec<u32>> = (0..n)
                     .map(|_| (0..st.prompt_tokens).map(|_| token()).collect())
                     .collect();
+                let t = Instant::now();
                 let logits = model.forward(&mut segments(&mut caches, &prompts))?;
+                sync()?;
+                split[1] += t.elapsed().as_secs_f64();
+                let t = Instant::now();
                 to_host(&logits)?;
+                split[3] += t.elapsed().as_secs_f64();
                 for _ in 0..st.gen_tokens {
                     let toks: Vec<Vec<u32>> = (0..n).map(|_| vec![token()]).collect();
+                    let t = Instant::now();
                     let logits = model.forward(&mut segments(&mut caches, &toks))?;
+                    sync()?;
+                    split[2] += t.elapsed().as_secs_f64();
+                    let t = Instant::now();
                     to_host(&logits)?;
+                    split[3] += t.elapsed().as_secs_f64();
                 }
                 tokens += n * (st.prompt_tokens + st.gen_tokens);
                 done += n;
@@ -264,6 +283,10 @@ pub fn read(
         texts_per_s: texts as f64 / secs,
         stage_s,
         tokens_per_s: tokens as f64 / secs,
+        split_s: ["caches", "prefill", "decode", "logits"]
+            .into_iter()
+            .zip(split)
+            .collect(),
     })
 }
 
