@@ -7,6 +7,8 @@
 //! dequantized to f32 and multiplied in f32; every path's logits must stay within a stated
 //! share of their range from it, and its greedy token agree almost everywhere.
 
+#![allow(clippy::expect_used)]
+
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 use tessera_engine::gguf::GgufFile;
