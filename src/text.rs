@@ -191,6 +191,33 @@ pub enum TextError {
     /// An IRI could not be formed.
     #[error("invalid IRI: {0}")]
     Iri(String),
+    /// The options cannot be honoured as given (a SOURCE that names a graph holding other
+    /// data, which dropping or re-reading the source would wipe).
+    #[error("{0}")]
+    Options(String),
+}
+
+/// Refuses a source IRI that names a graph other data lives in: a source's own graph is
+/// replaced when the source is read again and cleared when it is dropped, so it must be a
+/// graph of its own, never the target graph, the schema graph or the sources graph.
+fn check_source_graph(
+    source: &NamedNode,
+    target: Option<&NamedNode>,
+    schema: Option<&NamedNode>,
+) -> Result<(), TextError> {
+    let clash = if target == Some(source) {
+        "the target graph"
+    } else if schema == Some(source) {
+        "the schema graph"
+    } else if source.as_str() == SOURCES_GRAPH {
+        "the graph of source records"
+    } else {
+        return Ok(());
+    };
+    Err(TextError::Options(format!(
+        "SOURCE <{}> is {clash}: a source's triples also live in a graph named by the source, which is replaced when the source is read again and cleared by DROP SOURCE, so a source needs an IRI of its own",
+        source.as_str()
+    )))
 }
 
 impl From<edc::EdcError> for TextError {
@@ -459,6 +486,9 @@ impl crate::Database {
             return Err(Error::Text(TextError::Input(
                 "SOURCE names one text; several texts each get their own source".into(),
             )));
+        }
+        if let Some(source) = &opts.source {
+            check_source_graph(source, opts.graph.as_ref(), opts.schema.as_ref())?;
         }
         // Texts that cannot be read fail alone, before the model runs.
         let mut results: Vec<Option<Result<TextReport, Error>>> = texts
@@ -827,6 +857,10 @@ impl crate::Database {
             if !is_source(tx, source.as_ref())? {
                 return Ok(None);
             }
+            // A source recorded before such IRIs were refused: clearing its graph would
+            // clear the target graph (the user's own triples with it).
+            let target = recorded_target(tx, source.as_ref())?;
+            check_source_graph(source, target.as_ref(), None)?;
             Ok(Some(drop_source_in(tx, source.as_ref())?))
         })
     }
@@ -886,22 +920,34 @@ fn is_source(tx: &Transaction<'_>, source: NamedNodeRef<'_>) -> Result<bool, Err
         .is_some())
 }
 
+/// The named graph a source's triples were written to (`None`: the default graph).
+fn recorded_target(
+    tx: &Transaction<'_>,
+    source: NamedNodeRef<'_>,
+) -> Result<Option<NamedNode>, Error> {
+    let sources = sources_graph();
+    Ok(
+        match tx
+            .quads_for_pattern(
+                Some(source.into()),
+                Some(tessera("targetGraph").as_ref()),
+                None,
+                Some(sources.as_ref().into()),
+            )
+            .next()
+            .transpose()?
+            .map(|q| q.object)
+        {
+            Some(Term::NamedNode(n)) if n != tessera("defaultGraph") => Some(n),
+            _ => None,
+        },
+    )
+}
+
 fn drop_source_in(tx: &mut Transaction<'_>, source: NamedNodeRef<'_>) -> Result<usize, Error> {
     let sources = sources_graph();
-    let target: GraphName = match tx
-        .quads_for_pattern(
-            Some(source.into()),
-            Some(tessera("targetGraph").as_ref()),
-            None,
-            Some(sources.as_ref().into()),
-        )
-        .next()
-        .transpose()?
-        .map(|q| q.object)
-    {
-        Some(Term::NamedNode(n)) if n != tessera("defaultGraph") => GraphName::NamedNode(n),
-        _ => GraphName::DefaultGraph,
-    };
+    let target: GraphName =
+        recorded_target(tx, source)?.map_or(GraphName::DefaultGraph, GraphName::NamedNode);
     let own: Vec<Quad> = tx
         .quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(source)))
         .collect::<Result<_, _>>()?;
@@ -1102,7 +1148,9 @@ pub(crate) fn execute_update(
                     source: t.source,
                 };
                 let report = db.insert_text(&t.text, &opts).map_err(|e| match e {
-                    Error::Text(TextError::Input(m)) => UpdateError::Text(m),
+                    Error::Text(TextError::Input(m) | TextError::Options(m)) => {
+                        UpdateError::Text(m)
+                    }
                     Error::Text(e @ TextError::Model { .. }) => {
                         UpdateError::Unavailable(e.to_string())
                     }
@@ -1118,6 +1166,7 @@ pub(crate) fn execute_update(
             }
             Operation::DropSource(s) => {
                 let removed = db.drop_source(&s).map_err(|e| match e {
+                    Error::Text(TextError::Options(m)) => UpdateError::Text(m),
                     Error::Storage(s) => UpdateError::Storage(s),
                     other => UpdateError::Invalid(other.to_string()),
                 })?;

@@ -497,3 +497,48 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
         "no kill landed mid-ingestion: {committed:?}"
     );
 }
+
+/// Regression: `SOURCE <g>` with `<g>` the target graph was accepted, and `DROP SOURCE <g>`
+/// (or reading that source again) then cleared the whole target graph, the user's own triples
+/// included. Such a source is refused before any model runs, as are the schema graph and the
+/// graph of source records; a source recorded that way by an older build is not dropped.
+#[test]
+fn a_source_naming_a_graph_with_other_data_is_refused_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir.path().join("store"));
+    with_schema(&db);
+    db.update(&format!(
+        "INSERT DATA {{ GRAPH <{PEOPLE}> {{ <http://example.org/a> <http://example.org/b> <http://example.org/c> . <http://example.org/d> <http://example.org/e> \"f\" }} }}"
+    ))
+    .expect("user data");
+    let users = format!("SELECT * {{ GRAPH <{PEOPLE}> {{ ?s ?p ?o }} }}");
+    assert_eq!(count(&db, &users), 2);
+    for (source, schema, what) in [
+        (PEOPLE, SCHEMA_GRAPH, "the target graph"),
+        (SCHEMA_GRAPH, SCHEMA_GRAPH, "the schema graph"),
+        (
+            "urn:tessera:sources",
+            SCHEMA_GRAPH,
+            "the graph of source records",
+        ),
+    ] {
+        let e = db
+            .update(&format!(
+                "INSERT TEXT \"Alan Shepard was born in New Hampshire.\" INTO GRAPH <{PEOPLE}> SCHEMA <{schema}> SOURCE <{source}>"
+            ))
+            .expect_err("a source naming a graph with other data");
+        let e = e.to_string();
+        assert!(e.contains(what) && e.contains(source), "{e}");
+    }
+    // A source recorded with its own IRI as the target graph (as older builds allowed).
+    db.update(&format!(
+        "INSERT DATA {{ GRAPH <urn:tessera:sources> {{ <{PEOPLE}> a <http://www.w3.org/ns/prov#Entity> ; <{ns}targetGraph> <{PEOPLE}> }} }}",
+        ns = tessera::text::NS
+    ))
+    .expect("legacy source record");
+    let e = db
+        .drop_source(&NamedNode::new_unchecked(PEOPLE))
+        .expect_err("dropping a source whose graph is the target graph");
+    assert!(e.to_string().contains("the target graph"), "{e}");
+    assert_eq!(count(&db, &users), 2, "the user's triples are intact");
+}
