@@ -688,3 +688,64 @@ async fn cors_is_off_by_default_and_opt_in() {
         Some(&b"https://app.example"[..])
     );
 }
+
+/// Regression: with no write token (the default), `/update` took a form post that any web
+/// page can make a visitor's browser send (no CORS preflight), so one page could `DROP ALL` a
+/// local server. Browser writes from another site are refused; the same origin, clients that
+/// are not browsers, and origins allowed with `--cors` still write.
+#[tokio::test]
+async fn writes_from_another_sites_page_are_refused() {
+    let form = |origin: Option<&str>, fetch_site: Option<&str>| {
+        let mut r = req(Method::POST, "/update")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        if let Some(f) = fetch_site {
+            r = r.header("sec-fetch-site", f);
+        }
+        r.body(Body::from("update=DROP+ALL")).expect("req")
+    };
+    let (db, app) = server(ServerConfig::default());
+    for (origin, site) in [
+        (Some("https://evil.example"), None),
+        (Some("https://evil.example"), Some("cross-site")),
+        (Some("http://localhost:8000"), Some("same-site")),
+        (Some("null"), None),
+        (None, Some("cross-site")),
+    ] {
+        let r = call(&app, form(origin, site)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin:?} {site:?}");
+        assert!(r.text().contains("another site"), "{}", r.text());
+    }
+    let gsp = call(
+        &app,
+        req(Method::DELETE, "/store?default")
+            .header(header::ORIGIN, "https://evil.example")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(gsp.status, StatusCode::FORBIDDEN);
+    assert_eq!(db.len().expect("len"), 3, "nothing was dropped");
+    // The server's own page (same origin), then a client that is not a browser.
+    let own = call(&app, form(Some("http://localhost:7878"), None)).await;
+    assert!(own.status.is_success(), "{}", own.text());
+    assert_eq!(db.len().expect("len"), 0);
+    let (db, app) = server(ServerConfig::default());
+    let own = call(
+        &app,
+        form(Some("https://evil.example"), Some("same-origin")),
+    )
+    .await;
+    assert!(own.status.is_success(), "{}", own.text());
+    assert_eq!(db.len().expect("len"), 0);
+    let (db, app) = server(ServerConfig::default());
+    assert!(call(&app, form(None, None)).await.status.is_success());
+    assert_eq!(db.len().expect("len"), 0);
+    // An origin the operator allowed.
+    let (db, app) = server(ServerConfig::default().with_cors_origin("https://app.example"));
+    let allowed = call(&app, form(Some("https://app.example"), Some("cross-site"))).await;
+    assert!(allowed.status.is_success(), "{}", allowed.text());
+    assert_eq!(db.len().expect("len"), 0);
+}

@@ -317,10 +317,23 @@ async fn handle(
     }
 }
 
-/// Refuses writes on a read-only server (403) or without the write token (401).
+/// Refuses writes on a read-only server (403), writes a browser sends on behalf of another
+/// site (403), or writes without the write token (401).
 pub(crate) fn authorize_write(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
     if state.config.read_only {
         return Err(HttpError::Forbidden("this server is read-only".into()));
+    }
+    if let Some(origin) = cross_site_origin(headers) {
+        let allowed = state
+            .config
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/') == origin);
+        if !allowed {
+            return Err(HttpError::Forbidden(format!(
+                "a write from a page of another site ({origin}) is refused: browsers send such form posts without asking, so allow that origin with --cors if it is meant to write"
+            )));
+        }
     }
     if let Some(token) = &state.config.write_token {
         let given = header_str(headers, header::AUTHORIZATION)
@@ -335,6 +348,30 @@ pub(crate) fn authorize_write(state: &AppState, headers: &HeaderMap) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The origin of a request a browser made from another site's page, if it is one. Browsers
+/// send a form post to any site without a CORS preflight (so one page could otherwise `DROP
+/// ALL` a local server), but they say where it comes from: `Origin` on every POST, and
+/// `Sec-Fetch-Site` where they support it. Clients that are not browsers send neither.
+fn cross_site_origin(headers: &HeaderMap) -> Option<String> {
+    let origin = header_str(headers, header::ORIGIN).map(|o| o.trim().trim_end_matches('/'));
+    let fetch_site =
+        header_str(headers, header::HeaderName::from_static("sec-fetch-site")).map(str::trim);
+    let named = || origin.unwrap_or("an unnamed origin").to_owned();
+    match fetch_site {
+        Some("same-origin" | "none") => return None,
+        Some(_) => return Some(named()),
+        None => {}
+    }
+    // No Sec-Fetch-Site: compare the Origin's host and port with the Host the request went to.
+    let origin = origin?;
+    if origin == "null" {
+        return Some(named());
+    }
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let host = header_str(headers, header::HOST).unwrap_or("");
+    (!authority.eq_ignore_ascii_case(host)).then(named)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
