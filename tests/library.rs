@@ -124,3 +124,32 @@ async fn async_queries_stream_and_clones_share_the_store() {
     let bad = db.query_async("SELECT WHERE").await;
     assert!(matches!(bad, Err(tessera::Error::Syntax(_))));
 }
+
+/// Regression: in a request mixing an extension operation with standard ones, a `PREFIX`
+/// declared in a later standard operation was lost when that operation was merged into the
+/// one before it ("error at 3:20: expected GRAPH").
+#[test]
+fn a_prefix_declared_after_an_extension_operation_is_kept() {
+    let (_dir, db) = open();
+    db.update(
+        "PREFIX ex: <http://ex/> DROP SOURCE ex:s ;
+         INSERT DATA { ex:a ex:b ex:c } ;
+         PREFIX b: <http://b/> INSERT DATA { b:x b:y b:z } ;
+         BASE <http://base/> INSERT DATA { <r> b:y ex:c }",
+    )
+    .expect("one request, three standard operations after DROP SOURCE");
+    for (s, p, o) in [
+        ("http://ex/a", "http://ex/b", "http://ex/c"),
+        ("http://b/x", "http://b/y", "http://b/z"),
+        ("http://base/r", "http://b/y", "http://ex/c"),
+    ] {
+        let ask = format!("ASK {{ <{s}> <{p}> <{o}> }}");
+        assert!(
+            matches!(
+                db.query(&ask).expect("ask"),
+                tessera::sparql::QueryResults::Boolean(true)
+            ),
+            "{s} {p} {o}"
+        );
+    }
+}

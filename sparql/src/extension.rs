@@ -92,7 +92,10 @@ pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, Extensi
             pos: *start,
             end: *start + piece.len(),
         };
-        // The prologue of this piece.
+        // The prologue of this piece: what it declares anew, and whether it changes what an
+        // earlier operation's names mean.
+        let mut declared: Vec<(String, String)> = Vec::new();
+        let mut redefines = false;
         loop {
             p.skip_ws();
             let at = p.pos;
@@ -102,11 +105,17 @@ pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, Extensi
                 p.skip_ws();
                 let iri = p.iri_ref()?;
                 let iri = resolve(base.as_deref(), &iri).map_err(|m| p.error_at(at, m))?;
-                prefixes.insert(name, iri);
+                match prefixes.insert(name.clone(), iri.clone()) {
+                    Some(old) if old != iri => redefines = true,
+                    Some(_) => {}
+                    None => declared.push((name, iri)),
+                }
             } else if p.keyword("BASE") {
                 p.skip_ws();
                 let iri = p.iri_ref()?;
-                base = Some(resolve(base.as_deref(), &iri).map_err(|m| p.error_at(at, m))?);
+                let new = resolve(base.as_deref(), &iri).map_err(|m| p.error_at(at, m))?;
+                redefines |= base.as_deref() != Some(new.as_str());
+                base = Some(new);
             } else {
                 break;
             }
@@ -135,8 +144,18 @@ pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, Extensi
                 if body.is_empty() {
                     continue;
                 }
-                // Consecutive standard operations stay one request (one transaction).
-                if let Some(Operation::Standard(prev)) = ops.last_mut() {
+                // Consecutive standard operations stay one request (one transaction). The
+                // parser takes one prologue, at the start, so a prefix this piece declares
+                // goes there; a piece that gives a name or the base another meaning starts a
+                // request of its own.
+                let merge = !redefines && matches!(ops.last(), Some(Operation::Standard(_)));
+                if let (true, Some(Operation::Standard(prev))) = (merge, ops.last_mut()) {
+                    let mut head: String = declared
+                        .iter()
+                        .map(|(k, v)| format!("PREFIX {k}: <{v}>\n"))
+                        .collect();
+                    head.push_str(prev);
+                    *prev = head;
                     prev.push_str(" ;\n");
                     prev.push_str(body);
                 } else {
