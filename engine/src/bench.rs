@@ -315,10 +315,7 @@ pub fn greedy(
                 tokens: &next,
                 all_logits: false,
             }])?;
-            let row = crate::generate::rows_to_host(&logits)
-                .map_err(ModelError::from)?
-                .pop()
-                .unwrap_or_default();
+            let row = to_host(&logits)?.pop().unwrap_or_default();
             let (mut best, mut first, mut second) = (0u32, f32::NEG_INFINITY, f32::NEG_INFINITY);
             for (i, &v) in row.iter().enumerate() {
                 if v > first {

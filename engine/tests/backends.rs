@@ -12,7 +12,7 @@
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 use tessera_engine::gguf::GgufFile;
-use tessera_engine::model::{LoadOptions, Model, Segment};
+use tessera_engine::model::{KvCache, LoadOptions, Model, Segment};
 use tessera_engine::quantize::quantize_file;
 use tessera_engine::synth::{write_tiny, TinySpec};
 
@@ -60,63 +60,32 @@ fn run(model: &Model) -> (Vec<Tensor>, f32, f32) {
     let other: Vec<u32> = (0..9).map(|i| (i * 53 + 5) % 500).collect();
     let mut a = model.new_cache(8).unwrap();
     let mut b = model.new_cache(8).unwrap();
-    let mut out = model
-        .forward(&mut [Segment {
-            cache: &mut a,
-            tokens: &prompt,
-            all_logits: true,
-        }])
-        .unwrap();
+    let mut out = forward_one(model, &mut a, &prompt, true);
     // The prompt's cache copied out and restored into a fresh one, then continued there.
     let snap = a.snapshot().unwrap();
     let mut c = model.new_cache(1).unwrap();
     c.restore(&snap).unwrap();
     assert_eq!(c.len(), prompt.len());
-    let restored = model
-        .forward(&mut [Segment {
-            cache: &mut c,
-            tokens: &[5],
-            all_logits: false,
-        }])
-        .unwrap();
+    let restored = forward_one(model, &mut c, &[5], false);
     // ... which continues as the same prompt prefilled into a fresh cache and continued
     // there does. (Not as the whole sequence in one pass: a GPU multiplies one row and many
     // rows with different kernels that round activations differently, so one pass of 41
     // tokens and 40 + 1 differ there by a few percent of the logits' range: reported, not
     // checked, below.)
     let mut fresh = model.new_cache(64).unwrap();
-    model
-        .forward(&mut [Segment {
-            cache: &mut fresh,
-            tokens: &prompt,
-            all_logits: false,
-        }])
-        .unwrap();
-    let continued = model
-        .forward(&mut [Segment {
-            cache: &mut fresh,
-            tokens: &[5],
-            all_logits: false,
-        }])
-        .unwrap();
+    forward_one(model, &mut fresh, &prompt, false);
+    let continued = forward_one(model, &mut fresh, &[5], false);
     let mut whole = model.new_cache(64).unwrap();
     let tokens: Vec<u32> = prompt.iter().copied().chain([5]).collect();
-    let at_once = model
-        .forward(&mut [Segment {
-            cache: &mut whole,
-            tokens: &tokens,
-            all_logits: false,
-        }])
-        .unwrap();
+    let at_once = forward_one(model, &mut whole, &tokens, false);
     let (r, w, o) = (
         &rows(&restored)[0],
         &rows(&continued)[0],
         &rows(&at_once)[0],
     );
     let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    let restored_diff = gap(r, w) / scale;
-    let one_pass_diff = gap(o, w) / scale;
+    let restored_diff = max_diff(r, w) / scale;
+    let one_pass_diff = max_diff(o, w) / scale;
     out.extend(restored);
     out.extend(
         model
@@ -135,15 +104,7 @@ fn run(model: &Model) -> (Vec<Tensor>, f32, f32) {
             .unwrap(),
     );
     for t in [7u32, 99, 250, 1, 42] {
-        out.extend(
-            model
-                .forward(&mut [Segment {
-                    cache: &mut a,
-                    tokens: &[t],
-                    all_logits: false,
-                }])
-                .unwrap(),
-        );
+        out.extend(forward_one(model, &mut a, &[t], false));
     }
     // Two sequences decoding together (one token each).
     out.extend(
@@ -167,6 +128,27 @@ fn run(model: &Model) -> (Vec<Tensor>, f32, f32) {
         .map(|t| t.to_device(&Device::Cpu).unwrap())
         .collect();
     (out, restored_diff, one_pass_diff)
+}
+
+/// One sequence's forward pass.
+fn forward_one(
+    model: &Model,
+    cache: &mut KvCache,
+    tokens: &[u32],
+    all_logits: bool,
+) -> Vec<Tensor> {
+    model
+        .forward(&mut [Segment {
+            cache,
+            tokens,
+            all_logits,
+        }])
+        .unwrap()
+}
+
+/// The largest difference between two rows of logits.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
 fn rows(ts: &[Tensor]) -> Vec<Vec<f32>> {
@@ -253,7 +235,7 @@ fn every_backend_computes_the_same_logits() {
                 let mut same_top = 0;
                 let mut row_worst = 0f32;
                 for (g, w) in got.iter().zip(want) {
-                    let diff = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    let diff = max_diff(g, w);
                     row_worst = if diff.is_finite() {
                         row_worst.max(diff / scale)
                     } else {
