@@ -31,7 +31,7 @@ prepare() {
   local build=(scripts/cuda.sh cargo)
   "${build[@]}" build --release --features cuda --bin tessera
   local tests
-  tests=$("${build[@]}" test --release --features cuda -p tessera-engine --test backends --no-run \
+  tests=$("${build[@]}" test --release --features cuda -p tessera-llm --test backends --no-run \
     --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:

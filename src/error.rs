@@ -18,7 +18,7 @@ pub enum Error {
     Update(#[from] tessera_sparql::UpdateError),
     /// Reading text into the store failed (`INSERT TEXT`); nothing was written.
     #[error(transparent)]
-    Text(#[from] crate::text::TextError),
+    Text(#[from] tessera_text::TextError),
     /// Reading or writing a stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

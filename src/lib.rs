@@ -1,27 +1,26 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
-pub mod eval;
-pub mod link;
 mod stream;
-pub mod text;
+mod update;
 
 pub use error::Error;
 pub use stream::{Items, QueryStream};
 /// The inference core: language models, embedder, model cache.
-pub use tessera_engine as engine;
-pub use tessera_engine::edc::Align;
+pub use tessera_llm as llm;
 pub use tessera_sparql::listener;
 pub use tessera_sparql::Config as ServerConfig;
-pub use tessera_storage::{GraphWrite, Storage};
-pub use text::{TextConfig, TextError, TextOptions, TextReport};
+pub use tessera_storage::{vocab, GraphWrite, Storage};
+/// Reading text: the EDC+R pipeline, entity linking, provenance, the INSERT TEXT grammar.
+pub use tessera_text as text;
+pub use tessera_text::{Align, TextConfig, TextError, TextOptions, TextReport};
 
 /// RDF terms, formats and SPARQL results from oxigraph, re-exported so callers need no
 /// direct dependency.
 pub use oxigraph::{io, model, sparql};
 
 use oxigraph::io::{RdfFormat, RdfSerializer};
-use oxigraph::model::{GraphNameRef, NamedOrBlankNodeRef};
+use oxigraph::model::{GraphNameRef, NamedNode, NamedOrBlankNodeRef};
 use oxigraph::sparql::{QueryResults, SparqlEvaluator};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -35,7 +34,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Database {
     storage: Storage,
-    text: Arc<text::TextState>,
+    reader: Arc<tessera_text::Reader>,
 }
 
 impl Database {
@@ -52,14 +51,14 @@ impl Database {
     fn with_storage(storage: Storage) -> Self {
         Self {
             storage,
-            text: Arc::new(text::TextState::new(TextConfig::default())),
+            reader: Arc::new(tessera_text::Reader::new(TextConfig::default())),
         }
     }
 
     /// Sets which models read text and how entities are named (before the first
     /// `INSERT TEXT`; clones made earlier keep the previous configuration).
     pub fn with_text_config(mut self, config: TextConfig) -> Self {
-        self.text = Arc::new(text::TextState::new(config));
+        self.reader = Arc::new(tessera_text::Reader::new(config));
         self
     }
 
@@ -85,7 +84,7 @@ impl Database {
     /// Executes a SPARQL 1.1 update, with the `INSERT TEXT` and `DROP SOURCE` extensions.
     /// Standard operations run atomically together; each text commits on its own.
     pub fn update(&self, update: &str) -> Result<(), Error> {
-        text::execute_update(self, &tessera_sparql::UpdateRequest::new(update))?;
+        update::execute(self, &tessera_sparql::UpdateRequest::new(update))?;
         Ok(())
     }
 
@@ -173,6 +172,38 @@ impl Database {
         Ok(self.storage.flush()?)
     }
 
+    /// The text configuration in use.
+    pub fn text_config(&self) -> &TextConfig {
+        self.reader.config()
+    }
+
+    /// Reads one text into the store (`INSERT TEXT`): extraction, canonicalization against
+    /// the store's schema and one atomic commit with provenance.
+    pub fn insert_text(&self, text: &str, opts: &TextOptions) -> Result<TextReport, Error> {
+        let mut reports = self.insert_texts(&[text], opts)?;
+        Ok(reports
+            .pop()
+            .unwrap_or(Err(tessera_text::InputError::Empty.into()))?)
+    }
+
+    /// Reads several texts, decoding them together through the model; each text is committed
+    /// on its own (atomically), so one bad text does not stop the others. With several
+    /// texts, `opts.source` must be `None` (each gets the IRI of its hash).
+    pub fn insert_texts(
+        &self,
+        texts: &[&str],
+        opts: &TextOptions,
+    ) -> Result<Vec<Result<TextReport, TextError>>, Error> {
+        Ok(self.reader.read(&self.storage, texts, opts)?)
+    }
+
+    /// Removes a source (`DROP SOURCE`): its metadata, its graph, and each of its triples from
+    /// the target graph unless another source supports it. Returns the number of triples
+    /// removed from the target graph; `None` if there was no such source.
+    pub fn drop_source(&self, source: &NamedNode) -> Result<Option<usize>, Error> {
+        Ok(self.reader.drop_source(&self.storage, source)?)
+    }
+
     /// The HTTP service of this database (SPARQL Protocol, Graph Store Protocol, query page)
     /// as an axum router, to serve alone or nest in an application.
     pub fn router(&self, config: ServerConfig) -> axum::Router {
@@ -189,6 +220,6 @@ impl tessera_sparql::Backend for Database {
         &self,
         request: &tessera_sparql::UpdateRequest,
     ) -> Result<Option<String>, tessera_sparql::UpdateError> {
-        text::execute_update(self, request)
+        update::execute(self, request)
     }
 }

@@ -418,7 +418,7 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
                 "--batch",
                 "1",
             ])
-            .env("RUST_LOG", "warn,tessera::text=debug")
+            .env("RUST_LOG", "warn,tessera_text::commit=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -533,7 +533,7 @@ fn a_source_naming_a_graph_with_other_data_is_refused_and_nothing_is_lost() {
     // A source recorded with its own IRI as the target graph (as older builds allowed).
     db.update(&format!(
         "INSERT DATA {{ GRAPH <urn:tessera:sources> {{ <{PEOPLE}> a <http://www.w3.org/ns/prov#Entity> ; <{ns}targetGraph> <{PEOPLE}> }} }}",
-        ns = tessera::text::NS
+        ns = tessera::vocab::tessera::NS
     ))
     .expect("legacy source record");
     let e = db

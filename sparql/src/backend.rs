@@ -48,45 +48,46 @@ impl UpdateRequest {
 #[non_exhaustive]
 pub enum UpdateError {
     /// The update text did not parse.
-    #[error("{0}")]
-    Syntax(String),
-    /// The request was inconsistent (e.g. a protocol dataset together with USING or WITH).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("SPARQL update syntax error: {0}")]
+    Syntax(#[from] SparqlSyntaxError),
+    /// The request's base IRI is not an IRI.
+    #[error("invalid base IRI <{iri}>: {source}")]
+    BaseIri {
+        /// The base given.
+        iri: String,
+        /// Why it is not an IRI.
+        #[source]
+        source: oxigraph::model::IriParseError,
+    },
+    /// A protocol dataset together with USING or WITH (SPARQL 1.1 Protocol 2.2.3).
+    #[error("using-graph-uri/using-named-graph-uri cannot be combined with USING, USING NAMED or WITH in the update")]
+    DatasetConflict,
     /// The evaluation was cancelled; nothing was written.
     #[error("the update was cancelled")]
     Cancelled,
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// An `INSERT TEXT` could not read its text (empty, too large, binary); nothing of it
-    /// was written.
-    #[error("{0}")]
-    Text(String),
-    /// A service the update needs (the language model) is not available.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl From<crate::extension::ExtensionSyntaxError> for UpdateError {
-    fn from(e: crate::extension::ExtensionSyntaxError) -> Self {
-        Self::Syntax(e.to_string())
-    }
-}
-
-impl From<SparqlSyntaxError> for UpdateError {
-    fn from(e: SparqlSyntaxError) -> Self {
-        Self::Syntax(format!("SPARQL update syntax error: {e}"))
-    }
+    /// The backend's own part of the update (an extension such as INSERT TEXT) refused the
+    /// request as given: its error names what is wrong. Nothing of that operation was written.
+    #[error(transparent)]
+    Rejected(Box<dyn std::error::Error + Send + Sync>),
+    /// A service the update needs (a language model) is not available.
+    #[error(transparent)]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Parses and executes a standard SPARQL 1.1 update atomically on `storage`.
 pub fn execute_update(storage: &Storage, request: &UpdateRequest) -> Result<(), UpdateError> {
     let mut evaluator = SparqlEvaluator::new();
     if let Some(base) = &request.base_iri {
-        evaluator = evaluator
-            .with_base_iri(base.as_str())
-            .map_err(|e| UpdateError::Invalid(format!("invalid base IRI <{base}>: {e}")))?;
+        evaluator =
+            evaluator
+                .with_base_iri(base.as_str())
+                .map_err(|source| UpdateError::BaseIri {
+                    iri: base.clone(),
+                    source,
+                })?;
     }
     if let Some(token) = &request.cancellation {
         evaluator = evaluator.with_cancellation_token(token.clone());
@@ -95,9 +96,7 @@ pub fn execute_update(storage: &Storage, request: &UpdateRequest) -> Result<(), 
     if !request.using_graphs.is_empty() || !request.using_named_graphs.is_empty() {
         // SPARQL 1.1 Protocol 2.2.3: a protocol dataset together with USING/WITH is an error.
         if prepared.using_datasets().any(|d| !d.is_default_dataset()) {
-            return Err(UpdateError::Invalid(
-                "using-graph-uri/using-named-graph-uri cannot be combined with USING, USING NAMED or WITH in the update".into(),
-            ));
+            return Err(UpdateError::DatasetConflict);
         }
         for dataset in prepared.using_datasets_mut() {
             dataset.set_default_graph(

@@ -8,13 +8,13 @@
 //! - a small query page at `/`.
 //!
 //! What the server does with an update is the [`Backend`]'s business, so the root crate can
-//! extend SPARQL Update (INSERT TEXT) without this crate knowing about the model. HTTP status
+//! extend SPARQL Update (INSERT TEXT, parsed and run by `tessera-text`) without this crate
+//! knowing about models or reading. HTTP status
 //! codes are decided in one place, [`HttpError`]'s `IntoResponse`.
 
 mod backend;
 mod config;
 mod error;
-pub mod extension;
 mod gsp;
 pub mod negotiate;
 mod page;

@@ -551,12 +551,12 @@ async fn run_update(
 impl From<UpdateError> for HttpError {
     fn from(e: UpdateError) -> Self {
         match e {
-            UpdateError::Syntax(m) => Self::Syntax(m),
-            UpdateError::Invalid(m) => Self::BadRequest(m),
+            UpdateError::Syntax(_) => Self::Syntax(e.to_string()),
             UpdateError::Cancelled => Self::Timeout(std::time::Duration::ZERO),
             UpdateError::Storage(e) => e.into(),
-            UpdateError::Text(m) => Self::BadRequest(m),
-            UpdateError::Unavailable(m) => Self::Unavailable(m),
+            UpdateError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            // Every other kind is the request's fault, named by the error itself.
+            _ => Self::BadRequest(e.to_string()),
         }
     }
 }

@@ -7,15 +7,12 @@
 //! normalised label ([`EntityIndex::by_key`]) and by nearest embedding
 //! ([`EntityIndex::nearest`]).
 
-use crate::schema::vocab;
 use crate::vector::VectorIndex;
+use crate::vocab::{rdf, rdfs, skos};
 use crate::{Storage, StorageError};
 use oxigraph::model::{GraphNameRef, NamedNodeRef, NamedOrBlankNodeRef, TermRef};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-
-/// `skos:altLabel`
-pub const SKOS_ALT_LABEL: &str = "http://www.w3.org/2004/02/skos/core#altLabel";
 
 /// One label of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,21 +25,12 @@ pub struct EntityLabel {
     pub types: Vec<String>,
 }
 
-/// The normalised form labels are compared by: letters and digits, lower-cased.
-pub fn label_key(label: &str) -> String {
-    label
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
 impl Storage {
     /// Every label of the named subjects of `graph`, sorted by IRI then label.
     pub fn entity_labels(&self, graph: GraphNameRef<'_>) -> Result<Vec<EntityLabel>, StorageError> {
         let g = Some(graph);
         let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for p in [vocab::RDFS_LABEL, SKOS_ALT_LABEL] {
+        for p in [rdfs::LABEL.as_str(), skos::ALT_LABEL.as_str()] {
             for q in
                 self.store
                     .quads_for_pattern(None, Some(NamedNodeRef::new_unchecked(p)), None, g)
@@ -64,7 +52,7 @@ impl Storage {
             let mut types = Vec::new();
             for q in self.store.quads_for_pattern(
                 Some(NamedNodeRef::new_unchecked(&iri).into()),
-                Some(NamedNodeRef::new_unchecked(vocab::RDF_TYPE)),
+                Some(NamedNodeRef::new_unchecked(rdf::TYPE.as_str())),
                 None,
                 None,
             ) {
@@ -130,7 +118,7 @@ impl EntityIndex {
         let by_entry = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, l) in labels.iter().enumerate() {
-            by_key.entry(label_key(&l.label)).or_default().push(i);
+            by_key.entry(crate::name_key(&l.label)).or_default().push(i);
         }
         Ok((
             EntityIndex {
@@ -164,10 +152,10 @@ impl EntityIndex {
         self.index.fingerprint()
     }
 
-    /// Labels whose normalised form ([`label_key`]) equals `key`'s.
+    /// Labels whose normalised form ([`crate::name_key`]) equals `key`'s.
     pub fn by_key(&self, label: &str) -> Vec<&EntityLabel> {
         self.by_key
-            .get(&label_key(label))
+            .get(&crate::name_key(label))
             .map(|v| v.iter().map(|&i| &self.labels[i]).collect())
             .unwrap_or_default()
     }

@@ -10,11 +10,21 @@ mod error;
 mod format;
 pub mod schema;
 pub mod vector;
+pub mod vocab;
 
 pub use error::StorageError;
 pub use format::{FORMAT_FILE, FORMAT_VERSION};
 pub use schema::{Relation, SchemaIndex};
 pub use vector::VectorIndex;
+
+/// The key names are compared by, for relations and entity labels alike: letters and digits,
+/// lower-cased (`birthPlace`, `birth place` and `birth_place` are one name).
+pub fn name_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{GraphNameRef, NamedOrBlankNodeRef, QuadRef};

@@ -9,31 +9,12 @@
 //! `rdfs:range`.
 
 use crate::vector::VectorIndex;
+use crate::vocab::{owl, rdf, rdfs, skos};
 use crate::{Storage, StorageError};
 use oxigraph::model::{GraphNameRef, NamedNodeRef, NamedOrBlankNodeRef, Term, TermRef};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Vocabulary IRIs the registry reads.
-pub mod vocab {
-    /// `rdf:type`
-    pub const RDF_TYPE: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type";
-    /// `rdf:Property`
-    pub const RDF_PROPERTY: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#Property";
-    /// `owl:ObjectProperty`
-    pub const OWL_OBJECT_PROPERTY: &str = "http://www.w3.org/2002/07/owl#ObjectProperty";
-    /// `owl:DatatypeProperty`
-    pub const OWL_DATATYPE_PROPERTY: &str = "http://www.w3.org/2002/07/owl#DatatypeProperty";
-    /// `rdfs:label`
-    pub const RDFS_LABEL: &str = "http://www.w3.org/2000/01/rdf-schema#label";
-    /// `rdfs:comment`
-    pub const RDFS_COMMENT: &str = "http://www.w3.org/2000/01/rdf-schema#comment";
-    /// `rdfs:range`
-    pub const RDFS_RANGE: &str = "http://www.w3.org/2000/01/rdf-schema#range";
-    /// `skos:definition`
-    pub const SKOS_DEFINITION: &str = "http://www.w3.org/2004/02/skos/core#definition";
-}
 
 /// A relation of the schema.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,13 +47,13 @@ impl Storage {
         let g = graph.map(GraphNameRef::from);
         let mut found: BTreeMap<String, Relation> = BTreeMap::new();
         for class in [
-            vocab::RDF_PROPERTY,
-            vocab::OWL_OBJECT_PROPERTY,
-            vocab::OWL_DATATYPE_PROPERTY,
+            rdf::PROPERTY.as_str(),
+            owl::OBJECT_PROPERTY.as_str(),
+            owl::DATATYPE_PROPERTY.as_str(),
         ] {
             for q in self.store.quads_for_pattern(
                 None,
-                Some(nn(vocab::RDF_TYPE)),
+                Some(nn(rdf::TYPE.as_str())),
                 Some(nn(class).into()),
                 g,
             ) {
@@ -108,12 +89,12 @@ impl Storage {
                     Some(Term::Literal(l)) => Some(l.value().to_owned()),
                     _ => None,
                 };
-                let label = text(first(vocab::RDFS_LABEL)?)
+                let label = text(first(rdfs::LABEL.as_str())?)
                     .unwrap_or_else(|| local_name(s.as_str()).to_owned());
-                let definition = text(first(vocab::SKOS_DEFINITION)?)
-                    .or(text(first(vocab::RDFS_COMMENT)?))
+                let definition = text(first(skos::DEFINITION.as_str())?)
+                    .or(text(first(rdfs::COMMENT.as_str())?))
                     .unwrap_or_default();
-                let range = match first(vocab::RDFS_RANGE)? {
+                let range = match first(rdfs::RANGE.as_str())? {
                     Some(Term::NamedNode(n)) => Some(n.into_string()),
                     _ => None,
                 };

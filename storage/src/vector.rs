@@ -19,6 +19,8 @@ const MAGIC: &[u8; 8] = b"TSRAVEC\0";
 pub const VECTOR_FORMAT_VERSION: u32 = 1;
 /// Caps that keep a damaged header from asking for absurd allocations.
 const MAX_DIM: usize = 1 << 14;
+/// Indexes up to this many vectors are searched exactly, by a scan.
+const EXACT_SEARCH_MAX: usize = 4096;
 const MAX_KEY_BYTES: usize = 1 << 16;
 const MAX_HEADER_STRING: usize = 1 << 12;
 
@@ -273,6 +275,22 @@ impl VectorIndex {
     pub fn search(&self, query: &[f32], k: usize) -> Vec<(&str, f32)> {
         if self.keys.is_empty() || query.len() != self.dim || k == 0 {
             return Vec::new();
+        }
+        if self.keys.len() <= EXACT_SEARCH_MAX {
+            // Small indexes (most schemas) are scanned exactly: cheaper than the graph walk at
+            // this size, and never misses a neighbour (HNSW can, e.g. among equal vectors).
+            let mut hits: Vec<(&str, f32)> = self
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let v = &self.vectors[i * self.dim..(i + 1) * self.dim];
+                    (key.as_str(), dot(query, v))
+                })
+                .collect();
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+            hits.truncate(k);
+            return hits;
         }
         let ef = (k * 4).max(64);
         let mut hits: Vec<(&str, f32)> = self

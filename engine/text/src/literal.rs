@@ -3,28 +3,34 @@
 //! Entry point: [`type_object`]. The schema's `rdfs:range` decides when it is known; otherwise
 //! the surface form does (ISO and written-out dates, integers, decimals, quoted strings).
 
-/// XML Schema datatypes the pipeline writes.
-pub mod xsd {
-    /// `xsd:string`
-    pub const STRING: &str = "http://www.w3.org/2001/XMLSchema#string";
-    /// `xsd:integer`
-    pub const INTEGER: &str = "http://www.w3.org/2001/XMLSchema#integer";
-    /// `xsd:decimal`
-    pub const DECIMAL: &str = "http://www.w3.org/2001/XMLSchema#decimal";
-    /// `xsd:double`
-    pub const DOUBLE: &str = "http://www.w3.org/2001/XMLSchema#double";
-    /// `xsd:date`
-    pub const DATE: &str = "http://www.w3.org/2001/XMLSchema#date";
-    /// `xsd:gYear`
-    pub const GYEAR: &str = "http://www.w3.org/2001/XMLSchema#gYear";
-    /// The namespace.
-    pub const NS: &str = "http://www.w3.org/2001/XMLSchema#";
+use oxigraph::model::vocab::{rdf, rdfs, xsd};
+
+/// The XML Schema namespace.
+const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema#";
+
+/// The datatypes the pipeline parses values of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Date,
+    Year,
+    Integer,
+    Decimal,
+    Other,
 }
 
-/// `rdf:langString`, treated as a plain string range.
-const LANG_STRING: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString";
-/// `rdfs:Literal`: any literal.
-const RDFS_LITERAL: &str = "http://www.w3.org/2000/01/rdf-schema#Literal";
+fn kind(range: &str) -> Kind {
+    if range == xsd::DATE.as_str() {
+        Kind::Date
+    } else if range == xsd::G_YEAR.as_str() {
+        Kind::Year
+    } else if range == xsd::INTEGER.as_str() {
+        Kind::Integer
+    } else if range == xsd::DECIMAL.as_str() || range == xsd::DOUBLE.as_str() {
+        Kind::Decimal
+    } else {
+        Kind::Other
+    }
+}
 
 /// The object of a planned triple.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,7 +61,11 @@ pub fn type_object(object: &str, range: Option<&str>) -> Object {
     let raw = object.trim();
     let unquoted = strip_quotes(raw);
     match range {
-        Some(r) if r.starts_with(xsd::NS) || r == LANG_STRING || r == RDFS_LITERAL => {
+        Some(r)
+            if r.starts_with(XSD_NS)
+                || r == rdf::LANG_STRING.as_str()
+                || r == rdfs::LITERAL.as_str() =>
+        {
             typed_as(unquoted, r)
         }
         Some(_) => Object::Entity(unquoted.to_owned()),
@@ -63,7 +73,7 @@ pub fn type_object(object: &str, range: Option<&str>) -> Object {
             if unquoted.len() != raw.len() {
                 return Object::Literal {
                     value: unquoted.to_owned(),
-                    datatype: xsd::STRING.into(),
+                    datatype: xsd::STRING.as_str().into(),
                 };
             }
             guess(raw).unwrap_or_else(|| Object::Entity(raw.to_owned()))
@@ -76,53 +86,53 @@ pub fn type_object(object: &str, range: Option<&str>) -> Object {
 pub fn range_violation(object: &str, range: Option<&str>) -> Option<String> {
     let r = range?;
     let v = strip_quotes(object.trim());
-    let ok = match r {
-        xsd::DATE => parse_date(v).is_some(),
-        xsd::GYEAR => parse_year(v).is_some(),
-        xsd::INTEGER => parse_integer(v).is_some(),
-        xsd::DECIMAL | xsd::DOUBLE => parse_integer(v).or_else(|| parse_decimal(v)).is_some(),
-        _ => true,
+    let ok = match kind(r) {
+        Kind::Date => parse_date(v).is_some(),
+        Kind::Year => parse_year(v).is_some(),
+        Kind::Integer => parse_integer(v).is_some(),
+        Kind::Decimal => parse_integer(v).or_else(|| parse_decimal(v)).is_some(),
+        Kind::Other => true,
     };
     (!ok).then(|| {
         format!(
             "\"{v}\" is not a value of the relation's range xsd:{}",
-            r.strip_prefix(xsd::NS).unwrap_or(r)
+            r.strip_prefix(XSD_NS).unwrap_or(r)
         )
     })
 }
 
-fn literal(value: String, datatype: &str) -> Object {
+fn literal(value: String, datatype: impl Into<String>) -> Object {
     Object::Literal {
         value,
-        datatype: datatype.to_owned(),
+        datatype: datatype.into(),
     }
 }
 
 fn typed_as(value: &str, range: &str) -> Object {
-    let parsed = match range {
-        xsd::DATE => parse_date(value).map(|d| literal(d, xsd::DATE)),
-        xsd::GYEAR => parse_year(value).map(|y| literal(y, xsd::GYEAR)),
-        xsd::INTEGER => parse_integer(value).map(|v| literal(v, xsd::INTEGER)),
-        xsd::DECIMAL | xsd::DOUBLE => parse_integer(value)
+    let parsed = match kind(range) {
+        Kind::Date => parse_date(value).map(|d| literal(d, xsd::DATE.as_str())),
+        Kind::Year => parse_year(value).map(|y| literal(y, xsd::G_YEAR.as_str())),
+        Kind::Integer => parse_integer(value).map(|v| literal(v, xsd::INTEGER.as_str())),
+        Kind::Decimal => parse_integer(value)
             .or_else(|| parse_decimal(value))
             .map(|v| literal(v, range)),
-        _ => None,
+        Kind::Other => None,
     };
     parsed.unwrap_or_else(|| {
         // A value that does not parse as the declared datatype keeps its text as a string
         // rather than being written with a datatype it does not satisfy.
-        literal(value.to_owned(), xsd::STRING)
+        literal(value.to_owned(), xsd::STRING.as_str())
     })
 }
 
 fn guess(value: &str) -> Option<Object> {
     if let Some(d) = parse_date(value) {
-        return Some(literal(d, xsd::DATE));
+        return Some(literal(d, xsd::DATE.as_str()));
     }
     if let Some(i) = parse_integer(value) {
-        return Some(literal(i, xsd::INTEGER));
+        return Some(literal(i, xsd::INTEGER.as_str()));
     }
-    parse_decimal(value).map(|d| literal(d, xsd::DECIMAL))
+    parse_decimal(value).map(|d| literal(d, xsd::DECIMAL.as_str()))
 }
 
 fn strip_quotes(s: &str) -> &str {
@@ -290,26 +300,32 @@ mod tests {
     fn guesses_from_the_surface_form() {
         assert_eq!(
             type_object("1923-11-18", None),
-            lit("1923-11-18", xsd::DATE)
+            lit("1923-11-18", xsd::DATE.as_str())
         );
         assert_eq!(
             type_object("Nov 18, 1923", None),
-            lit("1923-11-18", xsd::DATE)
+            lit("1923-11-18", xsd::DATE.as_str())
         );
         assert_eq!(
             type_object("18 November 1923", None),
-            lit("1923-11-18", xsd::DATE)
+            lit("1923-11-18", xsd::DATE.as_str())
         );
         assert_eq!(
             type_object("the 10th of March, 1983", None),
-            lit("1983-03-10", xsd::DATE)
+            lit("1983-03-10", xsd::DATE.as_str())
         );
-        assert_eq!(type_object("17,000", None), lit("17000", xsd::INTEGER));
-        assert_eq!(type_object("−6", None), lit("-6", xsd::INTEGER));
-        assert_eq!(type_object("3990.0", None), lit("3990.0", xsd::DECIMAL));
+        assert_eq!(
+            type_object("17,000", None),
+            lit("17000", xsd::INTEGER.as_str())
+        );
+        assert_eq!(type_object("−6", None), lit("-6", xsd::INTEGER.as_str()));
+        assert_eq!(
+            type_object("3990.0", None),
+            lit("3990.0", xsd::DECIMAL.as_str())
+        );
         assert_eq!(
             type_object("\"101 Ukrop Way\"", None),
-            lit("101 Ukrop Way", xsd::STRING)
+            lit("101 Ukrop Way", xsd::STRING.as_str())
         );
         assert_eq!(
             type_object("Steve Bright", None),
@@ -329,28 +345,28 @@ mod tests {
     #[test]
     fn the_range_decides_when_known() {
         assert_eq!(
-            type_object("1959", Some(xsd::GYEAR)),
-            lit("1959", xsd::GYEAR)
+            type_object("1959", Some(xsd::G_YEAR.as_str())),
+            lit("1959", xsd::G_YEAR.as_str())
         );
         assert_eq!(
             type_object("1959", Some("http://example.org/Year")),
             Object::Entity("1959".into())
         );
         assert_eq!(
-            type_object("about ten", Some(xsd::INTEGER)),
-            lit("about ten", xsd::STRING)
+            type_object("about ten", Some(xsd::INTEGER.as_str())),
+            lit("about ten", xsd::STRING.as_str())
         );
         assert_eq!(
-            type_object("12", Some(xsd::DECIMAL)),
-            lit("12", xsd::DECIMAL)
+            type_object("12", Some(xsd::DECIMAL.as_str())),
+            lit("12", xsd::DECIMAL.as_str())
         );
         assert_eq!(
-            type_object("Paris", Some(xsd::STRING)),
-            lit("Paris", xsd::STRING)
+            type_object("Paris", Some(xsd::STRING.as_str())),
+            lit("Paris", xsd::STRING.as_str())
         );
-        assert!(range_violation("Bergen", Some(xsd::DATE)).is_some());
-        assert!(range_violation("14 March 1972", Some(xsd::DATE)).is_none());
-        assert!(range_violation("Bergen", Some(xsd::STRING)).is_none());
+        assert!(range_violation("Bergen", Some(xsd::DATE.as_str())).is_some());
+        assert!(range_violation("14 March 1972", Some(xsd::DATE.as_str())).is_none());
+        assert!(range_violation("Bergen", Some(xsd::STRING.as_str())).is_none());
         assert!(range_violation("Bergen", None).is_none());
     }
 }

@@ -4,7 +4,14 @@
 #![allow(clippy::unwrap_in_result, clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::output::parse_triples;
+use crate::schema::{camel_case, definition_text};
+use crate::MAX_TEXT_BYTES;
+use serde_json::json;
 use std::sync::Mutex;
+use tessera_llm::{ChatMessage, Constraint, Finish, GenerateOptions, Prompt};
+use tessera_storage::vocab::xsd;
+use tessera_storage::SchemaIndex;
 
 /// A scripted fake language model: extraction and definition outputs by the text they are
 /// asked about, and fixed option scores.
@@ -124,64 +131,38 @@ impl TextEmbedder for KeywordEmbedder {
     }
 }
 
-struct FakeSchema {
-    relations: Vec<(SchemaRelation, Vec<f32>)>,
-}
-
-impl FakeSchema {
-    fn new(rels: &[(&str, &str, Option<&str>)]) -> Self {
-        let e = KeywordEmbedder;
-        Self {
-            relations: rels
+/// A real schema index, in memory, over the keyword embedder's vectors.
+fn index(rels: &[(&str, &str, Option<&str>)]) -> SchemaIndex {
+    let relations: Vec<Relation> = rels
+        .iter()
+        .map(|(label, def, range)| Relation {
+            iri: format!("http://example.org/{label}"),
+            label: (*label).into(),
+            definition: (*def).into(),
+            range: range.map(str::to_owned),
+        })
+        .collect();
+    SchemaIndex::sync(
+        None,
+        None,
+        relations,
+        "keywords",
+        3,
+        &mut |rels: &[&Relation]| {
+            let texts: Vec<String> = rels
                 .iter()
-                .map(|(label, def, range)| {
-                    let r = SchemaRelation {
-                        iri: format!("http://example.org/{label}"),
-                        label: (*label).into(),
-                        definition: (*def).into(),
-                        range: range.map(str::to_owned),
-                    };
-                    let v = e
-                        .embed(&[definition_text(label, def).as_str()])
-                        .unwrap()
-                        .remove(0);
-                    (r, v)
-                })
-                .collect(),
-        }
-    }
+                .map(|r| definition_text(&r.label, &r.definition))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            KeywordEmbedder.embed(&refs).map_err(|e| e.to_string())
+        },
+    )
+    .unwrap()
+    .0
 }
 
-impl SchemaView for FakeSchema {
-    fn relation_count(&self) -> usize {
-        self.relations.len()
-    }
-    fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(SchemaRelation, f32)> {
-        let mut v: Vec<_> = self
-            .relations
-            .iter()
-            .map(|(r, e)| (r.clone(), dot(e, embedding)))
-            .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        v.truncate(k);
-        v
-    }
-    fn labels(&self) -> Vec<String> {
-        self.relations
-            .iter()
-            .map(|(r, _)| r.label.clone())
-            .collect()
-    }
-    fn by_name(&self, name: &str) -> Option<SchemaRelation> {
-        self.relations
-            .iter()
-            .find(|(r, _)| name_key(&r.label) == name_key(name))
-            .map(|(r, _)| r.clone())
-    }
-}
-
-fn schema() -> FakeSchema {
-    FakeSchema::new(&[
+fn schema() -> SchemaIndex {
+    index(&[
         (
             "birthPlace",
             "The subject entity was born in the place of the object.",
@@ -195,7 +176,7 @@ fn schema() -> FakeSchema {
         (
             "birthDate",
             "The subject entity was born on the date of the object.",
-            Some(literal::xsd::DATE),
+            Some(xsd::DATE.as_str()),
         ),
     ])
 }
@@ -225,7 +206,7 @@ fn target_alignment_by_name_similarity_model_and_drop() {
     let plans = p
         .run(
             &["Ada was born in Lyon on Nov 18, 1923 and likes tea."],
-            &schema,
+            &Schema::new(&schema),
         )
         .unwrap();
     let plan = &plans[0];
@@ -243,7 +224,7 @@ fn target_alignment_by_name_similarity_model_and_drop() {
                 "birthDate".into(),
                 Object::Literal {
                     value: "1923-11-18".into(),
-                    datatype: literal::xsd::DATE.into()
+                    datatype: xsd::DATE.as_str().into()
                 },
                 Decision::Name
             ),
@@ -304,7 +285,7 @@ fn self_canonicalization_adds_a_relation_once_per_batch() {
     let plans = p
         .run(
             &["Ada likes tea.", "Bob likes coffee and enjoys cake."],
-            &schema(),
+            &Schema::new(&schema()),
         )
         .unwrap();
     assert_eq!(plans[0].new_relations.len(), 1);
@@ -331,7 +312,7 @@ fn refinement_extracts_again_with_hints() {
     };
     let p = Pipeline::new(&model, &KeywordEmbedder, opts);
     let plans = p
-        .run(&["Ada was born in Lyon, France."], &schema())
+        .run(&["Ada was born in Lyon, France."], &Schema::new(&schema()))
         .unwrap();
     let rels: Vec<String> = plans[0].triples.iter().map(relation).collect();
     assert_eq!(rels, ["birthPlace", "location"]);
@@ -356,13 +337,16 @@ fn unusable_texts_are_refused() {
     let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
     for bad in ["", "   \n", "bin\0ary", "\u{7}bell"] {
         assert!(
-            matches!(p.run(&[bad], &schema()), Err(EdcError::Input(_))),
+            matches!(
+                p.run(&[bad], &Schema::new(&schema())),
+                Err(EdcError::Input(_))
+            ),
             "{bad:?}"
         );
     }
     let huge = "a".repeat(MAX_TEXT_BYTES + 1);
     assert!(matches!(
-        p.run(&[&huge], &schema()),
+        p.run(&[&huge], &Schema::new(&schema())),
         Err(EdcError::Input(_))
     ));
 }
@@ -388,7 +372,10 @@ fn guided_extraction_uses_schema_names_only_and_needs_no_definitions() {
     };
     let p = Pipeline::new(&model, &KeywordEmbedder, opts);
     let plans = p
-        .run(&["Ada was born in Lyon on 10 December 1815."], &schema())
+        .run(
+            &["Ada was born in Lyon on 10 December 1815."],
+            &Schema::new(&schema()),
+        )
         .unwrap();
     let rels: Vec<String> = plans[0].triples.iter().map(relation).collect();
     assert_eq!(rels, ["birthPlace", "birthDate"]);
@@ -422,7 +409,10 @@ fn entities_the_text_does_not_mention_are_dropped() {
     );
     let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
     let plans = p
-        .run(&["Ada was born in lyon on 18/11/1923."], &schema())
+        .run(
+            &["Ada was born in lyon on 18/11/1923."],
+            &Schema::new(&schema()),
+        )
         .unwrap();
     let kept: Vec<String> = plans[0].triples.iter().map(relation).collect();
     assert_eq!(kept, vec!["birthPlace", "birthDate"]);

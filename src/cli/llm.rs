@@ -6,10 +6,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tessera::engine::gguf::GgufFile;
-use tessera::engine::registry::{self, PullProgress, Role, CATALOG};
-use tessera::engine::{quantize, synth};
-use tessera::engine::{
+use tessera::llm::gguf::GgufFile;
+use tessera::llm::registry::{self, PullProgress, Role, CATALOG};
+use tessera::llm::{quantize, synth};
+use tessera::llm::{
     Backend, ChatMessage, Constraint, Embedder, GenerateOptions, LanguageModel, ModelCache,
     ModelOptions, Prompt,
 };
@@ -544,11 +544,10 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             json,
         } => {
             let (path, lm) = load_model(&model, threads, !candle_kernels, &device)?;
-            let weights = tessera::engine::bench::weight_bytes(
-                &tessera::engine::gguf::GgufFile::open(&path)?,
-            );
+            let weights =
+                tessera::llm::bench::weight_bytes(&tessera::llm::gguf::GgufFile::open(&path)?);
             for b in batch {
-                let r = tessera::engine::bench::llm_batched(
+                let r = tessera::llm::bench::llm_batched(
                     &lm,
                     prompt_tokens,
                     gen_tokens,
@@ -619,7 +618,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             prompt,
         } => {
             let (_, lm) = load_model(&model, threads, true, &device)?;
-            let steps = tessera::engine::bench::greedy(&lm, &prompt, tokens)?;
+            let steps = tessera::llm::bench::greedy(&lm, &prompt, tokens)?;
             let (ids, gaps): (Vec<u32>, Vec<f32>) = steps.into_iter().unzip();
             writeln!(
                 out,
@@ -645,9 +644,9 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             json,
         } => {
             let (_, lm) = load_model(&model, threads, true, &device)?;
-            let stages = tessera::engine::bench::EDC_STAGES;
+            let stages = tessera::llm::bench::EDC_STAGES;
             for w in width {
-                let r = tessera::engine::bench::read(&lm, &stages, texts.max(1), w)?;
+                let r = tessera::llm::bench::read(&lm, &stages, texts.max(1), w)?;
                 if json {
                     let per_stage: serde_json::Map<String, serde_json::Value> = r
                         .stage_s
@@ -703,7 +702,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
             json,
         } => {
             let (_, lm) = load_model(&model, threads, true, &device)?;
-            let r = tessera::engine::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
+            let r = tessera::llm::bench::prefix(&lm, prefix_tokens, requests.max(1))?;
             if json {
                 writeln!(
                     out,

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use oxigraph::model::{GraphName, Literal, NamedNode, Quad};
+use oxigraph::model::{GraphName, NamedNode, Quad};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -224,76 +224,14 @@ pub enum SchemaCommand {
     },
 }
 
-/// Parses one CSV line of two fields (the second may be quoted and hold commas).
-fn csv_pair(line: &str) -> Option<(String, String)> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted && fields.is_empty() => fields.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    match fields.as_slice() {
-        [r, d] if !r.trim().is_empty() => Some((r.trim().to_owned(), d.trim().to_owned())),
-        _ => None,
-    }
-}
-
-/// Reads a schema CSV into quads; errors name the line.
+/// Reads a schema CSV into quads; errors name the file and line.
 pub fn schema_quads(path: &Path, graph: &GraphName, base: &str) -> anyhow::Result<Vec<Quad>> {
-    use tessera_storage::schema::vocab;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut quads = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (name, definition) = csv_pair(line).with_context(|| {
-            format!(
-                "{}:{}: expected `relation,definition`",
-                path.display(),
-                i + 1
-            )
-        })?;
-        let local = tessera::engine::edc::camel_case(&name);
-        let rel = iri(&format!("{base}{local}"), "relation")
-            .with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        let n = |s: &str| NamedNode::new_unchecked(s);
-        quads.push(Quad::new(
-            rel.clone(),
-            n(vocab::RDF_TYPE),
-            n(vocab::RDF_PROPERTY),
-            graph.clone(),
-        ));
-        quads.push(Quad::new(
-            rel.clone(),
-            n(vocab::RDFS_LABEL),
-            Literal::new_simple_literal(&name),
-            graph.clone(),
-        ));
-        if !definition.is_empty() {
-            quads.push(Quad::new(
-                rel,
-                n(vocab::SKOS_DEFINITION),
-                Literal::new_simple_literal(&definition),
-                graph.clone(),
-            ));
-        }
-    }
-    if quads.is_empty() {
-        bail!("{} holds no relation", path.display());
-    }
-    Ok(quads)
+    let relations = tessera::text::schema::parse_csv(&text)
+        .with_context(|| format!("reading the schema CSV {}", path.display()))?;
+    tessera::text::schema::relation_quads(&relations, graph, base)
+        .with_context(|| format!("reading the schema CSV {}", path.display()))
 }
 
 /// Runs `tessera schema ...`.
@@ -324,31 +262,10 @@ pub fn schema(cmd: SchemaCommand) -> anyhow::Result<()> {
                 "{} relations imported ({n} triples)",
                 quads
                     .iter()
-                    .filter(|q| q.predicate.as_str() == tessera_storage::schema::vocab::RDF_TYPE)
+                    .filter(|q| q.predicate.as_ref() == tessera_storage::vocab::rdf::TYPE)
                     .count()
             )?;
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_lines() {
-        assert_eq!(
-            csv_pair("birthPlace,The subject entity was born in the object, a place."),
-            Some((
-                "birthPlace".into(),
-                "The subject entity was born in the object, a place.".into()
-            ))
-        );
-        assert_eq!(
-            csv_pair("place of birth,\"Quoted, with \"\"quotes\"\".\""),
-            Some(("place of birth".into(), "Quoted, with \"quotes\".".into()))
-        );
-        assert_eq!(csv_pair("no definition"), None);
     }
 }

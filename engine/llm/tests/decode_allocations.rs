@@ -7,9 +7,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tessera_engine::gguf::GgufFile;
-use tessera_engine::model::{LoadOptions, Model, Segment};
-use tessera_engine::synth::{write_tiny, TinySpec};
+use tessera_llm::gguf::GgufFile;
+use tessera_llm::model::{LoadOptions, Model, Segment};
+use tessera_llm::synth::{write_tiny, TinySpec};
 
 struct Counting;
 

@@ -12,26 +12,13 @@
 //! ```
 //!
 //! Every SPARQL string form is accepted (short and long, single and double quotes, escapes); a
-//! language tag or datatype after the string is ignored. Caps: [`MAX_TEXT_BYTES`] per text,
+//! language tag or datatype after the string is ignored. Caps: [`crate::options::MAX_TEXT_BYTES`] per text,
 //! [`MAX_REFINE`] rounds.
 
+pub use crate::options::MAX_REFINE;
+use crate::options::{Align, MAX_TEXT_BYTES};
 use oxigraph::model::NamedNode;
 use std::collections::HashMap;
-
-/// Largest text one `INSERT TEXT` takes.
-pub const MAX_TEXT_BYTES: usize = 1 << 20;
-/// Most refinement rounds.
-pub const MAX_REFINE: usize = 5;
-
-/// Alignment mode of `INSERT TEXT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AlignMode {
-    /// Only the schema's relations (default).
-    #[default]
-    Target,
-    /// New relations join the schema.
-    SelfCanonical,
-}
 
 /// One `INSERT TEXT` operation.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,7 +30,7 @@ pub struct InsertText {
     /// `SCHEMA`.
     pub schema: Option<NamedNode>,
     /// `ALIGN`.
-    pub align: AlignMode,
+    pub align: Align,
     /// `REFINE`.
     pub refine: usize,
     /// `SOURCE`.
@@ -64,7 +51,7 @@ pub enum Operation {
 /// A syntax error in an extension operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("SPARQL update syntax error at line {line}, column {column}: {message}")]
-pub struct ExtensionSyntaxError {
+pub struct SyntaxError {
     /// 1-based line.
     pub line: usize,
     /// 1-based column.
@@ -74,7 +61,7 @@ pub struct ExtensionSyntaxError {
 }
 
 /// Splits and parses an update request. `base` is the request's base IRI (the endpoint).
-pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, ExtensionSyntaxError> {
+pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, SyntaxError> {
     let pieces = split(update);
     // Without extension operations the request goes to oxigraph whole and untouched (its
     // parser reports its own errors, prologue included).
@@ -284,18 +271,18 @@ impl<'a> Parser<'a> {
         &self.src[self.pos..self.end]
     }
 
-    fn error_at(&self, at: usize, message: impl Into<String>) -> ExtensionSyntaxError {
+    fn error_at(&self, at: usize, message: impl Into<String>) -> SyntaxError {
         let before = &self.src[..at.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        ExtensionSyntaxError {
+        SyntaxError {
             line,
             column,
             message: message.into(),
         }
     }
 
-    fn error(&self, message: impl Into<String>) -> ExtensionSyntaxError {
+    fn error(&self, message: impl Into<String>) -> SyntaxError {
         self.error_at(self.pos, message)
     }
 
@@ -344,7 +331,7 @@ impl<'a> Parser<'a> {
         true
     }
 
-    fn expect_end(&mut self) -> Result<(), ExtensionSyntaxError> {
+    fn expect_end(&mut self) -> Result<(), SyntaxError> {
         self.skip_ws();
         if self.pos < self.end {
             return Err(self.error(format!(
@@ -355,7 +342,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn pname_ns(&mut self) -> Result<String, ExtensionSyntaxError> {
+    fn pname_ns(&mut self) -> Result<String, SyntaxError> {
         let r = self.rest();
         let n = r
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
@@ -369,7 +356,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn iri_ref(&mut self) -> Result<String, ExtensionSyntaxError> {
+    fn iri_ref(&mut self) -> Result<String, SyntaxError> {
         let r = self.rest();
         if !r.starts_with('<') {
             return Err(self.error("expected an IRI in <...>"));
@@ -388,7 +375,7 @@ impl<'a> Parser<'a> {
         &mut self,
         prefixes: &HashMap<String, String>,
         base: Option<&str>,
-    ) -> Result<NamedNode, ExtensionSyntaxError> {
+    ) -> Result<NamedNode, SyntaxError> {
         let at = self.pos;
         let iri = if self.rest().starts_with('<') {
             let raw = self.iri_ref()?;
@@ -409,7 +396,7 @@ impl<'a> Parser<'a> {
         NamedNode::new(&iri).map_err(|e| self.error_at(at, format!("invalid IRI <{iri}>: {e}")))
     }
 
-    fn string(&mut self) -> Result<String, ExtensionSyntaxError> {
+    fn string(&mut self) -> Result<String, SyntaxError> {
         let r = self.rest();
         let q = match r.chars().next() {
             Some(c @ ('"' | '\'')) => c,
@@ -499,7 +486,7 @@ impl<'a> Parser<'a> {
         &mut self,
         prefixes: &HashMap<String, String>,
         base: Option<&str>,
-    ) -> Result<InsertText, ExtensionSyntaxError> {
+    ) -> Result<InsertText, SyntaxError> {
         self.skip_ws();
         let mut op = InsertText {
             text: self.string()?,
@@ -531,9 +518,9 @@ impl<'a> Parser<'a> {
                 once(self, "ALIGN")?;
                 self.skip_ws();
                 op.align = if self.keyword("TARGET") {
-                    AlignMode::Target
+                    Align::Target
                 } else if self.keyword("SELF") {
-                    AlignMode::SelfCanonical
+                    Align::SelfCanonical
                 } else {
                     return Err(self.error("ALIGN expects TARGET or SELF"));
                 };
@@ -624,14 +611,14 @@ INSERT DATA { GRAPH ex:notes { ex:a ex:b ex:c } }"#;
         assert_eq!(t.graph.unwrap().as_str(), "http://e/g");
         let t = one(r#"INSERT TEXT "tab\tquote\" \u00e9\U0001F600" ALIGN target"#);
         assert_eq!(t.text, "tab\tquote\" é😀");
-        assert_eq!(t.align, AlignMode::Target);
+        assert_eq!(t.align, Align::Target);
         let t = one(
             "BASE <http://b/> PREFIX s: <schema/> INSERT TEXT '''multi\nline''' INTO GRAPH <g> SCHEMA s:main ALIGN SELF REFINE 2 SOURCE <doc/1>",
         );
         assert_eq!(t.text, "multi\nline");
         assert_eq!(t.graph.unwrap().as_str(), "http://b/g");
         assert_eq!(t.schema.unwrap().as_str(), "http://b/schema/main");
-        assert_eq!(t.align, AlignMode::SelfCanonical);
+        assert_eq!(t.align, Align::SelfCanonical);
         assert_eq!(t.refine, 2);
         assert_eq!(t.source.unwrap().as_str(), "http://b/doc/1");
         let t = one("INSERT TEXT \"x\"^^<http://www.w3.org/2001/XMLSchema#string>");

@@ -1,15 +1,18 @@
 //! `tessera eval`: extraction quality on a dataset in the EDC layout, with the WebNLG metric.
 
-use crate::ingest_cli::ModelArgs;
+mod dataset;
+mod webnlg;
+
+use crate::cli::ingest::ModelArgs;
 use anyhow::Context;
 use clap::Args;
-use oxigraph::model::{GraphName, Literal, NamedNode, Quad};
+use dataset::Dataset;
+use oxigraph::model::{GraphName, NamedNode};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use tessera::eval::{webnlg, Dataset, Triple};
 use tessera::{Align, Database, TextOptions};
-use tessera_storage::schema::vocab;
+use webnlg::Triple;
 
 /// `tessera eval`.
 #[derive(Debug, Args)]
@@ -148,32 +151,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let db = Database::in_memory()?.with_text_config(args.models.config());
     let schema = NamedNode::new("urn:tessera:eval:schema")?;
     let g = GraphName::NamedNode(schema.clone());
+    let quads =
+        tessera::text::schema::relation_quads(&data.schema, &g, "http://tessera.local/relation/")?;
     db.storage().write(|tx| {
-        for (name, def) in &data.schema {
-            let iri = NamedNode::new(format!(
-                "http://tessera.local/relation/{}",
-                tessera::engine::edc::camel_case(name)
-            ))
-            .map_err(|e| tessera::Error::Text(tessera::TextError::Iri(e.to_string())))?;
-            let n = NamedNode::new_unchecked;
-            tx.insert(&Quad::new(
-                iri.clone(),
-                n(vocab::RDF_TYPE),
-                n(vocab::RDF_PROPERTY),
-                g.clone(),
-            ));
-            tx.insert(&Quad::new(
-                iri.clone(),
-                n(vocab::RDFS_LABEL),
-                Literal::new_simple_literal(name),
-                g.clone(),
-            ));
-            tx.insert(&Quad::new(
-                iri,
-                n(vocab::SKOS_DEFINITION),
-                Literal::new_simple_literal(def),
-                g.clone(),
-            ));
+        for q in &quads {
+            tx.insert(q);
         }
         Ok::<_, tessera::Error>(())
     })?;

@@ -10,9 +10,12 @@
 //! mention is a new entity. Candidates whose `rdf:type`s exclude the relation's `rdfs:range`
 //! class are skipped.
 
+use crate::literal::Object;
+use crate::model::{TextEmbedder, TextModel};
+use crate::pipeline::{Plan, RelationRef};
+use crate::{prompts, EdcError};
 use std::collections::HashMap;
-use tessera_engine::edc::{prompts, EdcError, Object, Plan, RelationRef, TextEmbedder, TextModel};
-use tessera_engine::Prompt;
+use tessera_llm::Prompt;
 use tessera_storage::entities::{EntityIndex, EntityLabel};
 
 /// How a mention is linked to a known entity.
@@ -189,10 +192,12 @@ pub fn link(
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, clippy::unwrap_in_result)]
     use super::*;
+    use crate::chunk::Chunk;
+    use crate::pipeline::{Decision, PlannedTriple};
     use std::sync::Mutex;
-    use tessera_engine::edc::{Chunk, Decision, PlannedTriple, SchemaRelation};
-    use tessera_engine::{ChatMessage, GenerateOptions, Generation};
+    use tessera_llm::{ChatMessage, GenerateOptions, Generation};
     use tessera_storage::entities::EntityLabel;
+    use tessera_storage::Relation;
 
     /// A scripted fake model for the control flow: answers "same" (A) for mentions listed in
     /// `same`, "different" (B) otherwise, and records what it was asked.
@@ -209,7 +214,7 @@ mod tests {
             Ok(Prompt::text(user))
         }
         fn generate(&self, _: &[Prompt], _: &GenerateOptions) -> Result<Vec<Generation>, EdcError> {
-            Err(EdcError::Input("linking never generates".into()))
+            panic!("linking never generates")
         }
         fn score(&self, prompt: &Prompt, _: &[&str]) -> Result<Vec<f32>, EdcError> {
             self.asked.lock().unwrap().push(prompt.text.clone());
@@ -256,7 +261,7 @@ mod tests {
     fn triple(s: &str, range: Option<&str>, o: &str) -> PlannedTriple {
         PlannedTriple {
             subject: s.into(),
-            relation: RelationRef::Schema(SchemaRelation {
+            relation: RelationRef::Schema(Relation {
                 iri: "http://r/p".into(),
                 label: "p".into(),
                 definition: String::new(),

@@ -5,8 +5,8 @@
 //! these examples; none comes from an evaluation set. [`PROMPT_VERSION`] is recorded with every
 //! ingested source: change it whenever a prompt changes.
 
-use crate::tokenizer::ChatMessage;
 use serde_json::json;
+use tessera_llm::ChatMessage;
 
 /// Recorded in provenance; bump on any change to the prompts below.
 pub const PROMPT_VERSION: &str = "edc-3";

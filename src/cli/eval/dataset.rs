@@ -2,12 +2,10 @@
 //!
 //! Entry points: [`Dataset::load`] reads `DIR/datasets/NAME.txt` (one text per line),
 //! `DIR/evaluate/references/NAME.txt` (one Python-literal list of triples per line) and
-//! `DIR/schemas/NAME_schema.csv` (`relation,definition`); [`webnlg::score`] is the metric.
+//! `DIR/schemas/NAME_schema.csv` (`relation,definition`); [`super::webnlg::score`] is the metric.
 
-pub mod webnlg;
-
+use super::webnlg::Triple;
 use std::path::Path;
-pub use webnlg::Triple;
 
 /// A dataset in the EDC layout.
 #[derive(Debug, Clone)]

@@ -1,14 +1,13 @@
-//! Tessera engine: the in-engine inference core and the EDC+R text-to-triples pipeline.
+//! Tessera LLM: the in-engine inference core (the reading pipeline built on it is `tessera-text`).
 //!
 //! Entry points: [`LanguageModel`] (load a GGUF model, generate, score, constrain),
 //! [`Embedder`] (sentence embeddings), [`ModelCache`] (models by name: `smollm2`,
-//! `qwen2.5-0.5b`, ...), [`edc::Pipeline`] (text to canonical triples against a schema). Below them: [`gguf`] (a strict reader for untrusted model files),
+//! `qwen2.5-0.5b`, ...). Below them: [`gguf`] (a strict reader for untrusted model files),
 //! [`tokenizer`] (tokenizers from GGUF metadata), [`model`] (the shared transformer with our own
 //! KV cache), [`constrain`] (grammar-constrained decoding).
 
 pub mod bench;
 pub mod constrain;
-pub mod edc;
 pub mod embed;
 pub mod generate;
 pub mod gguf;

@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use tessera_engine::model::{LoadOptions, Segment};
-use tessera_engine::{
+use tessera_llm::model::{LoadOptions, Segment};
+use tessera_llm::{
     ChatMessage, Constraint, Embedder, Finish, GenerateOptions, LanguageModel, ModelCache,
     ModelOptions, Prompt,
 };
 
 fn data(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
+        .join("../../tests/data")
         .join(rel)
 }
 
@@ -65,8 +65,8 @@ fn golden_ids(name: &str) {
     assert_eq!(texts.len(), gold.len());
     assert!(texts.len() >= 200);
     let path = model_path(name);
-    let file = tessera_engine::gguf::GgufFile::open(&path).unwrap();
-    let tok = tessera_engine::tokenizer::Tokenizer::from_gguf(&file).unwrap();
+    let file = tessera_llm::gguf::GgufFile::open(&path).unwrap();
+    let tok = tessera_llm::tokenizer::Tokenizer::from_gguf(&file).unwrap();
     let ids = |v: &serde_json::Value| -> Vec<u32> {
         v.as_array()
             .unwrap()
@@ -183,7 +183,7 @@ fn agreement(name: &str, fallback: bool, tie: f32) -> (usize, usize, f32, Vec<f3
                     }])
                     .unwrap();
                 let row: Vec<f32> = logits[0].squeeze(0).unwrap().to_vec1().unwrap();
-                let ours = tessera_engine::generate::sample(&row, 0.0, 1.0, &mut rand_free());
+                let ours = tessera_llm::generate::sample(&row, 0.0, 1.0, &mut rand_free());
                 let (a, la, lb) = (
                     t[0].as_u64().unwrap() as u32,
                     t[1].as_f64().unwrap() as f32,
@@ -581,7 +581,7 @@ fn corrupt_and_truncated_model_files_are_refused_cleanly() {
             b[i] = rng.random();
         }
         std::fs::write(&f, &b).unwrap();
-        let _ = tessera_engine::gguf::GgufFile::open(&f);
+        let _ = tessera_llm::gguf::GgufFile::open(&f);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -615,7 +615,7 @@ fn chat_templates_render_from_the_gguf() {
 /// file behind.
 #[test]
 fn quantized_models_load_and_agree_with_their_source() {
-    use tessera_engine::quantize::{compare, parse_type, quantize_file};
+    use tessera_llm::quantize::{compare, parse_type, quantize_file};
     let src = model_path("smollm2");
     let dir = std::env::temp_dir().join(format!("tessera-quantize-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -636,7 +636,7 @@ fn quantized_models_load_and_agree_with_their_source() {
             "{name}: {:?}",
             report.types
         );
-        let file = tessera_engine::gguf::GgufFile::open(&out).unwrap();
+        let file = tessera_llm::gguf::GgufFile::open(&out).unwrap();
         assert_eq!(
             file.meta_u64("general.file_type"),
             Some(if name == "q8_0" { 7 } else { 2 })
@@ -674,7 +674,7 @@ fn quantized_models_load_and_agree_with_their_source() {
 fn bench_greedy_stream_is_what_generation_picks() {
     let lm = lm("smollm2", false);
     let text = "The capital of France is";
-    let steps = tessera_engine::bench::greedy(&lm, text, 12).unwrap();
+    let steps = tessera_llm::bench::greedy(&lm, text, 12).unwrap();
     assert_eq!(steps.len(), 12);
     assert!(steps.iter().all(|&(_, gap)| gap >= 0.0 && gap.is_finite()));
     let opts = GenerateOptions {
@@ -690,7 +690,7 @@ fn bench_greedy_stream_is_what_generation_picks() {
 
 #[test]
 fn batched_benches_count_every_sequence() {
-    use tessera_engine::bench::{llm_batched, read, ReadStage};
+    use tessera_llm::bench::{llm_batched, read, ReadStage};
     let lm = lm("smollm2", false);
     let r = llm_batched(&lm, 8, 4, 1, 3).unwrap();
     assert!(r.prefill_tok_s > 0.0 && r.decode_tok_s > 0.0, "{r:?}");

@@ -11,10 +11,10 @@
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
-use tessera_engine::gguf::GgufFile;
-use tessera_engine::model::{KvCache, LoadOptions, Model, Segment};
-use tessera_engine::quantize::quantize_file;
-use tessera_engine::synth::{write_tiny, TinySpec};
+use tessera_llm::gguf::GgufFile;
+use tessera_llm::model::{KvCache, LoadOptions, Model, Segment};
+use tessera_llm::quantize::quantize_file;
+use tessera_llm::synth::{write_tiny, TinySpec};
 
 /// Largest difference from the f32 reference allowed, as a share of the reference logits'
 /// largest magnitude. Every path quantizes activations to 8 bits (candle's CPU: Q8_0 or Q8_K
@@ -41,7 +41,7 @@ fn paths() -> Vec<(&'static str, LoadOptions)> {
         let gpu = LoadOptions {
             requantize: false,
             kernels: true,
-            device: tessera_engine::Backend::Cuda
+            device: tessera_llm::Backend::Cuda
                 .device(0)
                 .expect("a build with the cuda feature runs its tests on a machine with a GPU"),
         };

@@ -1,0 +1,86 @@
+//! Define: one sentence per extracted relation that is not already a schema relation, all
+//! relations of a chunk in one call whose grammar requires every name (none can be
+//! forgotten). Entry point: [`Pipeline::define`]; its output is [`Definitions`].
+
+use crate::pipeline::{Item, Pipeline, Stats, MAX_DEFINITION_CHARS};
+use crate::prompts;
+use crate::schema::Schema;
+use crate::EdcError;
+use serde_json::json;
+use std::collections::HashMap;
+use tessera_llm::{Constraint, GenerateOptions, Prompt};
+
+/// Definitions per chunk: relation name as extracted -> its definition.
+pub type Definitions = Vec<HashMap<String, String>>;
+
+impl Pipeline<'_> {
+    /// Define: one sentence per relation that needs one (its name is not a schema
+    /// relation's), all relations of a chunk in one call.
+    pub fn define(
+        &self,
+        items: &[Item],
+        triples: &[Vec<[String; 3]>],
+        schema: &Schema<'_>,
+        stats: &mut [Stats],
+    ) -> Result<Definitions, EdcError> {
+        let fixed = prompts::define_fixed();
+        let mut out = vec![HashMap::new(); items.len()];
+        let mut todo: Vec<(usize, Vec<String>, Prompt)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let mut names: Vec<String> = Vec::new();
+            for t in &triples[i] {
+                if schema.by_name(&t[1]).is_none() && !names.contains(&t[1]) {
+                    names.push(t[1].clone());
+                }
+            }
+            if names.is_empty() {
+                continue;
+            }
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let prompt = self.model.render(
+                &fixed,
+                &prompts::define_user(&item.body, &triples[i], &refs),
+            )?;
+            todo.push((i, names, prompt));
+        }
+        // Each chunk's grammar requires its own relation names; all chunks decode together.
+        let mut requests = Vec::with_capacity(todo.len());
+        for (_, names, prompt) in &todo {
+            let mut props = serde_json::Map::new();
+            for n in names {
+                props.insert(
+                    n.clone(),
+                    json!({"type": "string", "minLength": 8, "maxLength": MAX_DEFINITION_CHARS}),
+                );
+            }
+            let schema_json = json!({
+                "type": "object",
+                "properties": props,
+                "required": names,
+                "additionalProperties": false,
+                "x-guidance": {"whitespace_flexible": false},
+            });
+            let opts = GenerateOptions {
+                max_tokens: 80 * names.len() + 16,
+                constraint: Some(Constraint::JsonSchema(schema_json)),
+                ..GenerateOptions::default()
+            };
+            requests.push((prompt.clone(), opts));
+        }
+        if requests.is_empty() {
+            return Ok(out);
+        }
+        let gens = self.model.generate_each(&requests)?;
+        if gens.len() != todo.len() {
+            return Err(EdcError::Outputs {
+                asked: todo.len(),
+                got: gens.len(),
+            });
+        }
+        for ((i, _, _), g) in todo.iter().zip(gens) {
+            stats[*i].add_generation(&g);
+            out[*i] = serde_json::from_str(&g.text).unwrap_or_default();
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,202 @@
+//! Tessera text: reading text into the store, in one layer above the inference core
+//! (`tessera-llm`) and the store (`tessera-storage`).
+//!
+//! Entry points: [`Reader`] (what `INSERT TEXT` and `DROP SOURCE` do: models loaded on first
+//! use, schema and entity indexes, one atomic commit per text) and [`grammar::parse`] (the
+//! SPARQL Update extension's front parser). Inside, one file per stage of EDC+R with typed
+//! outputs, [`Pipeline::run`] tying them together:
+//! `extract` -> `define` -> `canonicalize` -> `refine` ([`pipeline`]), then entity linking
+//! ([`link`]), the commit plan and provenance ([`commit`], [`provenance`]).
+
+mod canonicalize;
+pub mod chunk;
+pub mod commit;
+pub mod csv;
+mod define;
+mod extract;
+pub mod grammar;
+pub mod link;
+pub mod literal;
+pub mod model;
+pub mod options;
+pub mod output;
+pub mod pipeline;
+pub mod prompts;
+pub mod provenance;
+mod reader;
+mod refine;
+pub mod schema;
+
+pub use commit::{entity_iri, entity_label, DroppedTriple, ReportStats, TextReport};
+pub use define::Definitions;
+pub use model::{TextEmbedder, TextModel};
+pub use options::{Align, MAX_TEXT_BYTES};
+pub use output::parse_triples;
+pub use pipeline::{EdcOptions, Pipeline, Plan};
+pub use reader::{Reader, TextConfig, TextOptions};
+pub use schema::{camel_case, definition_text, Schema};
+
+use tessera_llm::embed::EmbedError;
+use tessera_llm::{GenerateError, RegistryError};
+use tessera_storage::StorageError;
+
+/// Why a text cannot be read; nothing of it is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// Empty or only white space.
+    #[error("the text is empty")]
+    Empty,
+    /// Over [`MAX_TEXT_BYTES`].
+    #[error("the text is {bytes} bytes, over the cap of {cap}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// Control characters other than white space.
+    #[error("the text holds control characters (binary data?)")]
+    Binary,
+    /// Several texts with one `SOURCE`.
+    #[error("SOURCE names one text; several texts each get their own source")]
+    OneSourceManyTexts,
+}
+
+/// Refuses texts the pipeline cannot read.
+pub fn check_text(text: &str) -> Result<(), InputError> {
+    if text.trim().is_empty() {
+        return Err(InputError::Empty);
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(InputError::TooLarge {
+            bytes: text.len(),
+            cap: MAX_TEXT_BYTES,
+        });
+    }
+    if text
+        .chars()
+        .any(|c| c == '\0' || (c.is_control() && !c.is_whitespace()))
+    {
+        return Err(InputError::Binary);
+    }
+    Ok(())
+}
+
+/// What can go wrong running the pipeline (models in, plans out).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EdcError {
+    /// The language model failed.
+    #[error("language model: {0}")]
+    Model(#[from] GenerateError),
+    /// The embedder failed.
+    #[error("embedder: {0}")]
+    Embed(#[from] EmbedError),
+    /// The input was unusable.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The model answered a batch with the wrong number of outputs.
+    #[error("the model returned {got} outputs for {asked} prompts")]
+    Outputs {
+        /// Prompts sent.
+        asked: usize,
+        /// Outputs received.
+        got: usize,
+    },
+}
+
+/// Which model failed to load, and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// Finding or fetching it.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Loading the language model.
+    #[error(transparent)]
+    Language(#[from] GenerateError),
+    /// Loading the embedder.
+    #[error(transparent)]
+    Embedding(#[from] EmbedError),
+}
+
+/// Why reading a text (or dropping a source) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextError {
+    /// The text cannot be read (empty, too large, binary).
+    #[error("the text cannot be read: {0}")]
+    Input(#[from] InputError),
+    /// The request's extension syntax.
+    #[error(transparent)]
+    Syntax(#[from] grammar::SyntaxError),
+    /// The options cannot be honoured as given.
+    #[error(transparent)]
+    Options(#[from] provenance::SourceClash),
+    /// A model could not be found or loaded.
+    #[error("loading the {what} model {name:?}: {source}")]
+    Model {
+        /// `language` or `embedding`.
+        what: &'static str,
+        /// The name or path asked for.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// The pipeline failed.
+    #[error("reading text: {0}")]
+    Pipeline(EdcError),
+    /// An IRI could not be formed.
+    #[error("invalid IRI <{iri}>: {source}")]
+    Iri {
+        /// The IRI.
+        iri: String,
+        /// Why.
+        #[source]
+        source: oxigraph::model::IriParseError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<EdcError> for TextError {
+    fn from(e: EdcError) -> Self {
+        match e {
+            EdcError::Input(i) => Self::Input(i),
+            other => Self::Pipeline(other),
+        }
+    }
+}
+
+impl From<oxigraph::store::StorageError> for TextError {
+    fn from(e: oxigraph::store::StorageError) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+impl TextError {
+    /// Whether the request is at fault (bad text, options or syntax) rather than the server
+    /// (a model that cannot load, the store): decides 400 against 503/500 over HTTP.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::Input(_) | Self::Syntax(_) | Self::Options(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_texts_are_refused() {
+        assert_eq!(check_text("  \n"), Err(InputError::Empty));
+        assert_eq!(check_text("a\0b"), Err(InputError::Binary));
+        assert!(matches!(
+            check_text(&"a".repeat(MAX_TEXT_BYTES + 1)),
+            Err(InputError::TooLarge { .. })
+        ));
+        assert_eq!(check_text("Ada Lovelace was born in London."), Ok(()));
+    }
+}

@@ -1,0 +1,96 @@
+//! The models as the pipeline uses them: [`TextModel`] (chat prompts, batched generation,
+//! scored options) and [`TextEmbedder`], implemented by the inference core's `LanguageModel`
+//! and `Embedder`. Unit tests of the control flow implement them with scripted fakes.
+
+use crate::EdcError;
+use tessera_llm::{ChatMessage, Embedder, GenerateOptions, Generation, LanguageModel, Prompt};
+
+/// The language model as the pipeline uses it (implemented by [`LanguageModel`]; unit tests of
+/// the control flow use a scripted fake).
+pub trait TextModel: Send + Sync {
+    /// Which model this is (file name), recorded in provenance.
+    fn identity(&self) -> String;
+    /// A chat prompt: `fixed` (cacheable) then one user turn.
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError>;
+    /// Generates for several prompts at once.
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError>;
+    /// Log-probabilities of single-token options after the prompt.
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError>;
+    /// Generates for several prompts at once, with options per prompt.
+    fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, EdcError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (p, o) in requests {
+            out.extend(self.generate(std::slice::from_ref(p), o)?);
+        }
+        Ok(out)
+    }
+    /// [`score`](Self::score) for several prompts at once.
+    fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
+        requests.iter().map(|(p, o)| self.score(p, o)).collect()
+    }
+}
+
+/// Sentence embeddings as the pipeline uses them (implemented by [`Embedder`]).
+pub trait TextEmbedder: Send + Sync {
+    /// Embeds texts (L2-normalised vectors).
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EdcError>;
+}
+
+const USER_MARK: &str = "\u{1}TESSERA-USER-TURN\u{1}";
+
+impl TextModel for LanguageModel {
+    fn identity(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError> {
+        let mut messages = fixed.to_vec();
+        messages.push(ChatMessage::user(USER_MARK));
+        let full = self.chat(&messages)?;
+        // The fixed part ends where the last user turn's content begins: after the template's
+        // header for that turn (a special token and a newline), a natural token boundary.
+        Ok(match full.find(USER_MARK) {
+            Some(at) => Prompt {
+                prefix: full[..at].to_owned(),
+                text: full[at..].replacen(USER_MARK, user, 1),
+            },
+            None => Prompt::text(full.replace(USER_MARK, user)),
+        })
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError> {
+        Ok(self.generate_batch(prompts, opts)?)
+    }
+
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
+        Ok(LanguageModel::score(self, prompt, options)?)
+    }
+
+    fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, EdcError> {
+        Ok(LanguageModel::generate_each(self, requests)?)
+    }
+
+    fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Ok(LanguageModel::score_batch(self, requests)?)
+    }
+}
+
+impl TextEmbedder for Embedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Ok(Embedder::embed(self, texts)?)
+    }
+}

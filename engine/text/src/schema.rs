@@ -1,0 +1,144 @@
+//! The schema as the pipeline reads it: the store's relations ([`tessera_storage::Relation`]),
+//! searchable by name and by the embedding of their definitions (the HNSW index of
+//! [`tessera_storage::SchemaIndex`]). Entry point: [`Schema::new`]. Also the text embedded for
+//! a relation ([`definition_text`], the same on the schema side and the extracted side) and
+//! relation names from free text ([`camel_case`]).
+
+pub use crate::csv::{parse_csv, CsvError, MAX_CSV_BYTES};
+use crate::TextError;
+use oxigraph::model::{GraphName, Literal, Quad};
+use std::collections::HashMap;
+use tessera_storage::schema::local_name;
+use tessera_storage::vocab::{rdf, rdfs, skos};
+use tessera_storage::{name_key, Relation, SchemaIndex};
+
+/// A schema index with lookup by name.
+pub struct Schema<'a> {
+    index: &'a SchemaIndex,
+    by_name: HashMap<String, usize>,
+}
+
+impl<'a> Schema<'a> {
+    /// The schema of `index`; relations are found by label and by their IRI's local name
+    /// (compared by [`name_key`]).
+    pub fn new(index: &'a SchemaIndex) -> Self {
+        let mut by_name = HashMap::new();
+        for (i, r) in index.relations().iter().enumerate() {
+            by_name.entry(name_key(&r.label)).or_insert(i);
+            by_name.entry(name_key(local_name(&r.iri))).or_insert(i);
+        }
+        Self { index, by_name }
+    }
+
+    /// How many relations the schema holds.
+    pub fn relation_count(&self) -> usize {
+        self.index.relations().len()
+    }
+
+    /// The `k` relations whose definition embeddings are most similar to `embedding`, with
+    /// their cosine similarity, best first.
+    pub fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(&'a Relation, f32)> {
+        self.index.nearest(embedding, k)
+    }
+
+    /// The relation named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&'a Relation> {
+        let index: &'a SchemaIndex = self.index;
+        self.by_name
+            .get(&name_key(name))
+            .map(|&i| &index.relations()[i])
+    }
+
+    /// The names of every relation.
+    pub fn labels(&self) -> Vec<String> {
+        self.index
+            .relations()
+            .iter()
+            .map(|r| r.label.clone())
+            .collect()
+    }
+
+    /// The schema's content fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        self.index.fingerprint()
+    }
+}
+
+/// The text embedded for a relation, on the schema side and the extracted side alike:
+/// its name in words, then its definition.
+pub fn definition_text(label: &str, definition: &str) -> String {
+    let mut words = String::new();
+    let mut prev_lower = false;
+    for c in label.chars() {
+        if c == '_' || c == '-' {
+            words.push(' ');
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower {
+            words.push(' ');
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        words.extend(c.to_lowercase());
+    }
+    if definition.is_empty() {
+        words
+    } else {
+        format!("{words}: {definition}")
+    }
+}
+
+/// A camelCase relation name from free text (`place of birth` -> `placeOfBirth`).
+pub fn camel_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            if i == 0 {
+                out.extend(first.to_lowercase());
+            } else {
+                out.extend(first.to_uppercase());
+            }
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}
+
+/// The schema quads of relations given by name and definition: each an `rdf:Property` under
+/// `base` (its name in camelCase) with `rdfs:label` and, when given, `skos:definition`.
+pub fn relation_quads(
+    relations: &[(String, String)],
+    graph: &GraphName,
+    base: &str,
+) -> Result<Vec<Quad>, TextError> {
+    let mut quads = Vec::new();
+    for (name, definition) in relations {
+        let rel = crate::commit::nn(&format!("{base}{}", camel_case(name)))?;
+        quads.push(Quad::new(
+            rel.clone(),
+            rdf::TYPE,
+            rdf::PROPERTY,
+            graph.clone(),
+        ));
+        quads.push(Quad::new(
+            rel.clone(),
+            rdfs::LABEL,
+            Literal::new_simple_literal(name),
+            graph.clone(),
+        ));
+        if !definition.is_empty() {
+            quads.push(Quad::new(
+                rel,
+                skos::DEFINITION,
+                Literal::new_simple_literal(definition),
+                graph.clone(),
+            ));
+        }
+    }
+    Ok(quads)
+}

@@ -1,0 +1,8 @@
+//! The commands of the `tessera` binary, one module each; `main` parses arguments and hands
+//! over here.
+
+pub mod data;
+pub mod eval;
+pub mod ingest;
+pub mod llm;
+pub mod serve;

@@ -1,0 +1,88 @@
+//! `tessera serve`: the HTTP service of a database until Ctrl-C or SIGTERM, then a flush.
+
+use super::data::open_or_memory;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tessera::{Database, ServerConfig};
+
+/// Runs `tessera serve` with its flags.
+pub fn run(
+    location: Option<&Path>,
+    bind: SocketAddr,
+    write_token: Option<String>,
+    read_only: bool,
+    max_body_mb: usize,
+    timeout_s: u64,
+    cors_origins: Vec<String>,
+) -> anyhow::Result<()> {
+    let db = open_or_memory(location)?;
+    let mut config = ServerConfig::default()
+        .with_read_only(read_only)
+        .with_max_body_bytes(max_body_mb.saturating_mul(1024 * 1024));
+    config = if timeout_s == 0 {
+        config.without_timeout()
+    } else {
+        config.with_timeout(Duration::from_secs(timeout_s))
+    };
+    if !bind.ip().is_loopback() && write_token.is_none() && !read_only {
+        // Reachable from other machines and writable by anyone who can reach it.
+        tracing::warn!(
+            %bind,
+            "serving a writable store on a non-loopback address without --write-token: anyone who can reach {bind} can change or drop the data"
+        );
+    }
+    if let Some(token) = write_token {
+        config = config.with_write_token(token);
+    }
+    for origin in cors_origins {
+        config = config.with_cors_origin(origin);
+    }
+    serve(db, bind, config)
+}
+
+fn serve(db: Database, bind: SocketAddr, config: ServerConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        tracing::info!(
+            "Tessera listening on http://{} (query page at /, SPARQL at /sparql, graph store at /store)",
+            listener.local_addr()?
+        );
+        axum::serve(tessera::listener(listener), db.router(config))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the HTTP server failed")?;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("shutting down; flushing the store");
+    db.flush()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
