@@ -204,6 +204,19 @@ impl Database {
         Ok(self.reader.drop_source(&self.storage, source)?)
     }
 
+    /// Builds, or brings up to date, the indexes `INSERT TEXT` reads for a target graph
+    /// (`None`: the default graph): its entity labels, written by any means, each embedded
+    /// once (`progress(done, total)` as they are), and the schema index of `schema`. Run it
+    /// ahead of the first text into a large existing graph (`tessera index`).
+    pub fn index_text_graph(
+        &self,
+        graph: Option<&NamedNode>,
+        schema: Option<&NamedNode>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<tessera_text::IndexReport, Error> {
+        Ok(self.reader.index(&self.storage, graph, schema, progress)?)
+    }
+
     /// The HTTP service of this database (SPARQL Protocol, Graph Store Protocol, query page)
     /// as an axum router, to serve alone or nest in an application.
     pub fn router(&self, config: ServerConfig) -> axum::Router {

@@ -112,6 +112,9 @@ enum Command {
     Ingest(cli::ingest::IngestArgs),
     /// Extraction quality on a dataset in the EDC layout (WebNLG metric).
     Eval(cli::eval::EvalArgs),
+    /// Build (or bring up to date) the entity and schema indexes INSERT TEXT reads, ahead of
+    /// the first text into a large existing graph.
+    Index(cli::index::IndexArgs),
     /// The store's schema: import EDC's relation,definition CSV.
     #[command(subcommand)]
     Schema(cli::ingest::SchemaCommand),
@@ -201,5 +204,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => cli::ingest::ingest(args),
         Command::Schema(cmd) => cli::ingest::schema(cmd),
         Command::Eval(args) => cli::eval::eval(args),
+        Command::Index(args) => cli::index::index(args),
     }
 }

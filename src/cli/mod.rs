@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod index;
 pub mod ingest;
 pub mod llm;
 pub mod serve;

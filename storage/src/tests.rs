@@ -195,10 +195,19 @@ fn entity_labels_index_and_lookups() -> Result<(), Box<dyn std::error::Error>> {
             .collect())
     };
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("entities.idx");
-    let (index, built) =
-        EntityIndex::sync(None, Some(&path), labels.clone(), "toy", 26, &mut embed)?;
-    assert!(built);
+    let path = dir.path().join("entities.log");
+    let mut steps = 0;
+    let index = EntityIndex::build(
+        Some(&path),
+        "toy",
+        26,
+        labels.clone(),
+        3,
+        &mut embed,
+        &mut |_, _| steps += 1,
+    )?;
+    assert!(steps > 0);
+    assert_eq!(index.seq(), 3);
     let by_key: Vec<&EntityLabel> = index.by_key("ada  LOVELACE!");
     assert_eq!(by_key.len(), 1);
     assert_eq!(by_key[0].iri, "http://e/ada");
@@ -207,20 +216,45 @@ fn entity_labels_index_and_lookups() -> Result<(), Box<dyn std::error::Error>> {
     let near = index.nearest(&q, 1);
     assert_eq!(near[0].0.label, "Lyon");
     assert!(near[0].1 > 0.99);
-    // Reopened from the file: nothing embedded again; one new label: only it is embedded.
-    let (_, built) = EntityIndex::sync(None, Some(&path), labels.clone(), "toy", 26, &mut embed)?;
-    assert!(!built);
-    let mut more = labels;
-    more.push(EntityLabel {
+    // Reopened at the store's sequence: nothing is embedded again.
+    let before = calls.get();
+    let mut index = EntityIndex::open(&path, "toy", 26, 3)?.ok_or("reopen")?;
+    assert_eq!((calls.get(), index.len()), (before, 3));
+    // A commit's new label is appended (only it is embedded) and reopens with the log.
+    let paris = EntityLabel {
         iri: "http://e/paris".into(),
         label: "Paris".into(),
         types: Vec::new(),
-    });
-    more.sort();
-    let before = calls.get();
-    let (index, built) = EntityIndex::sync(Some(index), Some(&path), more, "toy", 26, &mut embed)?;
-    assert!(built);
+    };
+    let v = embed(&["Paris"])?.remove(0);
+    index.append(vec![(paris.clone(), v.clone())], 4)?;
     assert_eq!(calls.get() - before, 1);
-    assert_eq!(index.len(), 4);
+    assert_eq!(EntityIndex::open(&path, "toy", 26, 4)?.ok_or("reopen")?.len(), 4);
+    // A log behind the store (a commit whose labels were never appended) is not used.
+    assert!(EntityIndex::open(&path, "toy", 26, 5)?.is_none());
+    // An append the store never committed is cut at open, and stays cut.
+    let rome = EntityLabel {
+        iri: "http://e/rome".into(),
+        label: "Rome".into(),
+        types: Vec::new(),
+    };
+    index.append(vec![(rome, v)], 5)?;
+    assert_eq!(EntityIndex::open(&path, "toy", 26, 4)?.ok_or("cut")?.len(), 4);
+    assert_eq!(EntityIndex::open(&path, "toy", 26, 5)?.map(|i| i.len()), None);
+    // A torn tail (half a record) is cut too.
+    let mut bytes = std::fs::read(&path)?;
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&path, &bytes)?;
+    let reopened = EntityIndex::open(&path, "toy", 26, 4)?.ok_or("torn")?;
+    assert_eq!(reopened.len(), 4);
+    assert!(reopened.contains("http://e/paris", "Paris"));
+    // Another embedder's log is not used.
+    assert!(EntityIndex::open(&path, "other", 26, 4)?.is_none());
+    // Several queries in one pass, each best first.
+    let mut qa = vec![0.0; 26];
+    qa[0] = 1.0;
+    let many = reopened.nearest_many(&[&qa, &q], 2);
+    assert_eq!(many[0][0].0.iri, "http://e/ada");
+    assert_eq!(many[1][0].0.label, "Lyon");
     Ok(())
 }

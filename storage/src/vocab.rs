@@ -83,6 +83,9 @@ pub mod tessera {
     /// A reified statement of a source.
     pub const STATEMENT: NamedNodeRef<'_> =
         NamedNodeRef::new_unchecked("https://tessera.dev/ns#statement");
+    /// How many texts' commits an entity index must hold (see the reader).
+    pub const INDEX_SEQ: NamedNodeRef<'_> =
+        NamedNodeRef::new_unchecked("https://tessera.dev/ns#indexSeq");
     /// The source whose reading added a relation to the schema.
     pub const INTRODUCED_BY: NamedNodeRef<'_> =
         NamedNodeRef::new_unchecked("https://tessera.dev/ns#introducedBy");

@@ -47,6 +47,9 @@ pub struct TextReport {
     pub chunks: usize,
     /// Counters and time per stage.
     pub stats: ReportStats,
+    /// Entity labels the commit wrote (IRI, label), for the entity index.
+    #[serde(skip)]
+    pub(crate) labels_written: Vec<(String, String)>,
 }
 
 /// A dropped triple in a report.
@@ -206,6 +209,7 @@ pub(crate) fn commit(
             relations_by_similarity: plan.stats.by_similarity,
             relations_by_model: plan.stats.by_model,
         },
+        labels_written: Vec::new(),
     };
     let new_iris: Vec<NamedNode> = plan
         .new_relations
@@ -320,6 +324,9 @@ pub(crate) fn commit(
         let alt_label = skos::ALT_LABEL.into_owned();
         let same_as = owl::SAME_AS.into_owned();
         for (name, (iri, naming)) in &entity_cache {
+            report
+                .labels_written
+                .push((iri.as_str().to_owned(), name.clone()));
             let name = Literal::new_simple_literal(name);
             match naming {
                 Naming::Label => add(tx, iri, &label, name.into()),
@@ -397,6 +404,26 @@ pub(crate) fn commit(
             _ => tessera::DEFAULT_GRAPH.into_owned().into(),
         };
         meta(tx, &source, tessera::TARGET_GRAPH.into_owned(), target_term);
+        // The target graph's commit count, in this transaction: the entity index log holds
+        // this commit's labels only once it carries the same count.
+        let (index_node, seq) = (&prov.index_node, prov.seq);
+        let old: Vec<Quad> = tx
+            .quads_for_pattern(
+                Some(index_node.as_ref().into()),
+                Some(tessera::INDEX_SEQ),
+                None,
+                Some(tessera::SOURCES_GRAPH.into()),
+            )
+            .collect::<Result<_, _>>()?;
+        for q in &old {
+            tx.remove(q);
+        }
+        meta(
+            tx,
+            index_node,
+            tessera::INDEX_SEQ.into_owned(),
+            Literal::new_typed_literal(seq.to_string(), xsd::INTEGER).into(),
+        );
         for (i, c) in plan.chunks.iter().enumerate() {
             let chunk = NamedNode::new_unchecked(format!("{}#chunk-{i}", source.as_str()));
             meta(
@@ -428,6 +455,9 @@ pub(crate) struct Provenance {
     pub(crate) model: String,
     pub(crate) embedder: String,
     pub(crate) schema_fingerprint: String,
+    /// The node counting the target graph's commits, and this commit's count.
+    pub(crate) index_node: NamedNode,
+    pub(crate) seq: u64,
 }
 
 fn oxsdatatypes_now() -> String {

@@ -33,7 +33,7 @@ pub use model::{TextEmbedder, TextModel};
 pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;
 pub use pipeline::{EdcOptions, Pipeline, Plan};
-pub use reader::{Reader, TextConfig, TextOptions};
+pub use reader::{entity_index_path, entity_index_seq, IndexReport, Reader, TextConfig, TextOptions};
 pub use schema::{camel_case, definition_text, Schema};
 
 use tessera_llm::embed::EmbedError;

@@ -141,9 +141,11 @@ pub fn link(
     let vectors = embedder.embed(&names)?;
     let fixed = prompts::same_entity_fixed();
     let mut asks: Vec<(usize, String, Prompt)> = Vec::new();
-    for ((p, m, range, chunk), v) in pending.iter().zip(&vectors) {
-        let best = index
-            .nearest(v, opts.candidates)
+    // One pass over the index serves every mention of the batch.
+    let queries: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+    let nearest = index.nearest_many(&queries, opts.candidates);
+    for ((p, m, range, chunk), near) in pending.iter().zip(nearest) {
+        let best = near
             .into_iter()
             .find(|(l, _)| compatible(l, range.as_deref()));
         let Some((label, sim)) = best else { continue };
@@ -282,9 +284,15 @@ mod tests {
             label("http://e/paris", "Paris France", &["http://c/City"]),
             label("http://e/parisclub", "Paris Club", &["http://c/Club"]),
         ];
-        let (index, _) = EntityIndex::sync(None, None, labels, "first-words", 32, &mut |t| {
-            FirstWords.embed(t).map_err(|e| e.to_string())
-        })
+        let index = EntityIndex::build(
+            None,
+            "first-words",
+            32,
+            labels,
+            0,
+            &mut |t| FirstWords.embed(t).map_err(|e| e.to_string()),
+            &mut |_, _| {},
+        )
         .unwrap();
         let plan = Plan {
             chunks: vec![Chunk {

@@ -19,14 +19,15 @@ use crate::link::{link, LinkOptions};
 use crate::pipeline::{Align, EdcOptions, Pipeline};
 use crate::provenance::check_source_graph;
 use crate::schema::{definition_text, Schema};
-use crate::{check_text, InputError, ModelError, TextError};
-use oxigraph::model::{GraphNameRef, NamedNode};
+use crate::{check_text, EdcError, InputError, ModelError, TextError};
+use oxigraph::model::{GraphNameRef, NamedNode, Term};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tessera_llm::{Embedder, LanguageModel, ModelCache, ModelOptions};
-use tessera_storage::entities::EntityIndex;
+use tessera_storage::entities::{EntityIndex, EntityLabel};
+use tessera_storage::vocab::tessera;
 use tessera_storage::{Relation, SchemaIndex, Storage};
 
 /// Which models read text, and how entities and new relations are named.
@@ -73,6 +74,17 @@ pub struct TextOptions {
     /// The source's IRI (`None`: derived from the text's SHA-256). Inserting a text under an
     /// existing source IRI replaces that source.
     pub source: Option<NamedNode>,
+}
+
+/// What [`Reader::index`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexReport {
+    /// Entity labels in the index.
+    pub labels: usize,
+    /// Of those, embedded by this call.
+    pub embedded: usize,
+    /// Relations in the schema index.
+    pub relations: usize,
 }
 
 /// The loaded models.
@@ -153,7 +165,7 @@ impl Reader {
     ) -> Result<&'a SchemaIndex, TextError> {
         let key = schema.map_or_else(|| "all".to_owned(), |s| s.as_str().to_owned());
         let relations = storage.schema_relations(schema.map(NamedNode::as_ref))?;
-        let path = index_file(storage, "schema", &key);
+        let path = index_file(storage, "schema", &key, "idx");
         let current = indexes.remove(&key);
         let embedder = &models.embedder;
         let (index, _) = SchemaIndex::sync(
@@ -173,29 +185,36 @@ impl Reader {
         Ok(indexes.entry(key).or_insert(index))
     }
 
-    /// The entity index of the target graph, in line with the store.
+    /// The entity index of the target graph: in memory after the first use (kept in line by
+    /// appending what each commit wrote), else opened from its log, else built from the
+    /// store's labels (with progress).
     fn entity_index<'a>(
         &self,
         storage: &Storage,
         models: &Models,
-        indexes: &'a mut HashMap<String, EntityIndex>,
+        map: &'a mut HashMap<String, EntityIndex>,
         graph: Option<&NamedNode>,
-    ) -> Result<&'a EntityIndex, TextError> {
-        let key = graph.map_or_else(String::new, |g| g.as_str().to_owned());
-        let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
-        let labels = storage.entity_labels(g)?;
-        let path = index_file(storage, "entities", &key);
-        let current = indexes.remove(&key);
-        let embedder = &models.embedder;
-        let (index, _) = EntityIndex::sync(
-            current,
-            path.as_deref(),
-            labels,
-            embedder.identity(),
-            embedder.dim(),
-            &mut |texts: &[&str]| embedder.embed(texts).map_err(|e| e.to_string()),
-        )?;
-        Ok(indexes.entry(key).or_insert(index))
+    ) -> Result<&'a mut EntityIndex, TextError> {
+        let key = graph_key(graph);
+        Ok(match map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let mut last = 0;
+                let (index, _) = load_entity_index(
+                    storage,
+                    &models.embedder,
+                    graph,
+                    &mut |done, total| {
+                        // A line per tenth: a large graph takes minutes the first time.
+                        if total > 0 && done * 10 / total > last {
+                            last = done * 10 / total;
+                            tracing::info!(done, total, "indexing entity labels");
+                        }
+                    },
+                )?;
+                v.insert(index)
+            }
+        })
     }
 
     /// Reads several texts into `storage`, decoding them together through the model; each
@@ -234,8 +253,10 @@ impl Reader {
             let plans = pipeline.run(&batch, &schema)?;
             let fingerprint = schema.fingerprint().to_owned();
             drop(indexes);
-            // Entity linking, still outside the write lock.
+            // Entity linking, still outside the write lock; the entity index stays locked
+            // until each text's labels are appended, so its sequence follows the store's.
             let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+            let key = graph_key(opts.graph.as_ref());
             let entity_index =
                 self.entity_index(storage, &models, &mut entities, opts.graph.as_ref())?;
             let (links, link_stats) = link(
@@ -245,7 +266,9 @@ impl Reader {
                 &models.embedder,
                 &LinkOptions::default(),
             )?;
-            drop(entities);
+            let node = index_node(&key);
+            let mut stale = false;
+            let mut grew_schema = false;
             for (((&i, mut plan), links), asked) in
                 good.iter().zip(plans).zip(links).zip(link_stats.asked)
             {
@@ -254,40 +277,94 @@ impl Reader {
                     model: models.llm.name().to_owned(),
                     embedder: models.embedder.identity().to_owned(),
                     schema_fingerprint: fingerprint.clone(),
+                    index_node: node.clone(),
+                    seq: entity_index.seq() + 1,
                 };
-                results[i] = Some(commit(
-                    storage,
-                    &self.config,
-                    texts[i],
-                    plan,
-                    &links,
-                    opts,
-                    &prov,
-                ));
-            }
-            // Bring the persisted indexes in line with what was committed: the new labels (and
-            // relations) are embedded now, so the files agree with the store between batches.
-            // A crash before this point leaves a file whose fingerprint no longer matches the
-            // store: it is rebuilt at the next use.
-            let committed: Vec<&TextReport> = results
-                .iter()
-                .filter_map(|r| r.as_ref().and_then(|r| r.as_ref().ok()))
-                .collect();
-            if !committed.is_empty() {
-                let grew_schema = committed.iter().any(|r| !r.relations_added.is_empty());
-                let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
-                self.entity_index(storage, &models, &mut entities, opts.graph.as_ref())?;
-                drop(entities);
-                if grew_schema {
-                    let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
-                    self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?;
+                let seq = prov.seq;
+                let result = commit(storage, &self.config, texts[i], plan, &links, opts, &prov);
+                if let Ok(report) = &result {
+                    grew_schema |= !report.relations_added.is_empty();
+                    // The labels this commit wrote join the index (embedded now, once).
+                    if let Err(e) =
+                        append_labels(entity_index, &models.embedder, &report.labels_written, seq)
+                    {
+                        // The log stays behind the store: it is rebuilt when next opened.
+                        tracing::warn!(error = %e, "the entity index could not take a commit's labels; it will be rebuilt");
+                        stale = true;
+                    }
                 }
+                results[i] = Some(result);
+            }
+            if stale {
+                entities.remove(&key);
+            }
+            drop(entities);
+            // Relations added by self-canonicalization join the schema index.
+            if grew_schema {
+                let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
+                self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?;
             }
         }
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or(Err(InputError::Empty.into())))
             .collect())
+    }
+
+    /// Builds, or brings up to date, the indexes INSERT TEXT reads for a target graph: its
+    /// entity index (labels written by any means, not only by INSERT TEXT; each embedded
+    /// once, `progress(done, total)` as they are) and the schema index. Run ahead of the first
+    /// `INSERT TEXT` into a large existing graph (`tessera index`).
+    pub fn index(
+        &self,
+        storage: &Storage,
+        graph: Option<&NamedNode>,
+        schema: Option<&NamedNode>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<IndexReport, TextError> {
+        let models = self.models()?;
+        let mut map = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+        let mut embedded = 0;
+        let index = match map.entry(graph_key(graph)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (index, built) =
+                    load_entity_index(storage, &models.embedder, graph, progress)?;
+                if built {
+                    embedded = index.len();
+                }
+                v.insert(index)
+            }
+        };
+        // Labels written since by other means (SPARQL updates, loads).
+        let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
+        let missing: Vec<EntityLabel> = storage
+            .entity_labels(g)?
+            .into_iter()
+            .filter(|l| !index.contains(&l.iri, &l.label))
+            .collect();
+        let mut records = Vec::with_capacity(missing.len());
+        for chunk in missing.chunks(256) {
+            let texts: Vec<&str> = chunk.iter().map(|l| l.label.as_str()).collect();
+            let vectors = models.embedder.embed(&texts).map_err(EdcError::from)?;
+            records.extend(chunk.iter().cloned().zip(vectors));
+            progress(records.len(), missing.len());
+        }
+        embedded += records.len();
+        let seq = index.seq();
+        index.append(records, seq)?;
+        let labels = index.len();
+        drop(map);
+        let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
+        let relations = self
+            .schema_index(storage, &models, &mut indexes, schema)?
+            .relations()
+            .len();
+        Ok(IndexReport {
+            labels,
+            embedded,
+            relations,
+        })
     }
 
     /// Removes a source (`DROP SOURCE`): its metadata, its graph, and each of its triples from
@@ -304,7 +381,115 @@ impl Reader {
 
 /// Where the index of `kind` for `key` (a schema or graph IRI) lives beside the store (`None`
 /// for an in-memory store): the key is hashed into the file name.
-fn index_file(storage: &Storage, kind: &str, key: &str) -> Option<PathBuf> {
-    let file = format!("{kind}-{}.idx", &hex(&Sha256::digest(key.as_bytes()))[..16]);
+fn index_file(storage: &Storage, kind: &str, key: &str, extension: &str) -> Option<PathBuf> {
+    let file = format!(
+        "{kind}-{}.{extension}",
+        &hex(&Sha256::digest(key.as_bytes()))[..16]
+    );
     storage.index_path(&file)
+}
+
+/// The key of a target graph's entity index (empty: the default graph).
+fn graph_key(graph: Option<&NamedNode>) -> String {
+    graph.map_or_else(String::new, |g| g.as_str().to_owned())
+}
+
+/// The node whose `tessera:indexSeq` (in the sources graph) counts the commits of a target
+/// graph's texts: written in the same transaction as their triples, it tells an entity index
+/// log whether it has every commit's labels.
+fn index_node(key: &str) -> NamedNode {
+    NamedNode::new_unchecked(format!(
+        "urn:tessera:entity-index:{}",
+        &hex(&Sha256::digest(key.as_bytes()))[..16]
+    ))
+}
+
+/// The commit sequence the store records for a target graph's entity index (0: none yet).
+pub fn entity_index_seq(storage: &Storage, graph: Option<&NamedNode>) -> Result<u64, TextError> {
+    let node = index_node(&graph_key(graph));
+    let found = storage
+        .store()
+        .quads_for_pattern(
+            Some(node.as_ref().into()),
+            Some(tessera::INDEX_SEQ),
+            None,
+            Some(tessera::SOURCES_GRAPH.into()),
+        )
+        .next()
+        .transpose()?;
+    Ok(match found.map(|q| q.object) {
+        Some(Term::Literal(l)) => l.value().parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// The entity index log of a target graph (`None` for an in-memory store).
+pub fn entity_index_path(storage: &Storage, graph: Option<&NamedNode>) -> Option<PathBuf> {
+    index_file(storage, "entities", &graph_key(graph), "log")
+}
+
+/// Opens a target graph's entity index from its log, or builds it from the store's labels
+/// (then `true`, with `progress(done, total)` as labels are embedded).
+fn load_entity_index(
+    storage: &Storage,
+    embedder: &Embedder,
+    graph: Option<&NamedNode>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(EntityIndex, bool), TextError> {
+    let seq = entity_index_seq(storage, graph)?;
+    let path = entity_index_path(storage, graph);
+    if let Some(p) = &path {
+        if let Some(index) = EntityIndex::open(p, embedder.identity(), embedder.dim(), seq)? {
+            return Ok((index, false));
+        }
+        // An index file of the format before logs: replaced by the log.
+        let _ = std::fs::remove_file(p.with_extension("idx"));
+    }
+    let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
+    let labels = storage.entity_labels(g)?;
+    tracing::info!(labels = labels.len(), "indexing entity labels");
+    let index = EntityIndex::build(
+        path.as_deref(),
+        embedder.identity(),
+        embedder.dim(),
+        labels,
+        seq,
+        &mut |texts: &[&str]| embedder.embed(texts).map_err(|e| e.to_string()),
+        progress,
+    )?;
+    Ok((index, true))
+}
+
+/// Embeds the labels a commit wrote that the index lacks and appends them at `seq`.
+fn append_labels(
+    index: &mut EntityIndex,
+    embedder: &Embedder,
+    written: &[(String, String)],
+    seq: u64,
+) -> Result<(), TextError> {
+    let new: Vec<&(String, String)> = written
+        .iter()
+        .filter(|(iri, label)| !index.contains(iri, label))
+        .collect();
+    let texts: Vec<&str> = new.iter().map(|(_, l)| l.as_str()).collect();
+    let vectors = if texts.is_empty() {
+        Vec::new()
+    } else {
+        embedder.embed(&texts).map_err(EdcError::from)?
+    };
+    let records = new
+        .into_iter()
+        .zip(vectors)
+        .map(|((iri, label), v)| {
+            (
+                EntityLabel {
+                    iri: iri.clone(),
+                    label: label.clone(),
+                    types: Vec::new(),
+                },
+                v,
+            )
+        })
+        .collect();
+    Ok(index.append(records, seq)?)
 }
