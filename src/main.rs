@@ -5,7 +5,6 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::data::{dump, load, print_results, text_arg};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use tessera::Database;
 
@@ -20,29 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve SPARQL 1.1 (Protocol, Graph Store Protocol, query page) over HTTP.
-    Serve {
-        /// Store directory; without it the database lives in memory.
-        #[arg(short, long)]
-        location: Option<PathBuf>,
-        /// Address to listen on.
-        #[arg(short, long, default_value = "127.0.0.1:7878")]
-        bind: SocketAddr,
-        /// Require `Authorization: Bearer TOKEN` for updates and Graph Store writes.
-        #[arg(long, env = "TESSERA_WRITE_TOKEN", hide_env_values = true)]
-        write_token: Option<String>,
-        /// Refuse every write.
-        #[arg(long)]
-        read_only: bool,
-        /// Largest request body accepted, in MiB.
-        #[arg(long, default_value_t = 128)]
-        max_body_mb: usize,
-        /// Cancel queries and updates after this many seconds (0: never).
-        #[arg(long, default_value_t = 60)]
-        timeout_s: u64,
-        /// Allow CORS requests from this origin (repeatable; `*` for any).
-        #[arg(long = "cors")]
-        cors_origins: Vec<String>,
-    },
+    Serve(cli::serve::ServeArgs),
     /// Run a SPARQL query and print the results.
     Query {
         /// Store directory.
@@ -138,23 +115,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            location,
-            bind,
-            write_token,
-            read_only,
-            max_body_mb,
-            timeout_s,
-            cors_origins,
-        } => cli::serve::run(
-            location.as_deref(),
-            bind,
-            write_token.filter(|t| !t.is_empty()),
-            read_only,
-            max_body_mb,
-            timeout_s,
-            cors_origins,
-        ),
+        Command::Serve(args) => cli::serve::run(args),
         Command::Query {
             location,
             query,

@@ -4,16 +4,20 @@
 //! `INSERT TEXT` / `DROP SOURCE` run on the database's reader. Entry point: [`execute`].
 
 use crate::{Database, Error};
+use tessera_llm::Cancel;
 use tessera_sparql::{UpdateError, UpdateRequest};
 use tessera_text::grammar::{self, Operation};
 use tessera_text::{TextError, TextOptions};
 
-/// How a text-layer failure reaches the HTTP layer: the request's fault (400) or a service
-/// that is not available (503); the error itself travels, typed.
+/// How a text-layer failure reaches the HTTP layer: the request's fault (400), a full queue
+/// (429), a cancellation, or a service that is not available (503); the error itself
+/// travels, typed.
 fn update_error(e: Error) -> UpdateError {
     match e {
         Error::Storage(s) => UpdateError::Storage(s),
         Error::Text(TextError::Storage(s)) => UpdateError::Storage(s),
+        Error::Text(TextError::Cancelled) => UpdateError::Cancelled,
+        Error::Text(e @ TextError::Busy { .. }) => UpdateError::Overloaded(Box::new(e)),
         Error::Text(t) if t.is_client_error() => UpdateError::Rejected(Box::new(t)),
         other => UpdateError::Unavailable(Box::new(other)),
     }
@@ -48,6 +52,13 @@ pub(crate) fn execute(
                     align: t.align,
                     refine: t.refine,
                     source: t.source,
+                    cancel: match &request.cancellation {
+                        Some(token) => {
+                            let token = token.clone();
+                            Cancel::new(move || token.is_cancelled())
+                        }
+                        None => Cancel::default(),
+                    },
                 };
                 let report = db.insert_text(&t.text, &opts).map_err(update_error)?;
                 let mut v = serde_json::to_value(&report)

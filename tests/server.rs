@@ -126,3 +126,73 @@ fn writes_survive_a_restart() {
     );
     assert_eq!(count(&server), "n\r\n2\r\n");
 }
+
+/// Peak resident memory of this process (the server runs in it), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = tessera::Database::open(dir.path().join("store"))
+        .expect("open")
+        .with_text_config(tessera::TextConfig {
+            llm: "smollm2".into(),
+            threads: 2,
+            ..tessera::TextConfig::default()
+        });
+    let server = TestServer::start_with(
+        db,
+        ServerConfig::default().with_timeout(Duration::from_secs(8)),
+        dir,
+    );
+    let sentence =
+        "Ada Lovelace was born in London and worked with Charles Babbage on the engine. ";
+    let text = sentence.repeat((1 << 20) / sentence.len() - 1);
+    assert!(text.len() > 1_000_000 && text.len() < 1 << 20);
+    let update = format!("INSERT TEXT \"\"\"{text}\"\"\" INTO GRAPH <http://e/read>");
+    let t0 = Instant::now();
+    let response = reqwest::blocking::Client::new()
+        .post(server.url("/update"))
+        .header("content-type", "application/sparql-update")
+        .body(update)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .expect("the server answers");
+    let waited = t0.elapsed();
+    let status = response.status();
+    let body = response.text().expect("body");
+    let peak = peak_rss_kib();
+    eprintln!(
+        "1 MiB INSERT TEXT: {status} after {:.1} s; peak RSS {} MiB",
+        waited.as_secs_f64(),
+        peak / 1024
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cancelled"), "{body}");
+    // Cancelled between decode steps: well before the ~800 chunks could have been read.
+    assert!(waited < Duration::from_secs(120), "{waited:?}");
+    // Nothing of the text was written: no triple, no source.
+    let response = reqwest::blocking::Client::new()
+        .get(server.url("/query"))
+        .query(&[(
+            "query",
+            "SELECT (COUNT(*) AS ?n) WHERE { { GRAPH <http://e/read> { ?s ?p ?o } } UNION { GRAPH <urn:tessera:sources> { ?s ?p ?o } } }",
+        )])
+        .header("accept", "text/csv")
+        .send()
+        .expect("query");
+    assert_eq!(response.text().expect("body"), "n\r\n0\r\n");
+    // Bounded: the model, at most 16 sequences' KV caches and the text, far from what 800
+    // chunks decoded at once would take.
+    assert!(peak < 4 << 20, "peak RSS {} MiB", peak / 1024);
+}

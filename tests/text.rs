@@ -179,6 +179,7 @@ fn insert_text_provenance_and_drop_source() {
         align: Align::Target,
         refine: 0,
         source: Some(NamedNode::new_unchecked("http://example.org/doc2")),
+        ..TextOptions::default()
     };
     let report = db.insert_text(text, &second).expect("second source");
     assert_eq!(report.source, "http://example.org/doc2");

@@ -75,6 +75,9 @@ pub enum UpdateError {
     /// A service the update needs (a language model) is not available.
     #[error(transparent)]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// Too much of the backend's work is queued already: the client should retry later.
+    #[error(transparent)]
+    Overloaded(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Parses and executes a standard SPARQL 1.1 update atomically on `storage`.

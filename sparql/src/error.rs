@@ -50,6 +50,14 @@ pub enum HttpError {
     /// A service the request needs is not available, e.g. the language model (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work is queued already (429); try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Why.
+        message: String,
+        /// The value of the `Retry-After` header, in seconds.
+        retry_after: u64,
+    },
 }
 
 impl HttpError {
@@ -66,6 +74,7 @@ impl HttpError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -90,6 +99,9 @@ impl IntoResponse for HttpError {
             }
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
@@ -117,5 +129,29 @@ impl From<tessera_storage::StorageError> for HttpError {
             ) => Self::BadRequest(e.to_string()),
             e => Self::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_is_429_with_retry_after() {
+        let response = HttpError::TooManyRequests {
+            message: "queued".into(),
+            retry_after: 5,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from(5u64))
+        );
+        let busy = crate::UpdateError::Overloaded("8 requests queued".into());
+        assert_eq!(
+            HttpError::from(busy).status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
 }

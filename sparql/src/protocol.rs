@@ -505,6 +505,16 @@ async fn run_query(
     .await
 }
 
+/// Cancels an update when the request's future is dropped before it finished.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        // After completion cancelling changes nothing: the update has returned.
+        self.0.cancel();
+    }
+}
+
 async fn run_update(
     state: &AppState,
     mut request: UpdateRequest,
@@ -512,6 +522,9 @@ async fn run_update(
 ) -> Result<Response, HttpError> {
     let cancel = CancellationToken::new();
     request.cancellation = Some(cancel.clone());
+    // A client that goes away drops this future: the update is cancelled with it (a text
+    // not yet committed is then not written at all).
+    let _on_drop = CancelOnDrop(cancel.clone());
     let backend = state.backend.clone();
     let mut task = tokio::task::spawn_blocking(move || backend.update(&request));
     let joined = match state.config.timeout {
@@ -555,6 +568,10 @@ impl From<UpdateError> for HttpError {
             UpdateError::Cancelled => Self::Timeout(std::time::Duration::ZERO),
             UpdateError::Storage(e) => e.into(),
             UpdateError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            UpdateError::Overloaded(_) => Self::TooManyRequests {
+                message: e.to_string(),
+                retry_after: 5,
+            },
             // Every other kind is the request's fault, named by the error itself.
             _ => Self::BadRequest(e.to_string()),
         }

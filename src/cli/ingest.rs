@@ -158,6 +158,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         },
         refine: args.refine,
         source: None,
+        ..TextOptions::default()
     };
     let bar = ProgressBar::new(texts.len() as u64);
     bar.set_style(

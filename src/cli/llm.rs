@@ -476,6 +476,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         stop: Vec::new(),
         constraint,
+        ..GenerateOptions::default()
     };
     let g = lm.generate(&Prompt::text(text), &options, |piece| {
         let mut stdout = std::io::stdout();

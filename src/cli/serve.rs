@@ -1,23 +1,57 @@
 //! `tessera serve`: the HTTP service of a database until Ctrl-C or SIGTERM, then a flush.
 
 use super::data::open_or_memory;
+use super::ingest::ModelArgs;
 use anyhow::Context as _;
+use clap::Args;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 use tessera::{Database, ServerConfig};
 
+/// `tessera serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Store directory; without it the database lives in memory.
+    #[arg(short, long)]
+    pub location: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(short, long, default_value = "127.0.0.1:7878")]
+    pub bind: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` for updates and Graph Store writes.
+    #[arg(long, env = "TESSERA_WRITE_TOKEN", hide_env_values = true)]
+    pub write_token: Option<String>,
+    /// Refuse every write.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Largest request body accepted, in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub max_body_mb: usize,
+    /// Cancel queries and updates after this many seconds (0: never).
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Allow CORS requests from this origin (repeatable; `*` for any).
+    #[arg(long = "cors")]
+    pub cors_origins: Vec<String>,
+    /// The models INSERT TEXT reads with.
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
 /// Runs `tessera serve` with its flags.
-pub fn run(
-    location: Option<&Path>,
-    bind: SocketAddr,
-    write_token: Option<String>,
-    read_only: bool,
-    max_body_mb: usize,
-    timeout_s: u64,
-    cors_origins: Vec<String>,
-) -> anyhow::Result<()> {
-    let db = open_or_memory(location)?;
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        location,
+        bind,
+        write_token,
+        read_only,
+        max_body_mb,
+        timeout_s,
+        cors_origins,
+        models,
+    } = args;
+    let write_token = write_token.filter(|t| !t.is_empty());
+    let db = open_or_memory(location.as_deref())?.with_text_config(models.config());
     let mut config = ServerConfig::default()
         .with_read_only(read_only)
         .with_max_body_bytes(max_body_mb.saturating_mul(1024 * 1024));

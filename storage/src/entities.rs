@@ -335,9 +335,7 @@ impl EntityIndex {
 
     /// The `k` labels nearest to `embedding`, with cosine similarity, best first.
     pub fn nearest(&self, embedding: &[f32], k: usize) -> Vec<(&EntityLabel, f32)> {
-        self.nearest_many(&[embedding], k)
-            .pop()
-            .unwrap_or_default()
+        self.nearest_many(&[embedding], k).pop().unwrap_or_default()
     }
 
     /// [`EntityIndex::nearest`] for several queries in one pass over the vectors.

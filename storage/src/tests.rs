@@ -229,7 +229,12 @@ fn entity_labels_index_and_lookups() -> Result<(), Box<dyn std::error::Error>> {
     let v = embed(&["Paris"])?.remove(0);
     index.append(vec![(paris.clone(), v.clone())], 4)?;
     assert_eq!(calls.get() - before, 1);
-    assert_eq!(EntityIndex::open(&path, "toy", 26, 4)?.ok_or("reopen")?.len(), 4);
+    assert_eq!(
+        EntityIndex::open(&path, "toy", 26, 4)?
+            .ok_or("reopen")?
+            .len(),
+        4
+    );
     // A log behind the store (a commit whose labels were never appended) is not used.
     assert!(EntityIndex::open(&path, "toy", 26, 5)?.is_none());
     // An append the store never committed is cut at open, and stays cut.
@@ -239,8 +244,14 @@ fn entity_labels_index_and_lookups() -> Result<(), Box<dyn std::error::Error>> {
         types: Vec::new(),
     };
     index.append(vec![(rome, v)], 5)?;
-    assert_eq!(EntityIndex::open(&path, "toy", 26, 4)?.ok_or("cut")?.len(), 4);
-    assert_eq!(EntityIndex::open(&path, "toy", 26, 5)?.map(|i| i.len()), None);
+    assert_eq!(
+        EntityIndex::open(&path, "toy", 26, 4)?.ok_or("cut")?.len(),
+        4
+    );
+    assert_eq!(
+        EntityIndex::open(&path, "toy", 26, 5)?.map(|i| i.len()),
+        None
+    );
     // A torn tail (half a record) is cut too.
     let mut bytes = std::fs::read(&path)?;
     bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);

@@ -49,6 +49,8 @@ pub mod tessera {
     pub const NS: &str = "https://tessera.dev/ns#";
     /// The graph that holds every source's metadata.
     pub const SOURCES_GRAPH: NamedNodeRef<'_> = NamedNodeRef::new_unchecked("urn:tessera:sources");
+    /// The graph that holds the commit counts entity indexes are checked against.
+    pub const INDEX_GRAPH: NamedNodeRef<'_> = NamedNodeRef::new_unchecked("urn:tessera:index");
     /// A source's text.
     pub const TEXT: NamedNodeRef<'_> = NamedNodeRef::new_unchecked("https://tessera.dev/ns#text");
     /// SHA-256 of a source's text.

@@ -26,6 +26,11 @@ impl TestServer {
     /// Starts a server on the store at `path`; `dir` is kept alive as long as the server.
     pub fn start_at(path: &Path, config: ServerConfig, dir: tempfile::TempDir) -> Self {
         let db = Database::open(path).expect("open the on-disk store");
+        Self::start_with(db, config, dir)
+    }
+
+    /// Serves `db` (opened in `dir`, kept alive as long as the server).
+    pub fn start_with(db: Database, config: ServerConfig, dir: tempfile::TempDir) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         listener
             .set_nonblocking(true)

@@ -380,6 +380,7 @@ pub fn prefix(
             &Prompt {
                 prefix: prefix.clone(),
                 text,
+                data: Vec::new(),
             },
             &opts,
             |_| {},

@@ -36,6 +36,36 @@ pub enum GenerateError {
     /// The inference thread pool could not start.
     #[error("inference thread pool: {0}")]
     Threads(String),
+    /// The caller cancelled the request (checked between decode steps).
+    #[error("generation cancelled")]
+    Cancelled,
+}
+
+/// A request's cancellation, checked between decode steps: whatever the caller decides (a
+/// timeout, a client gone). The default never cancels.
+#[derive(Clone, Default)]
+pub struct Cancel(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl Cancel {
+    /// Cancelled once `is_cancelled` says so.
+    pub fn new(is_cancelled: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(is_cancelled)))
+    }
+
+    /// Whether the request is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f())
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Cancel(set)"
+        } else {
+            "Cancel(none)"
+        })
+    }
 }
 
 /// How to decode.
@@ -53,6 +83,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// A grammar the output must follow.
     pub constraint: Option<Constraint>,
+    /// Stops the request between decode steps.
+    pub cancel: Cancel,
 }
 
 impl Default for GenerateOptions {
@@ -64,6 +96,7 @@ impl Default for GenerateOptions {
             seed: 0,
             stop: Vec::new(),
             constraint: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -89,6 +122,10 @@ pub struct Prompt {
     pub prefix: String,
     /// The request-specific part.
     pub text: String,
+    /// Byte ranges of `text` that hold data (a document, user input) rather than template:
+    /// tokenized with special-token parsing off, so a control token spelled inside them
+    /// (`<|im_end|><|im_start|>system`) stays text and cannot end the turn.
+    pub data: Vec<std::ops::Range<usize>>,
 }
 
 impl Prompt {
@@ -97,6 +134,7 @@ impl Prompt {
         Self {
             prefix: String::new(),
             text: text.into(),
+            data: Vec::new(),
         }
     }
 }
@@ -128,6 +166,7 @@ pub struct LanguageModel {
     pool: rayon::ThreadPool,
     prefixes: Mutex<PrefixCache>,
     name: String,
+    max_batch: usize,
 }
 
 impl std::fmt::Debug for LanguageModel {
@@ -180,6 +219,9 @@ pub struct ModelOptions {
     pub threads: usize,
     /// Loader options.
     pub load: LoadOptions,
+    /// Most sequences decoded together: larger requests run in groups of this many, so the
+    /// KV caches held at once stay bounded whatever the input.
+    pub max_batch: usize,
 }
 
 impl Default for ModelOptions {
@@ -189,6 +231,7 @@ impl Default for ModelOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             load: LoadOptions::default(),
+            max_batch: 16,
         }
     }
 }
@@ -236,6 +279,7 @@ impl LanguageModel {
             pool,
             prefixes: Mutex::new(PrefixCache::default()),
             name,
+            max_batch: opts.max_batch.max(1),
         })
     }
 
@@ -309,6 +353,44 @@ impl LanguageModel {
         Ok(Some(snap))
     }
 
+    /// Token ids of a prompt's text: template parts with control tokens parsed, the `data`
+    /// ranges as plain text (see [`Prompt::data`]).
+    pub fn encode_text(
+        &self,
+        text: &str,
+        data: &[std::ops::Range<usize>],
+        add_bos: bool,
+    ) -> Result<Vec<u32>, GenerateError> {
+        let mut ids = Vec::new();
+        let mut at = 0;
+        let mut ranges: Vec<&std::ops::Range<usize>> = data
+            .iter()
+            .filter(|r| r.start < r.end && r.end <= text.len())
+            .collect();
+        ranges.sort_by_key(|r| r.start);
+        let piece = |part: &str, special: bool, ids: &mut Vec<u32>| {
+            if part.is_empty() {
+                return Ok::<(), GenerateError>(());
+            }
+            let first = ids.is_empty() && add_bos;
+            ids.extend(self.tokenizer.encode(part, first, special)?);
+            Ok(())
+        };
+        for r in ranges {
+            if r.start < at || !text.is_char_boundary(r.start) || !text.is_char_boundary(r.end) {
+                continue;
+            }
+            piece(&text[at..r.start], true, &mut ids)?;
+            piece(&text[r.start..r.end], false, &mut ids)?;
+            at = r.end;
+        }
+        piece(&text[at..], true, &mut ids)?;
+        if ids.is_empty() && add_bos {
+            ids = self.tokenizer.encode("", true, true)?;
+        }
+        Ok(ids)
+    }
+
     /// Prefix tokens computed once and kept for later requests (warms the cache).
     pub fn cache_prefix(&self, prefix: &str) -> Result<usize, GenerateError> {
         Ok(self
@@ -326,7 +408,7 @@ impl LanguageModel {
     ) -> Result<Seq, GenerateError> {
         let t0 = Instant::now();
         let snap = self.prefix(&prompt.prefix)?;
-        let rest = self.tokenizer.encode(&prompt.text, snap.is_none(), true)?;
+        let rest = self.encode_text(&prompt.text, &prompt.data, snap.is_none())?;
         let cached = snap.as_ref().map(|s| s.len()).unwrap_or(0);
         if cached + rest.len() == 0 {
             return Err(GenerateError::Request("the prompt is empty".into()));
@@ -411,6 +493,19 @@ impl LanguageModel {
                 "temperature must be >= 0 and top_p in [0, 1]".into(),
             ));
         }
+        if prompts.len() > self.max_batch {
+            // Groups of at most `max_batch`: the KV caches alive at once stay bounded.
+            let mut out = Vec::with_capacity(prompts.len());
+            for (g, (p, o)) in prompts
+                .chunks(self.max_batch)
+                .zip(opts.chunks(self.max_batch))
+                .enumerate()
+            {
+                let offset = g * self.max_batch;
+                out.extend(self.run(p, o, &mut |i, t| on_text(offset + i, t))?);
+            }
+            return Ok(out);
+        }
         self.pool.install(|| {
             let mut seqs = prompts
                 .iter()
@@ -428,6 +523,9 @@ impl LanguageModel {
                     .collect();
                 if active.is_empty() {
                     break;
+                }
+                if active.iter().any(|&i| opts[i].cancel.is_cancelled()) {
+                    return Err(GenerateError::Cancelled);
                 }
                 let logits = {
                     let mut segs: Vec<Segment<'_>> = Vec::new();
@@ -577,7 +675,7 @@ impl LanguageModel {
                 out[i] = Some(self.score(prompt, options)?);
             }
         }
-        if !single.is_empty() {
+        for single in single.chunks(self.max_batch) {
             let rows = self.pool.install(|| {
                 let no_tokens = GenerateOptions {
                     max_tokens: 0,

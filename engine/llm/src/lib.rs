@@ -27,7 +27,7 @@ pub mod tokenizer;
 pub use constrain::Constraint;
 pub use embed::Embedder;
 pub use generate::{
-    Finish, GenerateError, GenerateOptions, Generation, LanguageModel, ModelOptions, Prompt,
+    Cancel, Finish, GenerateError, GenerateOptions, Generation, LanguageModel, ModelOptions, Prompt,
 };
 pub use registry::{ModelCache, RegistryError};
 pub use tokenizer::ChatMessage;

@@ -432,6 +432,7 @@ fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
             &Prompt {
                 prefix: prefix.into(),
                 text: text.into(),
+                data: Vec::new(),
             },
             &opts,
             |_| {},
@@ -442,6 +443,7 @@ fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
             &Prompt {
                 prefix: prefix.into(),
                 text: text.into(),
+                data: Vec::new(),
             },
             &opts,
             |_| {},

@@ -109,13 +109,13 @@ pub(crate) fn nn(iri: &str) -> Result<NamedNode, TextError> {
 /// everything outside unreserved IRI characters percent-encoded.
 pub fn entity_iri(base: &str, label: &str) -> String {
     let mut out = String::from(base);
-    for c in label
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join("_")
-        .chars()
-    {
-        if c.is_alphanumeric() || "-._~()',!*".contains(c) {
+    let segment = label.split_whitespace().collect::<Vec<_>>().join("_");
+    // "." and ".." are path segments that IRI resolution removes: their dots are encoded.
+    let dots = !segment.is_empty() && segment.chars().all(|c| c == '.');
+    for c in segment.chars() {
+        if dots {
+            out.push_str("%2E");
+        } else if c.is_alphanumeric() || "-._~()',!*".contains(c) {
             out.push(c);
         } else {
             let mut buf = [0u8; 4];
@@ -412,18 +412,18 @@ pub(crate) fn commit(
                 Some(index_node.as_ref().into()),
                 Some(tessera::INDEX_SEQ),
                 None,
-                Some(tessera::SOURCES_GRAPH.into()),
+                Some(tessera::INDEX_GRAPH.into()),
             )
             .collect::<Result<_, _>>()?;
         for q in &old {
             tx.remove(q);
         }
-        meta(
-            tx,
-            index_node,
-            tessera::INDEX_SEQ.into_owned(),
-            Literal::new_typed_literal(seq.to_string(), xsd::INTEGER).into(),
-        );
+        tx.insert(&Quad::new(
+            index_node.clone(),
+            tessera::INDEX_SEQ,
+            Literal::new_typed_literal(seq.to_string(), xsd::INTEGER),
+            tessera::INDEX_GRAPH,
+        ));
         for (i, c) in plan.chunks.iter().enumerate() {
             let chunk = NamedNode::new_unchecked(format!("{}#chunk-{i}", source.as_str()));
             meta(
@@ -602,6 +602,9 @@ mod tests {
             "A/B test",
             "100% Pure",
             "x_y",
+            ".",
+            "..",
+            "...",
         ] {
             let iri = entity_iri(base, label);
             assert!(NamedNode::new(&iri).is_ok(), "{iri}");
@@ -613,6 +616,9 @@ mod tests {
             entity_iri(base, "Alan  Shepard"),
             format!("{base}Alan_Shepard")
         );
+        // Dot segments would resolve away (to the base itself or its parent).
+        assert_eq!(entity_iri(base, ".."), format!("{base}%2E%2E"));
+        assert_eq!(entity_iri(base, "St. Louis"), format!("{base}St._Louis"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Pipeline<'_> {
             let opts = GenerateOptions {
                 max_tokens: 80 * names.len() + 16,
                 constraint: Some(Constraint::JsonSchema(schema_json)),
+                cancel: self.opts.cancel.clone(),
                 ..GenerateOptions::default()
             };
             requests.push((prompt.clone(), opts));

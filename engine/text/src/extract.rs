@@ -40,6 +40,7 @@ impl Pipeline<'_> {
                 self.opts.max_triples,
                 allowed.unwrap_or_default(),
             ))),
+            cancel: self.opts.cancel.clone(),
             ..GenerateOptions::default()
         };
         let gens = self.model.generate(&prompts, &opts)?;

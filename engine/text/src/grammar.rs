@@ -15,8 +15,8 @@
 //! language tag or datatype after the string is ignored. Caps: [`crate::options::MAX_TEXT_BYTES`] per text,
 //! [`MAX_REFINE`] rounds.
 
-pub use crate::options::MAX_REFINE;
 use crate::options::{Align, MAX_TEXT_BYTES};
+pub use crate::options::{MAX_REFINE, MAX_TEXTS_PER_REQUEST};
 use oxigraph::model::NamedNode;
 use std::collections::HashMap;
 
@@ -161,6 +161,19 @@ pub fn parse(update: &str, base: Option<&str>) -> Result<Vec<Operation>, SyntaxE
     }
     if !any_extension {
         return Ok(vec![Operation::Standard(update.to_owned())]);
+    }
+    let texts = ops
+        .iter()
+        .filter(|o| matches!(o, Operation::InsertText(_)))
+        .count();
+    if texts > MAX_TEXTS_PER_REQUEST {
+        return Err(SyntaxError {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the request holds {texts} INSERT TEXT operations; at most {MAX_TEXTS_PER_REQUEST} per request (send more texts in more requests, or use bulk ingestion)"
+            ),
+        });
     }
     Ok(ops)
 }

@@ -33,7 +33,9 @@ pub use model::{TextEmbedder, TextModel};
 pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;
 pub use pipeline::{EdcOptions, Pipeline, Plan};
-pub use reader::{entity_index_path, entity_index_seq, IndexReport, Reader, TextConfig, TextOptions};
+pub use reader::{
+    entity_index_path, entity_index_seq, IndexReport, Reader, TextConfig, TextOptions,
+};
 pub use schema::{camel_case, definition_text, Schema};
 
 use tessera_llm::embed::EmbedError;
@@ -96,6 +98,9 @@ pub enum EdcError {
     /// The input was unusable.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The run was cancelled; nothing was written.
+    #[error("reading was cancelled")]
+    Cancelled,
     /// The model answered a batch with the wrong number of outputs.
     #[error("the model returned {got} outputs for {asked} prompts")]
     Outputs {
@@ -160,12 +165,25 @@ pub enum TextError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The request was cancelled (a timeout, a client gone) before its text was committed;
+    /// nothing of it was written.
+    #[error("reading was cancelled before the text was committed; nothing was written")]
+    Cancelled,
+    /// Too many texts are queued for the model already: try again later.
+    #[error(
+        "{queued} INSERT TEXT requests are already queued for the model (the cap); try again later"
+    )]
+    Busy {
+        /// Requests queued or running.
+        queued: usize,
+    },
 }
 
 impl From<EdcError> for TextError {
     fn from(e: EdcError) -> Self {
         match e {
             EdcError::Input(i) => Self::Input(i),
+            EdcError::Cancelled | EdcError::Model(GenerateError::Cancelled) => Self::Cancelled,
             other => Self::Pipeline(other),
         }
     }

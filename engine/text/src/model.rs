@@ -57,9 +57,11 @@ impl TextModel for LanguageModel {
         // The fixed part ends where the last user turn's content begins: after the template's
         // header for that turn (a special token and a newline), a natural token boundary.
         Ok(match full.find(USER_MARK) {
+            // The user turn is data: control tokens spelled in a document stay text.
             Some(at) => Prompt {
                 prefix: full[..at].to_owned(),
                 text: full[at..].replacen(USER_MARK, user, 1),
+                data: std::iter::once(0..user.len()).collect(),
             },
             None => Prompt::text(full.replace(USER_MARK, user)),
         })

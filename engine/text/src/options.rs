@@ -4,6 +4,9 @@
 /// Largest text one `INSERT TEXT` takes, whichever way it comes in.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
+/// Most `INSERT TEXT` operations in one update request.
+pub const MAX_TEXTS_PER_REQUEST: usize = 64;
+
 /// Most refinement rounds.
 pub const MAX_REFINE: usize = 5;
 

@@ -19,7 +19,7 @@ use crate::schema::Schema;
 use crate::{check_text, EdcError};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use tessera_llm::Generation;
+use tessera_llm::{Cancel, Generation};
 use tessera_storage::vocab::xsd;
 use tessera_storage::{name_key, Relation};
 
@@ -55,6 +55,8 @@ pub struct EdcOptions {
     /// then resolve by name: no definitions, no verification). Off (the default): plain EDC,
     /// open extraction first.
     pub guided: bool,
+    /// Stops the run between decode steps and between stages (a timeout, a client gone).
+    pub cancel: Cancel,
 }
 
 impl Default for EdcOptions {
@@ -79,6 +81,7 @@ impl Default for EdcOptions {
             // relation into the schema made the small model invent facts to fill the list;
             // open extraction first was far better.
             guided: false,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -262,6 +265,14 @@ impl<'a> Pipeline<'a> {
         &self.opts
     }
 
+    /// Stops between stages when the run is cancelled.
+    pub(crate) fn check_cancel(&self) -> Result<(), EdcError> {
+        if self.opts.cancel.is_cancelled() {
+            return Err(EdcError::Cancelled);
+        }
+        Ok(())
+    }
+
     /// Runs EDC (+R) over `texts` together against `schema`; one plan per text.
     pub fn run(&self, texts: &[&str], schema: &Schema<'_>) -> Result<Vec<Plan>, EdcError> {
         let mut plans: Vec<Plan> = Vec::with_capacity(texts.len());
@@ -302,10 +313,12 @@ impl<'a> Pipeline<'a> {
         )?;
         share(&mut stats, t0.elapsed(), |s, d| s.extract += d);
 
+        self.check_cancel()?;
         let t0 = Instant::now();
         let definitions = self.define(&items, &triples, schema, &mut stats)?;
         share(&mut stats, t0.elapsed(), |s, d| s.define += d);
 
+        self.check_cancel()?;
         let t0 = Instant::now();
         let mut new_relations: Vec<NewRelation> = Vec::new();
         let mut resolved = self.canonicalize(
@@ -319,6 +332,7 @@ impl<'a> Pipeline<'a> {
         share(&mut stats, t0.elapsed(), |s, d| s.canonicalize += d);
 
         for _ in 0..self.opts.refine {
+            self.check_cancel()?;
             let t0 = Instant::now();
             (triples, resolved) = self.refine(
                 &items,

@@ -31,6 +31,7 @@ impl TextModel for ScriptedFakeModel {
         Ok(Prompt {
             prefix: fixed.iter().map(|m| m.content.as_str()).collect(),
             text: user.to_owned(),
+            data: Vec::new(),
         })
     }
     fn generate(

@@ -35,6 +35,8 @@ pub fn check_source_graph(
         "the schema graph"
     } else if source.as_ref() == tessera::SOURCES_GRAPH {
         "the graph of source records"
+    } else if source.as_ref() == tessera::INDEX_GRAPH {
+        "the graph of index commit counts"
     } else {
         return Ok(());
     };

@@ -24,8 +24,9 @@ use oxigraph::model::{GraphNameRef, NamedNode, Term};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tessera_llm::{Embedder, LanguageModel, ModelCache, ModelOptions};
+use tessera_llm::{Cancel, Embedder, LanguageModel, ModelCache, ModelOptions};
 use tessera_storage::entities::{EntityIndex, EntityLabel};
 use tessera_storage::vocab::tessera;
 use tessera_storage::{Relation, SchemaIndex, Storage};
@@ -45,6 +46,9 @@ pub struct TextConfig {
     pub relation_base: String,
     /// Pipeline knobs (alignment and refinement are overridden per request).
     pub edc: EdcOptions,
+    /// Most reading requests queued or running at once; more are refused with
+    /// [`TextError::Busy`] (HTTP 429) rather than piling up.
+    pub max_queued: usize,
 }
 
 impl Default for TextConfig {
@@ -56,6 +60,7 @@ impl Default for TextConfig {
             entity_base: "http://tessera.local/entity/".into(),
             relation_base: "http://tessera.local/relation/".into(),
             edc: EdcOptions::default(),
+            max_queued: 8,
         }
     }
 }
@@ -74,6 +79,9 @@ pub struct TextOptions {
     /// The source's IRI (`None`: derived from the text's SHA-256). Inserting a text under an
     /// existing source IRI replaces that source.
     pub source: Option<NamedNode>,
+    /// Stops reading between decode steps and before each commit (a timeout, a client
+    /// gone): a text not yet committed is not written at all.
+    pub cancel: Cancel,
 }
 
 /// What [`Reader::index`] did.
@@ -100,6 +108,16 @@ pub struct Reader {
     models: Mutex<Option<Arc<Models>>>,
     indexes: Mutex<HashMap<String, SchemaIndex>>,
     entities: Mutex<HashMap<String, EntityIndex>>,
+    queued: AtomicUsize,
+}
+
+/// A place in the reader's admission queue, given back when dropped.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Reader {
@@ -110,7 +128,18 @@ impl Reader {
             models: Mutex::new(None),
             indexes: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
+            queued: AtomicUsize::new(0),
         }
+    }
+
+    /// A place in the admission queue, or [`TextError::Busy`] when it is full.
+    fn admit(&self) -> Result<Admitted<'_>, TextError> {
+        let queued = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        let admitted = Admitted(&self.queued);
+        if queued > self.config.max_queued.max(1) {
+            return Err(TextError::Busy { queued: queued - 1 });
+        }
+        Ok(admitted)
     }
 
     /// The configuration.
@@ -200,18 +229,14 @@ impl Reader {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 let mut last = 0;
-                let (index, _) = load_entity_index(
-                    storage,
-                    &models.embedder,
-                    graph,
-                    &mut |done, total| {
+                let (index, _) =
+                    load_entity_index(storage, &models.embedder, graph, &mut |done, total| {
                         // A line per tenth: a large graph takes minutes the first time.
                         if total > 0 && done * 10 / total > last {
                             last = done * 10 / total;
                             tracing::info!(done, total, "indexing entity labels");
                         }
-                    },
-                )?;
+                    })?;
                 v.insert(index)
             }
         })
@@ -239,6 +264,7 @@ impl Reader {
             .collect();
         let good: Vec<usize> = (0..texts.len()).filter(|&i| results[i].is_none()).collect();
         if !good.is_empty() {
+            let _admitted = self.admit()?;
             let models = self.models()?;
             let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
             let index = self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?;
@@ -246,6 +272,7 @@ impl Reader {
             let edc_opts = EdcOptions {
                 align: opts.align,
                 refine: opts.refine,
+                cancel: opts.cancel.clone(),
                 ..self.config.edc.clone()
             };
             let pipeline = Pipeline::new(&models.llm, &models.embedder, edc_opts);
@@ -281,7 +308,11 @@ impl Reader {
                     seq: entity_index.seq() + 1,
                 };
                 let seq = prov.seq;
-                let result = commit(storage, &self.config, texts[i], plan, &links, opts, &prov);
+                let result = if opts.cancel.is_cancelled() {
+                    Err(TextError::Cancelled)
+                } else {
+                    commit(storage, &self.config, texts[i], plan, &links, opts, &prov)
+                };
                 if let Ok(report) = &result {
                     grew_schema |= !report.relations_added.is_empty();
                     // The labels this commit wrote join the index (embedded now, once).
@@ -328,8 +359,7 @@ impl Reader {
         let index = match map.entry(graph_key(graph)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let (index, built) =
-                    load_entity_index(storage, &models.embedder, graph, progress)?;
+                let (index, built) = load_entity_index(storage, &models.embedder, graph, progress)?;
                 if built {
                     embedded = index.len();
                 }
@@ -394,7 +424,7 @@ fn graph_key(graph: Option<&NamedNode>) -> String {
     graph.map_or_else(String::new, |g| g.as_str().to_owned())
 }
 
-/// The node whose `tessera:indexSeq` (in the sources graph) counts the commits of a target
+/// The node whose `tessera:indexSeq` (in `<urn:tessera:index>`) counts the commits of a target
 /// graph's texts: written in the same transaction as their triples, it tells an entity index
 /// log whether it has every commit's labels.
 fn index_node(key: &str) -> NamedNode {
@@ -413,7 +443,7 @@ pub fn entity_index_seq(storage: &Storage, graph: Option<&NamedNode>) -> Result<
             Some(node.as_ref().into()),
             Some(tessera::INDEX_SEQ),
             None,
-            Some(tessera::SOURCES_GRAPH.into()),
+            Some(tessera::INDEX_GRAPH.into()),
         )
         .next()
         .transpose()?;
@@ -492,4 +522,24 @@ fn append_labels(
         })
         .collect();
     Ok(index.append(records, seq)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_admission_queue_refuses_and_frees_its_places() {
+        let reader = Reader::new(TextConfig {
+            max_queued: 2,
+            ..TextConfig::default()
+        });
+        let first = reader.admit().expect("first");
+        let second = reader.admit().expect("second");
+        assert!(matches!(reader.admit(), Err(TextError::Busy { queued: 2 })));
+        drop(first);
+        let third = reader.admit().expect("a place was given back");
+        drop((second, third));
+        assert_eq!(reader.queued.load(Ordering::SeqCst), 0);
+    }
 }

@@ -165,6 +165,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         align: Align::Target,
         refine: args.refine,
         source: None,
+        ..TextOptions::default()
     };
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(
