@@ -107,7 +107,13 @@ fn main() {
         .init();
     if let Err(e) = run(Cli::parse()) {
         // One line, naming what failed, then a non-zero exit.
-        let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+        // A message that already quotes its cause is not followed by the cause again.
+        let mut chain: Vec<String> = Vec::new();
+        for m in e.chain().map(ToString::to_string) {
+            if !chain.last().is_some_and(|last| last.contains(&m)) {
+                chain.push(m);
+            }
+        }
         eprintln!("error: {}", chain.join(": ").replace('\n', " "));
         std::process::exit(1);
     }

@@ -26,6 +26,8 @@ fn assert_one_line_error(output: &Output, needle: &str) {
     assert_eq!(lines.len(), 1, "one line expected: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     assert!(lines[0].contains(needle), "'{needle}' not in: {stderr}");
+    // Said once: a message that quotes its cause is not followed by the cause again.
+    assert_eq!(lines[0].matches(needle).count(), 1, "repeated: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

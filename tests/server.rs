@@ -196,3 +196,84 @@ fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
     // chunks decoded at once would take.
     assert!(peak < 4 << 20, "peak RSS {} MiB", peak / 1024);
 }
+
+#[test]
+fn queries_keep_answering_while_clients_read_texts() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = tessera::Database::open(dir.path().join("store"))
+        .expect("open")
+        .with_text_config(tessera::TextConfig {
+            llm: "smollm2".into(),
+            threads: 2,
+            ..tessera::TextConfig::default()
+        });
+    let server = TestServer::start_with(db, ServerConfig::default(), dir);
+    put_people(&server);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = [
+        "Ada Lovelace was born in London.",
+        "Niels Bohr was born in Copenhagen.",
+        "Grace Hopper worked for the United States Navy.",
+    ]
+    .into_iter()
+    .map(|text| {
+        let url = server.url("/update");
+        std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .post(url)
+                .header("content-type", "application/sparql-update")
+                .body(format!("INSERT TEXT \"{text}\" INTO GRAPH <http://e/read>"))
+                .timeout(Duration::from_secs(600))
+                .send()
+                .expect("INSERT TEXT answers")
+                .status()
+        })
+    })
+    .collect();
+    let queriers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/query");
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut latencies = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    let response = client
+                        .get(&url)
+                        .query(&[("query", "SELECT * WHERE { GRAPH ?g { ?s ?p ?o } } LIMIT 10")])
+                        .header("accept", "application/sparql-results+json")
+                        .send()
+                        .expect("query answers");
+                    assert_eq!(response.status(), 200);
+                    response.bytes().expect("body");
+                    latencies.push(t0.elapsed());
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                latencies
+            })
+        })
+        .collect();
+    let statuses: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut latencies: Vec<Duration> = queriers
+        .into_iter()
+        .flat_map(|q| q.join().expect("querier"))
+        .collect();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    eprintln!(
+        "{} queries while 3 clients read texts: p50 {:?}, p99 {:?}, max {:?}; INSERT TEXT answers {statuses:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        p99,
+        latencies[latencies.len() - 1]
+    );
+    assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
+    assert!(latencies.len() > 20, "too few queries ran");
+    // Queries run on their own threads and snapshots: reading never holds them up.
+    assert!(p99 < Duration::from_secs(2), "query p99 {p99:?}");
+}

@@ -247,10 +247,11 @@ fn bad_texts_and_injections_write_nothing_outside_the_target() {
         &db,
         "ASK { GRAPH <http://evil.example/> { ?s ?p ?o } }"
     ));
-    // Graphs written: the schema (loaded), the target, the source's graph and the sources graph.
+    // Graphs written: the schema (loaded), the target, the source's graph, the sources graph
+    // and the index commit counts.
     let graphs = count(
         &db,
-        "SELECT DISTINCT ?g { GRAPH ?g { ?s ?p ?o } FILTER(?g NOT IN (<http://example.org/schema>, <http://example.org/people>, <urn:tessera:sources>) && !STRSTARTS(STR(?g), \"urn:tessera:source:\")) }",
+        "SELECT DISTINCT ?g { GRAPH ?g { ?s ?p ?o } FILTER(?g NOT IN (<http://example.org/schema>, <http://example.org/people>, <urn:tessera:sources>, <urn:tessera:index>) && !STRSTARTS(STR(?g), \"urn:tessera:source:\")) }",
     );
     assert_eq!(graphs, 0, "something was written outside the target graph");
     assert!(
