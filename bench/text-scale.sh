@@ -5,7 +5,8 @@
 # process, so its time includes opening the store and its entity index (the first text after
 # open pays whatever loading costs). Also times reopening the large store (`tessera query`).
 #
-#   bench/text-scale.sh            (ENTITIES, MODEL, THREADS, ROUNDS to override)
+#   bench/text-scale.sh            (ENTITIES, MODEL, THREADS, ROUNDS to override; TESSERA=path
+#                                   runs a binary already built instead of building release)
 #
 # Prints one JSON line per measurement and the ratio large / empty (at most 1.25 is the bar).
 set -euo pipefail
@@ -15,9 +16,13 @@ n=${ENTITIES:-200000}
 model=${MODEL:-qwen2.5-0.5b}
 threads=${THREADS:-2}
 rounds=${ROUNDS:-2}
-# The same build as scripts/run.sh and bench/run.sh (RocksDB compiled once for all three).
-(cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
-tessera=$target/release/tessera
+if [[ -n "${TESSERA:-}" ]]; then
+  tessera=$TESSERA
+else
+  # The same build as scripts/run.sh and bench/run.sh (RocksDB compiled once for all three).
+  (cd "$root" && cargo build --release --quiet --bin tessera --example bsbm)
+  tessera=$target/release/tessera
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 G=http://tessera.local/sample/facts
