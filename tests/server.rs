@@ -140,8 +140,8 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
+/// An on-disk store that reads text with the small model.
+fn reading_store() -> (tempfile::TempDir, tessera::Database) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let db = tessera::Database::open(dir.path().join("store"))
         .expect("open")
@@ -150,6 +150,12 @@ fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
             threads: 2,
             ..tessera::TextConfig::default()
         });
+    (dir, db)
+}
+
+#[test]
+fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
+    let (dir, db) = reading_store();
     let server = TestServer::start_with(
         db,
         ServerConfig::default().with_timeout(Duration::from_secs(8)),
@@ -199,14 +205,7 @@ fn a_megabyte_text_is_cancelled_by_the_timeout_in_bounded_memory() {
 
 #[test]
 fn queries_keep_answering_while_clients_read_texts() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db = tessera::Database::open(dir.path().join("store"))
-        .expect("open")
-        .with_text_config(tessera::TextConfig {
-            llm: "smollm2".into(),
-            threads: 2,
-            ..tessera::TextConfig::default()
-        });
+    let (dir, db) = reading_store();
     // No timeout: three texts share one model, and a loaded machine must not turn that into 503s.
     let server = TestServer::start_with(db, ServerConfig::default().without_timeout(), dir);
     put_people(&server);

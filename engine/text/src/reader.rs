@@ -366,13 +366,18 @@ impl Reader {
                 v.insert(index)
             }
         };
-        // Labels written since by other means (SPARQL updates, loads).
-        let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
-        let missing: Vec<EntityLabel> = storage
-            .entity_labels(g)?
-            .into_iter()
-            .filter(|l| !index.contains(&l.iri, &l.label))
-            .collect();
+        // Labels written since by other means (SPARQL updates, loads); an index built just now
+        // read every label already.
+        let missing: Vec<EntityLabel> = if embedded > 0 {
+            Vec::new()
+        } else {
+            let g = graph.map_or(GraphNameRef::DefaultGraph, |g| g.as_ref().into());
+            storage
+                .entity_labels(g)?
+                .into_iter()
+                .filter(|l| !index.contains(&l.iri, &l.label))
+                .collect()
+        };
         let mut records = Vec::with_capacity(missing.len());
         for chunk in missing.chunks(256) {
             let texts: Vec<&str> = chunk.iter().map(|l| l.label.as_str()).collect();
