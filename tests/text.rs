@@ -451,54 +451,170 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
         let _ = child.kill(); // SIGKILL
         let status = child.wait().expect("wait");
         let db = open(&store);
-        // Each source present is whole: metadata, and each of its facts in the target graph.
-        let partial = ask(
-            &db,
-            r#"ASK {
-              { GRAPH <urn:tessera:sources> { ?src a <http://www.w3.org/ns/prov#Entity> }
-                FILTER NOT EXISTS { GRAPH <urn:tessera:sources> { ?src <https://tessera.dev/ns#text> ?t ; <https://tessera.dev/ns#chunk> ?c } } }
-              UNION
-              { GRAPH <urn:tessera:sources> { ?src a <http://www.w3.org/ns/prov#Entity> }
-                GRAPH ?src { ?s ?p ?o }
-                FILTER NOT EXISTS { GRAPH <http://example.org/people> { ?s ?p ?o } } }
-              UNION
-              { GRAPH <http://example.org/people> { ?s ?p ?o }
-                FILTER NOT EXISTS { GRAPH ?g { ?s ?p ?o } GRAPH <urn:tessera:sources> { ?g a <http://www.w3.org/ns/prov#Entity> } } }
-            }"#,
-        );
-        assert!(
-            !partial,
-            "round {round}: a text is partly present after SIGKILL"
-        );
-        let sources = count(
-            &db,
-            "SELECT ?s { GRAPH <urn:tessera:sources> { ?s <https://tessera.dev/ns#text> ?t FILTER(?t != \"Marie Curie was born in Warsaw.\") } }",
-        );
-        assert!(sources <= texts.len());
+        let sources = assert_whole_after_crash(&db, &store, texts.len(), &format!("round {round}"));
         committed.push(sources);
         eprintln!("round {round}: killed after {delay:?} ({status}), {sources} texts committed");
-        // The index is in line with the store: a new text reads against the same schema.
-        let report = db
-            .insert_text(
-                "Marie Curie was born in Warsaw.",
-                &TextOptions {
-                    graph: Some(NamedNode::new_unchecked(PEOPLE)),
-                    schema: Some(NamedNode::new_unchecked(SCHEMA_GRAPH)),
-                    ..TextOptions::default()
-                },
-            )
-            .expect("insert after a crash");
-        assert!(report.relations_added.is_empty());
-        assert!(!ask(&db, OFF_SCHEMA));
-        assert!(
-            entity_index_agrees(&db, &store),
-            "round {round}: the entity index does not hold the store's labels"
-        );
     }
     // The kills landed inside the ingestion, not before or after it.
     assert!(
         committed.iter().all(|&n| n > 0) && committed.iter().any(|&n| n < texts.len()),
         "no kill landed mid-ingestion: {committed:?}"
+    );
+}
+
+/// After a crash: each source present is whole (its record, and each of its facts in the
+/// target graph), at most `texts` were committed, a new text reads against the same schema and
+/// the entity index holds the store's labels. Returns the number of sources committed.
+fn assert_whole_after_crash(
+    db: &Database,
+    store: &std::path::Path,
+    texts: usize,
+    what: &str,
+) -> usize {
+    let partial = ask(
+        db,
+        r#"ASK {
+          { GRAPH <urn:tessera:sources> { ?src a <http://www.w3.org/ns/prov#Entity> }
+            FILTER NOT EXISTS { GRAPH <urn:tessera:sources> { ?src <https://tessera.dev/ns#text> ?t ; <https://tessera.dev/ns#chunk> ?c } } }
+          UNION
+          { GRAPH <urn:tessera:sources> { ?src a <http://www.w3.org/ns/prov#Entity> }
+            GRAPH ?src { ?s ?p ?o }
+            FILTER NOT EXISTS { GRAPH <http://example.org/people> { ?s ?p ?o } } }
+          UNION
+          { GRAPH <http://example.org/people> { ?s ?p ?o }
+            FILTER NOT EXISTS { GRAPH ?g { ?s ?p ?o } GRAPH <urn:tessera:sources> { ?g a <http://www.w3.org/ns/prov#Entity> } } }
+        }"#,
+    );
+    assert!(!partial, "{what}: a text is partly present after SIGKILL");
+    let sources = count(
+        db,
+        "SELECT ?s { GRAPH <urn:tessera:sources> { ?s <https://tessera.dev/ns#text> ?t FILTER(?t != \"Marie Curie was born in Warsaw.\") } }",
+    );
+    assert!(
+        sources <= texts,
+        "{what}: {sources} sources from {texts} texts"
+    );
+    let report = db
+        .insert_text(
+            "Marie Curie was born in Warsaw.",
+            &TextOptions {
+                graph: Some(NamedNode::new_unchecked(PEOPLE)),
+                schema: Some(NamedNode::new_unchecked(SCHEMA_GRAPH)),
+                ..TextOptions::default()
+            },
+        )
+        .expect("insert after a crash");
+    assert!(report.relations_added.is_empty());
+    assert!(!ask(db, OFF_SCHEMA));
+    assert!(
+        entity_index_agrees(db, store),
+        "{what}: the entity index does not hold the store's labels"
+    );
+    sources
+}
+
+/// `tessera serve` killed with SIGKILL while clients send `INSERT TEXT` requests: after a
+/// restart each text is wholly present or absent and the indexes agree with the store.
+#[cfg(unix)]
+#[test]
+fn sigkill_of_the_server_during_insert_text_leaves_whole_texts() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let _l = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let db = open(&store);
+    with_schema(&db);
+    drop(db);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--location"])
+        .arg(&store)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--model", "smollm2", "--threads", "2", "--timeout-s", "0"])
+        .env("RUST_LOG", "info,tessera_text::commit=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let event = if line.contains("Tessera listening") {
+                "listening"
+            } else if line.contains("text committed") {
+                "committed"
+            } else {
+                continue;
+            };
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = |event: &str| loop {
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("the server never logged {event}: {e}"));
+        if got == event {
+            break;
+        }
+    };
+    wait("listening");
+    let texts = [
+        "Ada Lovelace was born in London.",
+        "Grace Hopper worked for the United States Navy.",
+        "Alan Turing was born in Maida Vale.",
+        "Katherine Johnson worked for NASA.",
+        "Niels Bohr was born in Copenhagen.",
+        "Emmy Noether was born in Erlangen.",
+    ];
+    // Three clients, two texts each, one request per text.
+    let clients: Vec<_> = texts
+        .chunks(2)
+        .map(|pair| {
+            let pair: Vec<String> = pair.iter().map(|t| (*t).to_owned()).collect();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(None)
+                    .build()
+                    .expect("client");
+                for text in pair {
+                    let update = format!(
+                        "INSERT TEXT \"{text}\" INTO GRAPH <{PEOPLE}> SCHEMA <{SCHEMA_GRAPH}>"
+                    );
+                    // The server dies under the later requests: their errors are expected.
+                    let _ = client
+                        .post(format!("http://127.0.0.1:{port}/update"))
+                        .header("Content-Type", "application/sparql-update")
+                        .body(update)
+                        .send();
+                }
+            })
+        })
+        .collect();
+    wait("committed");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let _ = child.kill(); // SIGKILL
+    let status = child.wait().expect("wait");
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let db = open(&store);
+    let sources = assert_whole_after_crash(&db, &store, texts.len(), "serve");
+    eprintln!("server killed ({status}); {sources} texts committed");
+    assert!(
+        sources > 0 && sources < texts.len(),
+        "the kill did not land mid-ingestion: {sources} of {} texts committed",
+        texts.len()
     );
 }
 
