@@ -369,12 +369,60 @@ fn insert_text_over_http() {
     );
 }
 
+/// Runs `tessera ARGS` with commits logged; returns the child and a channel that receives
+/// "listening" when a server is ready and "committed" for each text committed.
+#[cfg(unix)]
+fn spawn_logged(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<&'static str>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env("RUST_LOG", "info,tessera_text::commit=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let event = if line.contains("Tessera listening") {
+                "listening"
+            } else if line.contains("text committed") {
+                "committed"
+            } else {
+                continue;
+            };
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (at most 300 s) for the child of [`spawn_logged`] to log `event`.
+#[cfg(unix)]
+fn wait_for(rx: &std::sync::mpsc::Receiver<&'static str>, event: &str) {
+    loop {
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("tessera never logged {event}: {e}"));
+        if got == event {
+            return;
+        }
+    }
+}
+
 /// A bulk ingestion killed with SIGKILL at random points leaves every text wholly present or
 /// absent, and the schema index agrees with the store after a reopen.
 #[cfg(unix)]
 #[test]
 fn sigkill_during_ingestion_leaves_whole_texts() {
-    use std::process::{Command, Stdio};
     let _l = lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
@@ -406,45 +454,25 @@ fn sigkill_during_ingestion_leaves_whole_texts() {
         // Kill a random moment after the `round + 1`-th commit (the child logs each commit),
         // so the kill lands inside the ingestion whatever the machine's speed.
         let after = std::time::Duration::from_millis(seed % 1500);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["ingest", "--location"])
-            .arg(&store)
-            .arg(&input)
-            .args([
-                "--graph",
-                PEOPLE,
-                "--schema",
-                SCHEMA_GRAPH,
-                "--model",
-                "smollm2",
-                "--threads",
-                "2",
-                "--batch",
-                "1",
-            ])
-            .env("RUST_LOG", "warn,tessera_text::commit=debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tessera ingest");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("text committed") && tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, rx) = spawn_logged(&[
+            "ingest",
+            "--location",
+            store.to_str().expect("path"),
+            input.to_str().expect("path"),
+            "--graph",
+            PEOPLE,
+            "--schema",
+            SCHEMA_GRAPH,
+            "--model",
+            "smollm2",
+            "--threads",
+            "2",
+            "--batch",
+            "1",
+        ]);
         let started = std::time::Instant::now();
         for _ in 0..=round {
-            rx.recv_timeout(std::time::Duration::from_secs(300))
-                .expect("the ingestion commits a text");
+            wait_for(&rx, "committed");
         }
         std::thread::sleep(after);
         let delay = started.elapsed();
@@ -518,8 +546,6 @@ fn assert_whole_after_crash(
 #[cfg(unix)]
 #[test]
 fn sigkill_of_the_server_during_insert_text_leaves_whole_texts() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let _l = lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
@@ -530,45 +556,21 @@ fn sigkill_of_the_server_during_insert_text_leaves_whole_texts() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--location"])
-        .arg(&store)
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--model", "smollm2", "--threads", "2", "--timeout-s", "0"])
-        .env("RUST_LOG", "info,tessera_text::commit=debug")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tessera serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let event = if line.contains("Tessera listening") {
-                "listening"
-            } else if line.contains("text committed") {
-                "committed"
-            } else {
-                continue;
-            };
-            if tx.send(event).is_err() {
-                break;
-            }
-        }
-    });
-    let wait = |event: &str| loop {
-        let got = rx
-            .recv_timeout(std::time::Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("the server never logged {event}: {e}"));
-        if got == event {
-            break;
-        }
-    };
-    wait("listening");
+    let bind = format!("127.0.0.1:{port}");
+    let (mut child, rx) = spawn_logged(&[
+        "serve",
+        "--location",
+        store.to_str().expect("path"),
+        "--bind",
+        &bind,
+        "--model",
+        "smollm2",
+        "--threads",
+        "2",
+        "--timeout-s",
+        "0",
+    ]);
+    wait_for(&rx, "listening");
     let texts = [
         "Ada Lovelace was born in London.",
         "Grace Hopper worked for the United States Navy.",
@@ -601,7 +603,7 @@ fn sigkill_of_the_server_during_insert_text_leaves_whole_texts() {
             })
         })
         .collect();
-    wait("committed");
+    wait_for(&rx, "committed");
     std::thread::sleep(std::time::Duration::from_millis(700));
     let _ = child.kill(); // SIGKILL
     let status = child.wait().expect("wait");
