@@ -165,6 +165,7 @@ pub struct LanguageModel {
     guides: Mutex<Option<GuideFactory>>,
     pool: rayon::ThreadPool,
     prefixes: Mutex<PrefixCache>,
+    kv: Mutex<KvPool>,
     name: String,
     max_batch: usize,
 }
@@ -211,6 +212,47 @@ impl PrefixCache {
     }
 }
 
+/// KV caches of finished sequences, kept for the next ones: a sequence reuses buffers
+/// instead of allocating (and faulting in) fresh ones, and the pool holds at most `budget`
+/// bytes while idle whatever the inputs were.
+struct KvPool {
+    caches: Vec<KvCache>,
+    bytes: usize,
+    budget: usize,
+}
+
+/// Fresh caches are sized in steps of this many tokens, so that one serves many requests.
+const KV_STEP: usize = 256;
+
+impl KvPool {
+    /// The smallest pooled cache with room for `capacity` tokens, emptied.
+    fn take(&mut self, capacity: usize) -> Option<KvCache> {
+        let i = (0..self.caches.len())
+            .filter(|&i| self.caches[i].capacity() >= capacity)
+            .min_by_key(|&i| self.caches[i].capacity())?;
+        let mut c = self.caches.swap_remove(i);
+        self.bytes -= c.bytes();
+        c.truncate(0);
+        Some(c)
+    }
+
+    /// Keeps `cache` for later, dropping the smallest ones kept when over budget.
+    fn put(&mut self, cache: KvCache) {
+        let b = cache.bytes();
+        if b > self.budget {
+            return;
+        }
+        while self.bytes + b > self.budget {
+            let Some(i) = (0..self.caches.len()).min_by_key(|&i| self.caches[i].capacity()) else {
+                break;
+            };
+            self.bytes -= self.caches.swap_remove(i).bytes();
+        }
+        self.bytes += b;
+        self.caches.push(cache);
+    }
+}
+
 /// Options for loading a language model.
 #[derive(Debug, Clone)]
 pub struct ModelOptions {
@@ -222,6 +264,8 @@ pub struct ModelOptions {
     /// Most sequences decoded together: larger requests run in groups of this many, so the
     /// KV caches held at once stay bounded whatever the input.
     pub max_batch: usize,
+    /// Most bytes of KV caches kept between requests for reuse.
+    pub kv_pool_bytes: usize,
 }
 
 impl Default for ModelOptions {
@@ -232,6 +276,7 @@ impl Default for ModelOptions {
                 .unwrap_or(1),
             load: LoadOptions::default(),
             max_batch: 16,
+            kv_pool_bytes: 256 << 20,
         }
     }
 }
@@ -278,6 +323,11 @@ impl LanguageModel {
             guides: Mutex::new(None),
             pool,
             prefixes: Mutex::new(PrefixCache::default()),
+            kv: Mutex::new(KvPool {
+                caches: Vec::new(),
+                bytes: 0,
+                budget: opts.kv_pool_bytes,
+            }),
             name,
             max_batch: opts.max_batch.max(1),
         })
@@ -296,6 +346,27 @@ impl LanguageModel {
     /// Runs `f` on the inference thread pool.
     pub fn install<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.pool.install(f)
+    }
+
+    /// An empty KV cache with room for `capacity` tokens: a pooled one when there is one.
+    fn kv_cache(&self, capacity: usize) -> Result<KvCache, ModelError> {
+        let pooled = self
+            .kv
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(capacity);
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.model.new_cache(capacity.div_ceil(KV_STEP) * KV_STEP),
+        }
+    }
+
+    /// Returns caches to the pool.
+    fn recycle(&self, caches: impl IntoIterator<Item = KvCache>) {
+        let mut pool = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        for c in caches {
+            pool.put(c);
+        }
     }
 
     /// The underlying model.
@@ -339,13 +410,14 @@ impl LanguageModel {
         {
             return Ok(Some(s));
         }
-        let mut cache = self.model.new_cache(ids.len())?;
+        let mut cache = self.kv_cache(ids.len())?;
         self.model.forward(&mut [Segment {
             cache: &mut cache,
             tokens: &ids,
             all_logits: false,
         }])?;
         let snap = Arc::new(cache.snapshot()?);
+        self.recycle([cache]);
         self.prefixes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -413,9 +485,7 @@ impl LanguageModel {
         if cached + rest.len() == 0 {
             return Err(GenerateError::Request("the prompt is empty".into()));
         }
-        let mut cache = self
-            .model
-            .new_cache(cached + rest.len() + opts.max_tokens)?;
+        let mut cache = self.kv_cache(cached + rest.len() + opts.max_tokens)?;
         if let Some(s) = &snap {
             cache.restore(s)?;
         }
@@ -557,18 +627,24 @@ impl LanguageModel {
                 }
             }
             let decode = t_decode.elapsed();
-            Ok(seqs
+            let mut caches = Vec::with_capacity(seqs.len());
+            let out = seqs
                 .into_iter()
-                .map(|s| Generation {
-                    text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
-                    tokens: s.out,
-                    prompt_tokens: s.prompt_tokens,
-                    cached_tokens: s.cached,
-                    finish: s.finish.unwrap_or(Finish::Length),
-                    prefill: s.prefill + prefill_time,
-                    decode,
+                .map(|s| {
+                    caches.push(s.cache);
+                    Generation {
+                        text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
+                        tokens: s.out,
+                        prompt_tokens: s.prompt_tokens,
+                        cached_tokens: s.cached,
+                        finish: s.finish.unwrap_or(Finish::Length),
+                        prefill: s.prefill + prefill_time,
+                        decode,
+                    }
                 })
-                .collect())
+                .collect();
+            self.recycle(caches);
+            Ok(out)
         })
     }
 
@@ -698,7 +774,10 @@ impl LanguageModel {
                         all_logits: false,
                     })
                     .collect();
-                self.model.forward(&mut segs).map_err(GenerateError::from)
+                let rows = self.model.forward(&mut segs).map_err(GenerateError::from);
+                drop(segs);
+                self.recycle(seqs.into_iter().map(|s| s.cache));
+                rows
             })?;
             for ((i, toks), l) in single.iter().zip(rows) {
                 let row = log_softmax(
@@ -759,7 +838,7 @@ impl LanguageModel {
                 let mut caches = multi
                     .iter()
                     .map(|_| {
-                        let mut c = self.model.new_cache(snap.len() + longest)?;
+                        let mut c = self.kv_cache(snap.len() + longest)?;
                         c.restore(&snap)?;
                         Ok(c)
                     })
@@ -778,6 +857,8 @@ impl LanguageModel {
                     })
                     .collect();
                 let out = self.model.forward(&mut segs)?;
+                drop(segs);
+                self.recycle(caches);
                 for (&i, l) in multi.iter().zip(out) {
                     let rows: Vec<Vec<f32>> = l.to_vec2().map_err(ModelError::from)?;
                     for (r, next) in rows.iter().zip(&conts[i][1..]) {
@@ -785,6 +866,7 @@ impl LanguageModel {
                     }
                 }
             }
+            self.recycle([seq.cache]);
             Ok(scores)
         })
     }
@@ -889,6 +971,42 @@ mod tests {
         }
         assert_eq!(seen[3], 0, "masked tokens are never sampled");
         assert!(seen[0] > 0 && seen[2] > 0 && seen[1] > seen[2]);
+    }
+
+    #[test]
+    fn the_kv_pool_reuses_the_smallest_cache_that_fits_and_keeps_to_its_budget() {
+        use crate::gguf::GgufFile;
+        use crate::model::LoadOptions;
+        use crate::synth::{write_tiny, TinySpec};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        write_tiny(&path, &TinySpec::default(), 1).unwrap();
+        let model = Model::load(&GgufFile::open(&path).unwrap(), &LoadOptions::default()).unwrap();
+        let cache = |n: usize| model.new_cache(n).unwrap();
+        let per_token = cache(1).bytes();
+        let mut pool = KvPool {
+            caches: Vec::new(),
+            bytes: 0,
+            budget: per_token * (64 + 32),
+        };
+        let mut used = cache(32);
+        used.truncate(0);
+        pool.put(cache(16));
+        pool.put(used);
+        pool.put(cache(64));
+        // 16 + 32 + 64 tokens exceed the budget of 96: the smallest went.
+        assert_eq!(pool.bytes, per_token * 96);
+        let mut caps: Vec<usize> = pool.caches.iter().map(KvCache::capacity).collect();
+        caps.sort_unstable();
+        assert_eq!(caps, [32, 64]);
+        assert_eq!(pool.take(20).map(|c| c.capacity()), Some(32));
+        assert!(pool.take(65).is_none());
+        let c = pool.take(64).unwrap();
+        assert!(c.is_empty());
+        assert_eq!(pool.bytes, 0);
+        // A cache larger than the whole budget is not kept.
+        pool.put(cache(200));
+        assert!(pool.caches.is_empty());
     }
 
     #[test]

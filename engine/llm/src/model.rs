@@ -1146,6 +1146,17 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Room in tokens before it grows.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes its key and value buffers hold.
+    pub fn bytes(&self) -> usize {
+        let (h, d) = self.shape;
+        self.layers() * 2 * h * d * self.capacity * std::mem::size_of::<f32>()
+    }
+
     /// Forgets every token after the first `len`.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
