@@ -77,6 +77,7 @@ fn key(s: &str) -> String {
 #[derive(Default)]
 struct Analysis {
     exact: usize,
+    reversed: usize,
     wrong_relation: usize,
     entity_form: usize,
     missed: usize,
@@ -98,6 +99,8 @@ fn analyse(a: &mut Analysis, pred: &[Triple], gold: &[Triple]) {
         };
         if pick(&|x| *x == g) {
             a.exact += 1;
+        } else if pick(&|x| x[0] == g[2] && x[2] == g[0] && x[1] == g[1]) {
+            a.reversed += 1;
         } else if pick(&|x| x[0] == g[0] && x[2] == g[2]) {
             a.wrong_relation += 1;
         } else if pick(&|x| {
@@ -260,8 +263,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let total_gold: usize = gold.iter().map(Vec::len).sum();
     writeln!(
         out,
-        "error analysis over {total_gold} gold triples: exact {} | right entities, wrong relation {} | right relation, entity form differs {} | missed by extraction {}; spurious predictions {}",
-        a.exact, a.wrong_relation, a.entity_form, a.missed, a.spurious
+        "error analysis over {total_gold} gold triples: exact {} | reversed {} | right entities, wrong relation {} | right relation, entity form differs {} | missed by extraction {}; spurious predictions {}",
+        a.exact, a.reversed, a.wrong_relation, a.entity_form, a.missed, a.spurious
     )?;
     for (why, k) in dropped {
         writeln!(out, "dropped: {why}: {k}")?;
@@ -288,4 +291,43 @@ fn print_scores(out: &mut impl Write, s: &webnlg::Totals) -> anyhow::Result<()> 
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str, r: &str, o: &str) -> Triple {
+        [s.to_owned(), r.to_owned(), o.to_owned()]
+    }
+
+    #[test]
+    fn the_error_analysis_tells_reversed_from_wrong_relation() {
+        let gold = [
+            t("Santiago", "capital", "Chile"),
+            t("Ingrid Solberg", "employer", "Norwegian Polar Institute"),
+            t("Oslo", "country", "Norway"),
+            t("Bergen", "leader", "Anna Berg"),
+        ];
+        let pred = [
+            t("Chile", "capital", "Santiago"),
+            t("Ingrid Solberg", "employer", "Norwegian Polar Institute"),
+            t("Oslo", "location", "Norway"),
+            t("Bergen", "mayor", "Nobody"),
+            t("X", "y", "Z"),
+        ];
+        let mut a = Analysis::default();
+        analyse(&mut a, &pred, &gold);
+        assert_eq!(
+            (
+                a.exact,
+                a.reversed,
+                a.wrong_relation,
+                a.entity_form,
+                a.missed,
+                a.spurious
+            ),
+            (1, 1, 1, 0, 1, 2)
+        );
+    }
 }
