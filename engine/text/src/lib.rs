@@ -57,6 +57,16 @@ pub enum InputError {
         /// The cap.
         cap: usize,
     },
+    /// Cut into more than [`options::MAX_CHUNKS_PER_TEXT`] chunks.
+    #[error(
+        "the text makes {chunks} chunks, over the cap of {cap} (a longer chunk length makes fewer)"
+    )]
+    TooManyChunks {
+        /// Chunks it makes.
+        chunks: usize,
+        /// The cap.
+        cap: usize,
+    },
     /// Control characters other than white space.
     #[error("the text holds control characters (binary data?)")]
     Binary,

@@ -4,6 +4,10 @@
 /// Largest text one `INSERT TEXT` takes, whichever way it comes in.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
+/// Most chunks one text is cut into (a 1 MiB text makes about 800 with the default chunk
+/// length); smaller chunk settings that would exceed it are refused.
+pub const MAX_CHUNKS_PER_TEXT: usize = 1024;
+
 /// Most `INSERT TEXT` operations in one update request.
 pub const MAX_TEXTS_PER_REQUEST: usize = 64;
 

@@ -15,8 +15,9 @@ use crate::chunk::{self, Chunk};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
 pub use crate::options::Align;
+use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
-use crate::{check_text, EdcError};
+use crate::{check_text, EdcError, InputError};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tessera_llm::{Cancel, Generation};
@@ -280,6 +281,13 @@ impl<'a> Pipeline<'a> {
         for (t, text) in texts.iter().enumerate() {
             check_text(text)?;
             let chunks = chunk::chunks(text, self.opts.chunk_chars, self.opts.chunk_overlap);
+            if chunks.len() > MAX_CHUNKS_PER_TEXT {
+                return Err(InputError::TooManyChunks {
+                    chunks: chunks.len(),
+                    cap: MAX_CHUNKS_PER_TEXT,
+                }
+                .into());
+            }
             for (c, ch) in chunks.iter().enumerate() {
                 items.push(Item {
                     text: t,

@@ -350,6 +350,25 @@ fn unusable_texts_are_refused() {
         p.run(&[&huge], &Schema::new(&schema())),
         Err(EdcError::Input(_))
     ));
+    // Chunk settings that would cut a text too fine are refused before the model runs.
+    let fine = Pipeline::new(
+        &model,
+        &KeywordEmbedder,
+        EdcOptions {
+            chunk_chars: 20,
+            chunk_overlap: 0,
+            ..EdcOptions::default()
+        },
+    );
+    let long = "Ada was born in Lyon. ".repeat(2000);
+    assert!(matches!(
+        fine.run(&[&long], &Schema::new(&schema())),
+        Err(EdcError::Input(InputError::TooManyChunks { cap: 1024, .. }))
+    ));
+    assert!(
+        model.constraints.lock().unwrap().is_empty(),
+        "the model ran"
+    );
 }
 
 #[test]
