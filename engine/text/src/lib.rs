@@ -18,6 +18,7 @@ pub mod grammar;
 pub mod link;
 pub mod literal;
 pub mod model;
+mod names;
 pub mod options;
 pub mod output;
 pub mod pipeline;

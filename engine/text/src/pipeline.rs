@@ -14,6 +14,7 @@
 use crate::chunk::{self, Chunk};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
+use crate::names::Names;
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -364,6 +365,7 @@ impl<'a> Pipeline<'a> {
             plan.stats.merge(&stats[i]);
             let mut seen = HashSet::new();
             let words = word_set(&item.body);
+            let mut names = Names::default();
             for (triple, res) in triples[i].iter().zip(&resolved[i]) {
                 let (relation, decision) = match res {
                     Resolution::Relation(r, d) => (r.clone(), *d),
@@ -380,14 +382,27 @@ impl<'a> Pipeline<'a> {
                     RelationRef::Schema(r) => r.range.as_deref(),
                     RelationRef::New(_) => None,
                 };
-                let subject = triple[0].trim().to_owned();
-                let object = literal::type_object(&triple[2], range);
+                let named = names
+                    .subject(&triple[0], &item.body)
+                    .and_then(|s| Ok((s, names.object(&triple[2], &item.body)?)));
+                let (subject, object_text) = match named {
+                    Ok(n) => n,
+                    Err(reason) => {
+                        plan.dropped.push(Dropped {
+                            triple: triple.clone(),
+                            chunk: item.chunk,
+                            reason: reason.to_owned(),
+                        });
+                        continue;
+                    }
+                };
+                let object = literal::type_object(object_text, range);
                 let object_grounded = match &object {
                     literal::Object::Entity(e) => grounded(e, &words),
                     literal::Object::Literal { datatype, .. }
                         if datatype == xsd::STRING.as_str() =>
                     {
-                        grounded(&triple[2], &words)
+                        grounded(object_text, &words)
                     }
                     // Dates and numbers are written back in canonical form.
                     literal::Object::Literal { .. } => true,
@@ -399,7 +414,7 @@ impl<'a> Pipeline<'a> {
                 } else if !grounded(&subject, &words) || !object_grounded {
                     Some("an entity the text does not mention".to_owned())
                 } else {
-                    literal::range_violation(&triple[2], range)
+                    literal::range_violation(object_text, range)
                 };
                 if let Some(reason) = problem {
                     plan.dropped.push(Dropped {

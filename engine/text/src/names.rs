@@ -1,0 +1,121 @@
+//! Entity names as the text gives them: a subject or object the model wrote, made into the
+//! name the text uses in full. Entry point: [`Names::name`], called over one chunk's triples
+//! in the order the model wrote them.
+//!
+//! Small models copy a possessive along with a name ("Pontiac Rageous's", from "the Pontiac
+//! Rageous's assembly line") and answer with a pronoun ("It", "He") where the text names an
+//! entity once and then refers back to it. A possessive is dropped when the text also uses the
+//! bare name (so names that end in one, "St John's", keep it). A pronoun subject stands for the
+//! last subject named before it in the chunk's output (models list facts in the text's order);
+//! with none before it, or as an object, a pronoun names nothing and its triple is dropped.
+
+/// Words that refer to an entity without naming it.
+const PRONOUNS: &[&str] = &[
+    "he", "she", "it", "they", "him", "her", "them", "his", "hers", "its", "their", "theirs",
+    "this", "that", "these", "those", "who", "whom", "which", "i", "we", "you", "me", "us",
+];
+
+/// Whether `name` is only a pronoun.
+pub(crate) fn is_pronoun(name: &str) -> bool {
+    let n = name.trim().to_lowercase();
+    PRONOUNS.contains(&n.as_str())
+}
+
+/// Whether `text` uses `name` as a whole name somewhere not followed by an apostrophe.
+fn used_bare(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        before.is_none_or(|c| !c.is_alphanumeric())
+            && after.is_none_or(|c| !c.is_alphanumeric() && c != '\'' && c != '\u{2019}')
+    })
+}
+
+/// `name` without a possessive ending ("'s", or "'" after an s) when `text` also uses the
+/// bare name; else `name` as it is.
+pub(crate) fn without_possessive<'a>(name: &'a str, text: &str) -> &'a str {
+    for suffix in ["'s", "\u{2019}s", "'", "\u{2019}"] {
+        let Some(bare) = name.strip_suffix(suffix) else {
+            continue;
+        };
+        if !suffix.ends_with('s') && !bare.ends_with('s') {
+            continue;
+        }
+        let bare = bare.trim_end();
+        if !bare.is_empty() && used_bare(text, bare) {
+            return bare;
+        }
+    }
+    name
+}
+
+/// Names the subjects and objects of one chunk's triples, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    last_subject: Option<String>,
+}
+
+/// Why a name could not be given.
+pub(crate) const PRONOUN_WITHOUT_NAME: &str = "a pronoun that names no entity";
+
+impl Names {
+    /// The subject's name: a pronoun becomes the last subject named before it.
+    pub(crate) fn subject(&mut self, raw: &str, text: &str) -> Result<String, &'static str> {
+        let raw = raw.trim();
+        if is_pronoun(raw) {
+            return self.last_subject.clone().ok_or(PRONOUN_WITHOUT_NAME);
+        }
+        let name = without_possessive(raw, text).to_owned();
+        self.last_subject = Some(name.clone());
+        Ok(name)
+    }
+
+    /// An object's text: possessive dropped; a pronoun names nothing.
+    pub(crate) fn object<'a>(&self, raw: &'a str, text: &str) -> Result<&'a str, &'static str> {
+        let raw = raw.trim();
+        if is_pronoun(raw) {
+            return Err(PRONOUN_WITHOUT_NAME);
+        }
+        Ok(without_possessive(raw, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn possessives_go_when_the_text_uses_the_bare_name() {
+        let text = "The Pontiac Rageous was a car. The Pontiac Rageous's assembly line was in \
+                    Detroit. St John's is a city; the Jones' house is old. Jones was here.";
+        assert_eq!(
+            without_possessive("Pontiac Rageous's", text),
+            "Pontiac Rageous"
+        );
+        assert_eq!(
+            without_possessive("Pontiac Rageous\u{2019}s", text),
+            "Pontiac Rageous"
+        );
+        // Only ever written with its 's: part of the name.
+        assert_eq!(without_possessive("St John's", text), "St John's");
+        assert_eq!(without_possessive("Jones'", text), "Jones");
+        assert_eq!(without_possessive("Detroit", text), "Detroit");
+        // "Rage" occurs only inside "Rageous": not a use of the bare name.
+        assert_eq!(without_possessive("Rage's", text), "Rage's");
+    }
+
+    #[test]
+    fn pronoun_subjects_take_the_last_name_and_otherwise_drop() {
+        let text = "Alan Shepard was born in New Hampshire. He died in California.";
+        let mut names = Names::default();
+        assert_eq!(names.subject("He", text), Err(PRONOUN_WITHOUT_NAME));
+        assert_eq!(
+            names.subject("Alan Shepard", text).as_deref(),
+            Ok("Alan Shepard")
+        );
+        assert_eq!(names.subject(" he ", text).as_deref(), Ok("Alan Shepard"));
+        assert_eq!(names.object("California", text), Ok("California"));
+        assert_eq!(names.object("it", text), Err(PRONOUN_WITHOUT_NAME));
+        assert!(!is_pronoun("Ithaca"));
+    }
+}
