@@ -404,15 +404,20 @@ impl<'a> Pipeline<'a> {
                     {
                         grounded(object_text, &words)
                     }
-                    // Dates and numbers are written back in canonical form.
-                    literal::Object::Literal { .. } => true,
+                    // Dates and numbers are written back in canonical form: their digits, not
+                    // their words, must come from the text.
+                    literal::Object::Literal { .. } => numbers_grounded(object_text, &item.body),
                 };
                 let problem = if subject.is_empty() || object.text().is_empty() {
                     Some("empty subject or object".to_owned())
                 } else if name_key(&subject) == name_key(object.text()) {
                     Some("subject and object are the same".to_owned())
-                } else if !grounded(&subject, &words) || !object_grounded {
+                } else if !grounded(&subject, &words)
+                    || (!object_grounded && matches!(object, literal::Object::Entity(_)))
+                {
                     Some("an entity the text does not mention".to_owned())
+                } else if !object_grounded {
+                    Some("a value the text does not state".to_owned())
                 } else {
                     literal::range_violation(object_text, range)
                 };
@@ -493,6 +498,41 @@ fn word_set(text: &str) -> HashSet<String> {
 fn grounded(name: &str, text_words: &HashSet<String>) -> bool {
     let words = word_set(name);
     words.is_empty() || words.iter().any(|w| text_words.contains(w))
+}
+
+/// Runs of digits in `text`, with separators between digits ("3,990", "1 000 000") removed.
+fn digit_runs(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut runs = Vec::new();
+    let mut run = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        let between_digits = matches!(c, ',' | '_' | ' ' | '\u{a0}' | '\u{202f}' | '\'')
+            && !run.is_empty()
+            && chars.get(i + 1).is_some_and(char::is_ascii_digit);
+        if !between_digits && !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// Whether the numbers a typed literal states come from the text: each run of three or more
+/// digits in it occurs within a run of digits of the text. Small models fill an object with
+/// digits (a year from the prompt's examples, a long row of zeros) that the text never wrote;
+/// shorter runs (a day, a decimal) are too common to tell anything.
+fn numbers_grounded(value: &str, text: &str) -> bool {
+    let text_runs = digit_runs(text);
+    digit_runs(value)
+        .iter()
+        .filter(|r| r.len() >= 3)
+        .all(|r| text_runs.iter().any(|t| t.contains(r.as_str())))
 }
 
 fn relation_key(r: &RelationRef) -> String {

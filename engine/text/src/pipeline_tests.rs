@@ -449,3 +449,23 @@ fn entities_the_text_does_not_mention_are_dropped() {
     assert!(grounded("Condensed milk", &words));
     assert!(!grounded("Aldbury", &words));
 }
+
+#[test]
+fn typed_literals_need_their_digits_in_the_text() {
+    let text = "Al Asad Airbase has a runway length of 3,990 metres. It opened on 10 March 1983; \
+                its orbital period is 1,249.6 days.";
+    for ok in [
+        "3990",
+        "3990.0",
+        "3,990 metres",
+        "1983-03-10",
+        "1983",
+        "1249.6 days",
+        "10",
+    ] {
+        assert!(numbers_grounded(ok, text), "{ok}");
+    }
+    for bad in ["1932", "25000", "1100000000000000", "100", "1984-03-10"] {
+        assert!(!numbers_grounded(bad, text), "{bad}");
+    }
+}
