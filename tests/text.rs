@@ -369,6 +369,15 @@ fn insert_text_over_http() {
     );
 }
 
+/// A new on-disk store holding the schema, closed (for a child process to open), in a
+/// temporary directory that lives as long as the returned handle.
+fn closed_store_with_schema() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    with_schema(&open(&store));
+    (dir, store)
+}
+
 /// Runs `tessera ARGS` with commits logged; returns the child and a channel that receives
 /// "listening" when a server is ready and "committed" for each text committed.
 #[cfg(unix)]
@@ -424,11 +433,7 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<&'static str>, event: &str) {
 #[test]
 fn sigkill_during_ingestion_leaves_whole_texts() {
     let _l = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store");
-    let db = open(&store);
-    with_schema(&db);
-    drop(db);
+    let (dir, store) = closed_store_with_schema();
     let texts: Vec<String> = [
         "Ada Lovelace was born in London.",
         "Grace Hopper worked for the United States Navy.",
@@ -547,11 +552,7 @@ fn assert_whole_after_crash(
 #[test]
 fn sigkill_of_the_server_during_insert_text_leaves_whole_texts() {
     let _l = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store");
-    let db = open(&store);
-    with_schema(&db);
-    drop(db);
+    let (_dir, store) = closed_store_with_schema();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -7,6 +7,7 @@
 //! wrote. Lookups by normalised label ([`EntityIndex::by_key`]) and by nearest embedding
 //! ([`EntityIndex::nearest_many`]).
 
+use crate::vector::dot;
 use crate::vocab::{rdf, rdfs, skos};
 use crate::{Storage, StorageError};
 use oxigraph::model::{GraphNameRef, NamedNodeRef, NamedOrBlankNodeRef, TermRef};
@@ -358,25 +359,6 @@ impl EntityIndex {
             .map(|top| top.into_iter().map(|(i, s)| (&self.labels[i], s)).collect())
             .collect()
     }
-}
-
-/// A dot product in eight lanes (a plain `sum()` of floats stays scalar: the compiler keeps
-/// the order of the additions).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 enum Record {

@@ -627,12 +627,10 @@ impl LanguageModel {
                 }
             }
             let decode = t_decode.elapsed();
-            let mut caches = Vec::with_capacity(seqs.len());
-            let out = seqs
+            let (caches, out): (Vec<KvCache>, Vec<Generation>) = seqs
                 .into_iter()
                 .map(|s| {
-                    caches.push(s.cache);
-                    Generation {
+                    let g = Generation {
                         text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
                         tokens: s.out,
                         prompt_tokens: s.prompt_tokens,
@@ -640,9 +638,10 @@ impl LanguageModel {
                         finish: s.finish.unwrap_or(Finish::Length),
                         prefill: s.prefill + prefill_time,
                         decode,
-                    }
+                    };
+                    (s.cache, g)
                 })
-                .collect();
+                .unzip();
             self.recycle(caches);
             Ok(out)
         })

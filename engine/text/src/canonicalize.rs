@@ -14,6 +14,7 @@ use crate::EdcError;
 use std::collections::HashMap;
 use tessera_llm::{ChatMessage, Prompt};
 use tessera_storage::name_key;
+use tessera_storage::vector::dot;
 
 impl Pipeline<'_> {
     /// Canonicalize: each extracted relation to a schema relation (by name, by an unambiguous
@@ -268,8 +269,4 @@ struct Candidate {
     label: String,
     definition: String,
     similarity: f32,
-}
-
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

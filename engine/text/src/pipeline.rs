@@ -365,6 +365,7 @@ impl<'a> Pipeline<'a> {
             plan.stats.merge(&stats[i]);
             let mut seen = HashSet::new();
             let words = word_set(&item.body);
+            let numbers = digit_runs(&item.body);
             let mut names = Names::default();
             for (triple, res) in triples[i].iter().zip(&resolved[i]) {
                 let (relation, decision) = match res {
@@ -406,7 +407,7 @@ impl<'a> Pipeline<'a> {
                     }
                     // Dates and numbers are written back in canonical form: their digits, not
                     // their words, must come from the text.
-                    literal::Object::Literal { .. } => numbers_grounded(object_text, &item.body),
+                    literal::Object::Literal { .. } => numbers_grounded(object_text, &numbers),
                 };
                 let problem = if subject.is_empty() || object.text().is_empty() {
                     Some("empty subject or object".to_owned())
@@ -524,11 +525,10 @@ fn digit_runs(text: &str) -> Vec<String> {
 }
 
 /// Whether the numbers a typed literal states come from the text: each run of three or more
-/// digits in it occurs within a run of digits of the text. Small models fill an object with
+/// digits in it occurs within one of the text's runs of digits ([`digit_runs`]). Small models fill an object with
 /// digits (a year from the prompt's examples, a long row of zeros) that the text never wrote;
 /// shorter runs (a day, a decimal) are too common to tell anything.
-fn numbers_grounded(value: &str, text: &str) -> bool {
-    let text_runs = digit_runs(text);
+fn numbers_grounded(value: &str, text_runs: &[String]) -> bool {
     digit_runs(value)
         .iter()
         .filter(|r| r.len() >= 3)
