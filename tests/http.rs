@@ -749,3 +749,67 @@ async fn writes_from_another_sites_page_are_refused() {
     assert!(allowed.status.is_success(), "{}", allowed.text());
     assert_eq!(db.len().expect("len"), 0);
 }
+
+#[tokio::test]
+async fn a_construct_asked_for_sparql_results_gets_rdf_xml() {
+    // Debian's roqet sends its results Accept for every query form.
+    let (_, app) = server(ServerConfig::default());
+    let uri = format!(
+        "/query?query={}",
+        enc("CONSTRUCT WHERE { ?s <http://example.org/name> ?n }")
+    );
+    let reply = call(&app, get(&uri, Some("application/sparql-results+xml"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.content_type().starts_with("application/rdf+xml"));
+    assert!(reply.text().contains("Alice"), "{}", reply.text());
+    let describe = format!("/query?query={}", enc("DESCRIBE <http://example.org/a>"));
+    let reply = call(
+        &app,
+        get(&describe, Some("application/sparql-results+json")),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.content_type().starts_with("text/turtle"));
+}
+
+#[tokio::test]
+async fn the_union_default_graph_shows_named_graphs_to_queries_only_when_asked() {
+    let count = |uri: &str| {
+        format!(
+            "{uri}?query={}",
+            enc("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")
+        )
+    };
+    let (_, plain) = server(ServerConfig::default());
+    let reply = call(&plain, get(&count("/query"), Some("text/csv"))).await;
+    assert_eq!(reply.text(), "n\r\n2\r\n", "default graph only");
+
+    let (db, union) = server(ServerConfig::default().with_union_default_graph(true));
+    let reply = call(&union, get(&count("/query"), Some("text/csv"))).await;
+    assert_eq!(reply.text(), "n\r\n3\r\n", "the named graph's triple too");
+    // FROM still chooses its own dataset.
+    let from = format!(
+        "/query?query={}",
+        enc("SELECT (COUNT(*) AS ?n) FROM <http://example.org/g> WHERE { ?s ?p ?o }")
+    );
+    let reply = call(&union, get(&from, Some("text/csv"))).await;
+    assert_eq!(reply.text(), "n\r\n1\r\n");
+    // An update's WHERE matches the union; what it inserts goes to the real default graph.
+    let reply = call(
+        &union,
+        post(
+            "/update",
+            "application/sparql-update",
+            "INSERT { ?a <http://example.org/friend> ?b } WHERE { ?a <http://example.org/knows> ?b }",
+        ),
+    )
+    .await;
+    assert!(reply.status.is_success(), "{}", reply.text());
+    let written = db
+        .query("ASK { <http://example.org/a> <http://example.org/friend> <http://example.org/b> }")
+        .expect("query");
+    assert!(
+        matches!(written, tessera::sparql::QueryResults::Boolean(true)),
+        "the insert reached the default graph"
+    );
+}

@@ -31,6 +31,9 @@ pub struct UpdateRequest {
     pub using_named_graphs: Vec<NamedNode>,
     /// Cancels the evaluation when triggered (a timeout); the update then writes nothing.
     pub cancellation: Option<CancellationToken>,
+    /// `WHERE` clauses without `USING` (and without a protocol dataset) match the union of
+    /// all graphs ([`crate::Config::union_default_graph`]).
+    pub union_default_graph: bool,
 }
 
 impl UpdateRequest {
@@ -118,6 +121,12 @@ pub fn execute_update(storage: &Storage, request: &UpdateRequest) -> Result<(), 
                     .map(NamedOrBlankNode::from)
                     .collect(),
             );
+        }
+    } else if request.union_default_graph {
+        for dataset in prepared.using_datasets_mut() {
+            if dataset.is_default_dataset() {
+                dataset.set_default_graph_as_union();
+            }
         }
     }
     match storage.update(prepared) {

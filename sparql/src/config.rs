@@ -16,6 +16,11 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// Origins allowed by CORS; empty disables CORS, `*` allows any origin.
     pub cors_origins: Vec<String>,
+    /// Queries and update `WHERE` clauses without a dataset of their own (no `FROM`, `USING`
+    /// or protocol dataset) see the union of all graphs as their default graph, so text read
+    /// into named graphs answers `SELECT * { ?s ?p ?o }`. Writes still go to the real default
+    /// graph, and the Graph Store's `?default` is still the real default graph.
+    pub union_default_graph: bool,
 }
 
 impl Default for Config {
@@ -26,6 +31,7 @@ impl Default for Config {
             max_body_bytes: 128 * 1024 * 1024,
             timeout: Some(Duration::from_secs(60)),
             cors_origins: Vec::new(),
+            union_default_graph: false,
         }
     }
 }
@@ -58,6 +64,12 @@ impl Config {
     /// Never cancels queries.
     pub fn without_timeout(mut self) -> Self {
         self.timeout = None;
+        self
+    }
+
+    /// Makes the default graph of queries the union of all graphs.
+    pub fn with_union_default_graph(mut self, union: bool) -> Self {
+        self.union_default_graph = union;
         self
     }
 

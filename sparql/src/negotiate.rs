@@ -173,6 +173,31 @@ pub fn graph_format(accept: Option<&str>) -> Option<RdfFormat> {
     choose(accept, &graph_offers())
 }
 
+/// Format for the graph a CONSTRUCT or DESCRIBE returns: [`graph_format`], except that an
+/// `Accept` naming only the SPARQL results media types (`application/sparql-results+xml` or
+/// `+json`) gets a graph all the same (RDF/XML when it asks for XML results, else Turtle)
+/// rather than 406. Some clients (Debian's `roqet`) send their results `Accept` for every
+/// query form and parse whatever RDF comes back. Generic types (`text/csv`) still get 406.
+pub fn graph_format_for_query(accept: Option<&str>) -> Option<RdfFormat> {
+    if let Some(format) = graph_format(accept) {
+        return Some(format);
+    }
+    let ranges = parse_accept(accept?);
+    let results_only = !ranges.is_empty()
+        && ranges
+            .iter()
+            .all(|r| r.main == "application" && r.sub.starts_with("sparql-results+"));
+    if !results_only {
+        return None;
+    }
+    let wants_xml = ranges.iter().any(|r| r.q > 0.0 && r.sub.ends_with("xml"));
+    Some(if wants_xml {
+        RdfFormat::RdfXml
+    } else {
+        RdfFormat::Turtle
+    })
+}
+
 /// Format for a whole dataset (TriG by default).
 pub fn dataset_format(accept: Option<&str>) -> Option<RdfFormat> {
     choose(accept, &dataset_offers())
@@ -239,6 +264,32 @@ mod tests {
     fn nothing_acceptable_is_none() {
         assert_eq!(solutions_format(Some("image/png")), None);
         assert_eq!(graph_format(Some("application/sparql-results+json")), None);
+    }
+
+    #[test]
+    fn a_graph_query_asked_for_results_formats_gets_a_graph() {
+        // roqet's Accept for every query form.
+        assert_eq!(
+            graph_format_for_query(Some("application/sparql-results+xml")),
+            Some(RdfFormat::RdfXml)
+        );
+        assert_eq!(
+            graph_format_for_query(Some("application/sparql-results+json")),
+            Some(RdfFormat::Turtle)
+        );
+        assert_eq!(graph_format_for_query(Some("text/csv")), None);
+        // A graph format listed still decides; something else entirely is still 406.
+        assert_eq!(
+            graph_format_for_query(Some(
+                "application/sparql-results+xml, application/n-triples;q=0.1"
+            )),
+            Some(RdfFormat::NTriples)
+        );
+        assert_eq!(graph_format_for_query(Some("image/png")), None);
+        assert_eq!(
+            graph_format_for_query(Some("application/sparql-results+json, image/png")),
+            None
+        );
     }
 
     #[test]

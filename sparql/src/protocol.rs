@@ -311,6 +311,7 @@ async fn handle(
                 using_graphs,
                 using_named_graphs,
                 cancellation: None,
+                union_default_graph: state.config.union_default_graph,
             };
             run_update(&state, request, accept).await
         }
@@ -420,7 +421,7 @@ async fn run_query(
             })?,
         ),
         spargebra::Query::Construct { .. } | spargebra::Query::Describe { .. } => Out::Graph(
-            negotiate::graph_format(accept).ok_or_else(|| {
+            negotiate::graph_format_for_query(accept).ok_or_else(|| {
                 HttpError::NotAcceptable(
                     "no acceptable RDF format for this graph; accept text/turtle, application/n-triples, application/rdf+xml, application/ld+json, application/n-quads or application/trig".into(),
                 )
@@ -441,6 +442,8 @@ async fn run_query(
                 .map(NamedOrBlankNode::from)
                 .collect(),
         );
+    } else if state.config.union_default_graph && prepared.dataset().is_default_dataset() {
+        prepared.dataset_mut().set_default_graph_as_union();
     }
     let store = state.backend.storage().store().clone();
     let timeout = state.config.timeout;

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Allow CORS requests from this origin (repeatable; `*` for any).
     #[arg(long = "cors")]
     pub cors_origins: Vec<String>,
+    /// Queries without a dataset of their own see the union of all graphs as the default
+    /// graph (text read into named graphs then answers `SELECT * { ?s ?p ?o }`).
+    #[arg(long)]
+    pub union_default_graph: bool,
     /// The models INSERT TEXT reads with.
     #[command(flatten)]
     pub models: ModelArgs,
@@ -48,12 +52,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_mb,
         timeout_s,
         cors_origins,
+        union_default_graph,
         models,
     } = args;
     let write_token = write_token.filter(|t| !t.is_empty());
     let db = open_or_memory(location.as_deref())?.with_text_config(models.config());
     let mut config = ServerConfig::default()
         .with_read_only(read_only)
+        .with_union_default_graph(union_default_graph)
         .with_max_body_bytes(max_body_mb.saturating_mul(1024 * 1024));
     config = if timeout_s == 0 {
         config.without_timeout()
