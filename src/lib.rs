@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod metrics;
 mod stream;
 mod update;
 
@@ -13,7 +14,10 @@ pub use tessera_sparql::Config as ServerConfig;
 pub use tessera_storage::{vocab, GraphWrite, Storage};
 /// Reading text: the EDC+R pipeline, entity linking, provenance, the INSERT TEXT grammar.
 pub use tessera_text as text;
-pub use tessera_text::{Align, TextConfig, TextError, TextOptions, TextReport};
+pub use tessera_text::{
+    Align, LoadProgress, ModelStatus, ModelsInfo, ReaderMetrics, TextConfig, TextError,
+    TextOptions, TextReport,
+};
 
 /// RDF terms, formats and SPARQL results from oxigraph, re-exported so callers need no
 /// direct dependency.
@@ -177,6 +181,35 @@ impl Database {
         self.reader.config()
     }
 
+    /// Fetches (if needed) and loads the models `INSERT TEXT` reads with, now rather than on
+    /// the first text, reporting progress.
+    pub fn load_text_models(
+        &self,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<ModelsInfo, Error> {
+        Ok(self.reader.load(progress)?)
+    }
+
+    /// [`Database::load_text_models`] on a thread of its own. From the moment this returns the
+    /// database is not ready ([`Database::text_models`] says `Loading`, `/ready` answers 503)
+    /// until the load ends.
+    pub fn load_text_models_in_background(
+        &self,
+        progress: Box<dyn FnMut(LoadProgress) + Send>,
+    ) -> std::thread::JoinHandle<Result<ModelsInfo, TextError>> {
+        self.reader.load_in_background(progress)
+    }
+
+    /// Where the models `INSERT TEXT` reads with stand.
+    pub fn text_models(&self) -> ModelStatus {
+        self.reader.status()
+    }
+
+    /// Running totals of text reading since this database was opened.
+    pub fn text_metrics(&self) -> ReaderMetrics {
+        self.reader.metrics()
+    }
+
     /// Reads one text into the store (`INSERT TEXT`): extraction, canonicalization against
     /// the store's schema and one atomic commit with provenance.
     pub fn insert_text(&self, text: &str, opts: &TextOptions) -> Result<TextReport, Error> {
@@ -234,5 +267,23 @@ impl tessera_sparql::Backend for Database {
         request: &tessera_sparql::UpdateRequest,
     ) -> Result<Option<String>, tessera_sparql::UpdateError> {
         update::execute(self, request)
+    }
+
+    fn readiness(&self) -> tessera_sparql::Readiness {
+        let models = self.text_models();
+        // Lazily loaded models (a library that never asked) are loaded by the first text:
+        // only a load under way or one that failed makes the database not ready.
+        let ready = !matches!(models, ModelStatus::Loading | ModelStatus::Failed { .. });
+        tessera_sparql::Readiness {
+            ready,
+            detail: serde_json::json!({
+                "store": self.storage.location().map_or_else(|| "memory".to_owned(), |p| p.display().to_string()),
+                "models": models,
+            }),
+        }
+    }
+
+    fn write_metrics(&self, out: &mut tessera_sparql::metrics::Exposition) {
+        metrics::write(self, out);
     }
 }

@@ -813,3 +813,46 @@ async fn the_union_default_graph_shows_named_graphs_to_queries_only_when_asked()
         "the insert reached the default graph"
     );
 }
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer_and_a_server_without_text_refuses_insert_text() {
+    let db = Database::in_memory()
+        .expect("store")
+        .with_text_config(tessera::TextConfig {
+            enabled: false,
+            ..tessera::TextConfig::default()
+        });
+    let app = db.router(ServerConfig::default());
+    let health = call(&app, get("/health", None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = call(&app, get("/ready", None)).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    let detail: serde_json::Value = serde_json::from_slice(&ready.body).expect("JSON");
+    assert_eq!(detail["models"]["state"], "disabled");
+    assert_eq!(detail["ready"], true);
+
+    let refused = call(
+        &app,
+        post(
+            "/update",
+            "application/sparql-update",
+            "INSERT TEXT \"Alice knows Bob.\"",
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.text().contains("reads no text"), "{}", refused.text());
+    assert!(db.is_empty().expect("len"), "nothing written");
+
+    let metrics = call(&app, get("/metrics", None)).await;
+    assert!(metrics.content_type().starts_with("text/plain; version=0.0.4"));
+    let text = metrics.text();
+    for line in [
+        "tessera_http_requests_total{endpoint=\"/update\",method=\"POST\",status=\"503\"} 1",
+        "tessera_http_requests_total{endpoint=\"/ready\",method=\"GET\",status=\"200\"} 1",
+        "tessera_text_queue_depth 0",
+        "tessera_models_loaded 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}

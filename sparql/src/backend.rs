@@ -16,6 +16,14 @@ pub trait Backend: Send + Sync + 'static {
     fn update(&self, request: &UpdateRequest) -> Result<Option<String>, UpdateError> {
         execute_update(self.storage(), request).map(|()| None)
     }
+
+    /// Whether every kind of request can be served now (`/ready`); by default always.
+    fn readiness(&self) -> crate::Readiness {
+        crate::Readiness::default()
+    }
+
+    /// Adds the backend's own metric families to `/metrics`; by default none.
+    fn write_metrics(&self, _out: &mut crate::metrics::Exposition) {}
 }
 
 /// A SPARQL update request as the protocol delivers it.

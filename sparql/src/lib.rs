@@ -5,7 +5,9 @@
 //!   and `/sparql` (GET, POST direct, POST form; protocol datasets; a service description);
 //! - the [Graph Store HTTP Protocol](https://www.w3.org/TR/sparql11-http-rdf-update/) at
 //!   `/store` (indirect `?graph=`/`?default`) and `/store/...` (direct identification);
-//! - a small query page at `/`.
+//! - a small query page at `/`;
+//! - `/health`, `/ready` and Prometheus `/metrics` ([`metrics`]), and a log line per request
+//!   (tower-http's trace layer, at `info`).
 //!
 //! What the server does with an update is the [`Backend`]'s business, so the root crate can
 //! extend SPARQL Update (INSERT TEXT, parsed and run by `tessera-text`) without this crate
@@ -16,6 +18,8 @@ mod backend;
 mod config;
 mod error;
 mod gsp;
+mod health;
+pub mod metrics;
 pub mod negotiate;
 mod page;
 mod protocol;
@@ -25,6 +29,7 @@ mod stream;
 pub use backend::{execute_update, Backend, UpdateError, UpdateRequest};
 pub use config::Config;
 pub use error::HttpError;
+pub use health::Readiness;
 pub use stream::running_evaluations;
 
 use axum::extract::DefaultBodyLimit;
@@ -32,12 +37,15 @@ use axum::routing::{any, get};
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub backend: Arc<dyn Backend>,
     pub config: Arc<Config>,
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// Prepares a TCP listener for serving the router: every accepted connection gets
@@ -59,17 +67,27 @@ pub fn listener(
 /// Tests can drive it without a port with `tower::ServiceExt::oneshot`.
 pub fn router(backend: Arc<dyn Backend>, config: Config) -> axum::Router {
     let cors = cors_layer(&config.cors_origins);
+    let http_metrics = Arc::new(metrics::HttpMetrics::default());
     let state = AppState {
         backend,
         config: Arc::new(config),
+        http_metrics: http_metrics.clone(),
     };
     let router = axum::Router::new()
         .route("/", get(page::query_page))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .route("/query", any(protocol::query_endpoint))
         .route("/update", any(protocol::update_endpoint))
         .route("/sparql", any(protocol::sparql_endpoint))
         .route("/store", any(gsp::store_endpoint))
         .route("/store/{*path}", any(gsp::store_endpoint))
+        // Matched routes only: the series are named by route, never by a client's path.
+        .route_layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::track,
+        ))
         .fallback(|| async {
             HttpError::NotFound("no such endpoint; try /sparql, /query, /update or /store".into())
         })
@@ -80,6 +98,12 @@ pub fn router(backend: Arc<dyn Backend>, config: Config) -> axum::Router {
             RequestDecompressionLayer::new()
                 .gzip(true)
                 .pass_through_unaccepted(true),
+        )
+        // One log line per request: method, URI, status and latency.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
         );
     match cors {
         Some(cors) => router.layer(cors),

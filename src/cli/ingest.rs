@@ -21,18 +21,23 @@ pub enum AlignArg {
     SelfCanonical,
 }
 
-/// Options shared by the commands that read text.
+/// Options shared by the commands that read text (`serve`, `ingest`, `eval`).
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Language model: registry name or GGUF path.
-    #[arg(long, default_value = "qwen2.5-0.5b")]
+    /// Language model: registry name, GGUF path, or URL with its checksum
+    /// (`https://…/m.gguf#sha256=HEX`, `hf://owner/repo[@rev]/file.gguf#sha256=HEX`).
+    #[arg(long, env = "TESSERA_MODEL", default_value = "qwen2.5-0.5b")]
     pub model: String,
     /// Embedder: registry name or directory.
-    #[arg(long, default_value = "minilm")]
+    #[arg(long, env = "TESSERA_EMBEDDER", default_value = "minilm")]
     pub embedder: String,
     /// Inference threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, env = "TESSERA_THREADS")]
     pub threads: Option<usize>,
+    /// Device of the language model: cpu, cuda or cuda:N (CUDA needs a build with
+    /// `--features cuda`).
+    #[arg(long, env = "TESSERA_DEVICE", default_value = "cpu")]
+    pub device: String,
 }
 
 impl ModelArgs {
@@ -41,6 +46,7 @@ impl ModelArgs {
         let mut c = TextConfig {
             llm: self.model.clone(),
             embedder: self.embedder.clone(),
+            device: self.device.clone(),
             ..TextConfig::default()
         };
         if let Some(t) = self.threads {

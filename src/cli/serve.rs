@@ -4,10 +4,14 @@ use super::data::open_or_memory;
 use super::ingest::ModelArgs;
 use anyhow::Context as _;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tessera::{Database, ServerConfig};
+use tessera::llm::PullProgress;
+use tessera::{Database, LoadProgress, ServerConfig};
 
 /// `tessera serve`.
 #[derive(Debug, Args)]
@@ -37,7 +41,11 @@ pub struct ServeArgs {
     /// graph (text read into named graphs then answers `SELECT * { ?s ?p ?o }`).
     #[arg(long)]
     pub union_default_graph: bool,
-    /// The models INSERT TEXT reads with.
+    /// Serve SPARQL only: load no model, refuse INSERT TEXT (503).
+    #[arg(long, env = "TESSERA_NO_TEXT")]
+    pub no_text: bool,
+    /// The models INSERT TEXT reads with, loaded (and fetched if missing) at start; `/ready`
+    /// answers 200 once they are.
     #[command(flatten)]
     pub models: ModelArgs,
 }
@@ -53,10 +61,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         timeout_s,
         cors_origins,
         union_default_graph,
+        no_text,
         models,
     } = args;
     let write_token = write_token.filter(|t| !t.is_empty());
-    let db = open_or_memory(location.as_deref())?.with_text_config(models.config());
+    let mut text = models.config();
+    text.enabled = !no_text;
+    let db = open_or_memory(location.as_deref())?.with_text_config(text);
     let mut config = ServerConfig::default()
         .with_read_only(read_only)
         .with_union_default_graph(union_default_graph)
@@ -87,23 +98,117 @@ fn serve(db: Database, bind: SocketAddr, config: ServerConfig) -> anyhow::Result
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
+        // The port answers while the models load: /health at once, /ready once they are in.
+        let load = db
+            .text_config()
+            .enabled
+            .then(|| db.load_text_models_in_background(Box::new(LoadBar::default().into_fn())));
         tracing::info!(
-            "Tessera listening on http://{} (query page at /, SPARQL at /sparql, graph store at /store)",
+            "Tessera listening on http://{} (console at /, SPARQL at /sparql, graph store at /store, /ready, /metrics)",
             listener.local_addr()?
         );
+        let failed = {
+            let load_error = load_error.clone();
+            async move {
+                let Some(load) = load else {
+                    return std::future::pending().await;
+                };
+                let outcome = tokio::task::spawn_blocking(move || load.join()).await;
+                let error = match outcome {
+                    Ok(Ok(Ok(_))) => return std::future::pending().await,
+                    Ok(Ok(Err(e))) => anyhow::Error::new(e),
+                    _ => anyhow::anyhow!("the model loading thread failed"),
+                };
+                // A server asked to read text with models it cannot load stops, saying why.
+                *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+            }
+        };
         axum::serve(tessera::listener(listener), db.router(config))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown_signal() => {},
+                    () = failed => {},
+                }
+            })
             .await
             .context("the HTTP server failed")?;
         anyhow::Ok(())
     })?;
     tracing::info!("shutting down; flushing the store");
     db.flush()?;
+    if let Some(e) = load_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e);
+    }
     Ok(())
+}
+
+/// Model loading as a progress bar on a terminal, as log lines (a tenth at a time) elsewhere.
+#[derive(Default)]
+struct LoadBar {
+    bar: Option<ProgressBar>,
+    logged_tenth: u64,
+}
+
+impl LoadBar {
+    fn into_fn(mut self) -> impl FnMut(LoadProgress) + Send {
+        let terminal = std::io::stderr().is_terminal();
+        move |p| self.show(p, terminal)
+    }
+
+    fn show(&mut self, p: LoadProgress, terminal: bool) {
+        match p {
+            LoadProgress::Fetch {
+                what,
+                name,
+                progress: PullProgress::Download { done, total },
+            } => {
+                if terminal {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let b = ProgressBar::new(total);
+                        b.set_style(
+                            ProgressStyle::with_template(
+                                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        b.set_message(format!("fetching the {what} model {name}"));
+                        b
+                    });
+                    bar.set_length(total.max(done));
+                    bar.set_position(done);
+                } else if total > 0 && done * 10 / total > self.logged_tenth {
+                    self.logged_tenth = done * 10 / total;
+                    tracing::info!(model = %name, done, total, "fetching the {what} model");
+                }
+            }
+            LoadProgress::Fetch { .. } => {}
+            LoadProgress::Load { what, name } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                self.logged_tenth = 0;
+                if terminal {
+                    let b = ProgressBar::new_spinner();
+                    b.set_message(format!("loading the {what} model {name}"));
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    self.bar = Some(b);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LoadBar {
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 async fn shutdown_signal() {

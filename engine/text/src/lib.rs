@@ -35,7 +35,8 @@ pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;
 pub use pipeline::{EdcOptions, Pipeline, Plan};
 pub use reader::{
-    entity_index_path, entity_index_seq, IndexReport, Reader, TextConfig, TextOptions,
+    entity_index_path, entity_index_seq, IndexReport, LoadProgress, ModelStatus, ModelsInfo,
+    Reader, ReaderMetrics, TextConfig, TextOptions, STAGES,
 };
 pub use schema::{camel_case, definition_text, Schema};
 
@@ -135,6 +136,9 @@ pub enum ModelError {
     /// Loading the embedder.
     #[error(transparent)]
     Embedding(#[from] EmbedError),
+    /// The device asked for is not available.
+    #[error("device: {0}")]
+    Device(String),
 }
 
 /// Why reading a text (or dropping a source) failed.
@@ -180,6 +184,9 @@ pub enum TextError {
     /// nothing of it was written.
     #[error("reading was cancelled before the text was committed; nothing was written")]
     Cancelled,
+    /// This database was set up to read no text ([`TextConfig::enabled`] false).
+    #[error("this database reads no text (it was started without models, e.g. `tessera serve --no-text`)")]
+    Disabled,
     /// Too many texts are queued for the model already: try again later.
     #[error(
         "{queued} INSERT TEXT requests are already queued for the model (the cap); try again later"

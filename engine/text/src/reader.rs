@@ -40,6 +40,12 @@ pub struct TextConfig {
     pub embedder: String,
     /// Inference threads.
     pub threads: usize,
+    /// Device of the language model: `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda`
+    /// feature). The embedder runs on the CPU.
+    pub device: String,
+    /// `false`: this database reads no text; `INSERT TEXT` is refused (HTTP 503) and no model
+    /// is ever loaded.
+    pub enabled: bool,
     /// Base IRI of minted entities.
     pub entity_base: String,
     /// Base IRI of relations added by self-canonicalization.
@@ -57,6 +63,8 @@ impl Default for TextConfig {
             llm: "qwen2.5-0.5b".into(),
             embedder: "minilm".into(),
             threads: ModelOptions::default().threads,
+            device: "cpu".into(),
+            enabled: true,
             entity_base: "http://tessera.local/entity/".into(),
             relation_base: "http://tessera.local/relation/".into(),
             edc: EdcOptions::default(),
@@ -101,11 +109,103 @@ struct Models {
     embedder: Embedder,
 }
 
+/// Where the reader's models stand (served at `/ready`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Reading is off ([`TextConfig::enabled`]): no model is ever loaded.
+    Disabled,
+    /// Not loaded yet: the first text, or [`Reader::load`], loads them.
+    NotLoaded,
+    /// Being fetched or loaded.
+    Loading,
+    /// Loaded and in use.
+    Loaded(ModelsInfo),
+    /// Loading failed; the next text tries again.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The models a reader loaded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelsInfo {
+    /// The language model as configured (name, path or URL).
+    pub llm: String,
+    /// Its file.
+    pub llm_path: String,
+    /// The embedder as configured.
+    pub embedder: String,
+    /// Its directory.
+    pub embedder_path: String,
+    /// The language model's device.
+    pub device: String,
+    /// Inference threads.
+    pub threads: usize,
+    /// Seconds spent fetching and loading both.
+    pub load_seconds: f64,
+}
+
+/// Progress of [`Reader::load`]: which model (`language` or `embedding`), and how far.
+#[derive(Debug, Clone)]
+pub enum LoadProgress {
+    /// Downloading or verifying a model that is not cached yet.
+    Fetch {
+        /// `language` or `embedding`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// How far.
+        progress: tessera_llm::PullProgress,
+    },
+    /// Reading the weights into memory.
+    Load {
+        /// `language` or `embedding`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+}
+
+/// Running totals of a reader since it was made (served at `/metrics`).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ReaderMetrics {
+    /// Reading requests queued or running now.
+    pub queued: usize,
+    /// Texts committed.
+    pub texts_read: u64,
+    /// Texts that failed (nothing of them written).
+    pub texts_failed: u64,
+    /// Triples written.
+    pub triples_written: u64,
+    /// Candidate triples dropped.
+    pub triples_dropped: u64,
+    /// Model calls.
+    pub model_calls: u64,
+    /// Prompt tokens, prefix-cache hits included.
+    pub prompt_tokens: u64,
+    /// Of those, served from the prefix cache.
+    pub cached_tokens: u64,
+    /// Generated tokens.
+    pub generated_tokens: u64,
+    /// Milliseconds per stage, summed over texts: extract, define, canonicalize, refine,
+    /// commit.
+    pub stage_ms: [u64; 5],
+    /// Seconds the last model load took.
+    pub model_load_seconds: Option<f64>,
+}
+
+/// The stage names of [`ReaderMetrics::stage_ms`], in order.
+pub const STAGES: [&str; 5] = ["extract", "define", "canonicalize", "refine", "commit"];
+
 /// Reads text into a store: configuration, models loaded on first use, schema and entity
 /// indexes kept between calls. `Send + Sync`; share it behind an `Arc`.
 pub struct Reader {
     config: TextConfig,
     models: Mutex<Option<Arc<Models>>>,
+    status: Mutex<ModelStatus>,
+    metrics: Mutex<ReaderMetrics>,
     indexes: Mutex<HashMap<String, SchemaIndex>>,
     entities: Mutex<HashMap<String, EntityIndex>>,
     queued: AtomicUsize,
@@ -123,9 +223,16 @@ impl Drop for Admitted<'_> {
 impl Reader {
     /// A reader with `config`; nothing is loaded yet.
     pub fn new(config: TextConfig) -> Self {
+        let status = if config.enabled {
+            ModelStatus::NotLoaded
+        } else {
+            ModelStatus::Disabled
+        };
         Self {
             config,
             models: Mutex::new(None),
+            status: Mutex::new(status),
+            metrics: Mutex::new(ReaderMetrics::default()),
             indexes: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
@@ -147,12 +254,99 @@ impl Reader {
         &self.config
     }
 
+    /// Where the models stand.
+    pub fn status(&self) -> ModelStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Running totals since this reader was made.
+    pub fn metrics(&self) -> ReaderMetrics {
+        let mut m = *self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        m.queued = self.queued.load(Ordering::SeqCst);
+        m
+    }
+
+    fn set_status(&self, status: ModelStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    /// Fetches (if not cached) and loads the models now rather than on the first text,
+    /// reporting progress; returns what was loaded. A server calls it at start.
+    pub fn load(&self, progress: &mut dyn FnMut(LoadProgress)) -> Result<ModelsInfo, TextError> {
+        self.load_models(progress)?;
+        match self.status() {
+            ModelStatus::Loaded(info) => Ok(info),
+            _ => Err(TextError::Disabled),
+        }
+    }
+
+    /// [`Reader::load`] on a thread of its own; the status says `Loading` from the moment this
+    /// returns, so a server that starts listening next is not ready until the load ends.
+    pub fn load_in_background(
+        self: &Arc<Self>,
+        mut progress: Box<dyn FnMut(LoadProgress) + Send>,
+    ) -> std::thread::JoinHandle<Result<ModelsInfo, TextError>> {
+        if self.config.enabled {
+            self.set_status(ModelStatus::Loading);
+        }
+        let reader = self.clone();
+        std::thread::spawn(move || reader.load(&mut *progress))
+    }
+
     /// Loads the models on first use (pulling registry models that are not cached yet).
     fn models(&self) -> Result<Arc<Models>, TextError> {
+        self.load_models(&mut |_| {})
+    }
+
+    fn load_models(
+        &self,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Arc<Models>, TextError> {
+        if !self.config.enabled {
+            return Err(TextError::Disabled);
+        }
         let mut slot = self.models.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = &*slot {
             return Ok(m.clone());
         }
+        self.set_status(ModelStatus::Loading);
+        let started = std::time::Instant::now();
+        match self.load_now(progress) {
+            Ok((m, mut info)) => {
+                let m = Arc::new(m);
+                *slot = Some(m.clone());
+                info.load_seconds = started.elapsed().as_secs_f64();
+                self.metrics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .model_load_seconds = Some(info.load_seconds);
+                tracing::info!(
+                    llm = %info.llm,
+                    embedder = %info.embedder,
+                    device = %info.device,
+                    threads = info.threads,
+                    seconds = format_args!("{:.1}", info.load_seconds),
+                    "models loaded"
+                );
+                self.set_status(ModelStatus::Loaded(info));
+                Ok(m)
+            }
+            Err(e) => {
+                self.set_status(ModelStatus::Failed {
+                    error: e.to_string(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn load_now(
+        &self,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<(Models, ModelsInfo), TextError> {
         let failed = |what: &'static str, name: &str| {
             let name = name.to_owned();
             move |e: ModelError| TextError::Model {
@@ -162,27 +356,50 @@ impl Reader {
             }
         };
         let cache = ModelCache::default();
-        let resolve = |what: &'static str, name: &str| -> Result<PathBuf, TextError> {
-            cache
-                .resolve_or_pull(name, &mut |_| {})
-                .map_err(|e| failed(what, name)(e.into()))
+        let mut resolve = |what: &'static str, name: &str| -> Result<PathBuf, TextError> {
+            let path = cache
+                .resolve_or_pull(name, &mut |p| {
+                    progress(LoadProgress::Fetch {
+                        what,
+                        name: name.to_owned(),
+                        progress: p,
+                    })
+                })
+                .map_err(|e| failed(what, name)(e.into()))?;
+            progress(LoadProgress::Load {
+                what,
+                name: name.to_owned(),
+            });
+            Ok(path)
         };
         let llm_path = resolve("language", &self.config.llm)?;
+        let (backend, ordinal) = tessera_llm::Backend::parse(&self.config.device)
+            .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
+        let device = backend
+            .device(ordinal)
+            .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
+        tracing::info!(llm = %llm_path.display(), device = %self.config.device, "loading the language model");
+        let mut options = ModelOptions {
+            threads: self.config.threads,
+            ..ModelOptions::default()
+        };
+        options.load.device = device;
+        let llm = LanguageModel::load(&llm_path, &options)
+            .map_err(|e| failed("language", &self.config.llm)(e.into()))?;
         let emb_path = resolve("embedding", &self.config.embedder)?;
-        tracing::info!(llm = %llm_path.display(), embedder = %emb_path.display(), "loading models");
-        let llm = LanguageModel::load(
-            &llm_path,
-            &ModelOptions {
-                threads: self.config.threads,
-                ..ModelOptions::default()
-            },
-        )
-        .map_err(|e| failed("language", &self.config.llm)(e.into()))?;
+        tracing::info!(embedder = %emb_path.display(), "loading the embedder");
         let embedder = Embedder::load(&emb_path)
             .map_err(|e| failed("embedding", &self.config.embedder)(e.into()))?;
-        let m = Arc::new(Models { llm, embedder });
-        *slot = Some(m.clone());
-        Ok(m)
+        let info = ModelsInfo {
+            llm: self.config.llm.clone(),
+            llm_path: llm_path.display().to_string(),
+            embedder: self.config.embedder.clone(),
+            embedder_path: emb_path.display().to_string(),
+            device: self.config.device.clone(),
+            threads: self.config.threads,
+            load_seconds: 0.0,
+        };
+        Ok((Models { llm, embedder }, info))
     }
 
     fn schema_index<'a>(
@@ -313,6 +530,7 @@ impl Reader {
                 } else {
                     commit(storage, &self.config, texts[i], plan, &links, opts, &prov)
                 };
+                self.count(&result);
                 if let Ok(report) = &result {
                     grew_schema |= !report.relations_added.is_empty();
                     // The labels this commit wrote join the index (embedded now, once).
@@ -340,6 +558,32 @@ impl Reader {
             .into_iter()
             .map(|r| r.unwrap_or(Err(InputError::Empty.into())))
             .collect())
+    }
+
+    fn count(&self, result: &Result<TextReport, TextError>) {
+        let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(r) = result else {
+            m.texts_failed += 1;
+            return;
+        };
+        let n = |x: usize| x as u64;
+        m.texts_read += 1;
+        m.triples_written += n(r.triples.len());
+        m.triples_dropped += n(r.dropped.len());
+        m.model_calls += n(r.stats.model_calls);
+        m.prompt_tokens += n(r.stats.prompt_tokens);
+        m.cached_tokens += n(r.stats.cached_tokens);
+        m.generated_tokens += n(r.stats.generated_tokens);
+        let s = &r.stats;
+        for (total, ms) in m.stage_ms.iter_mut().zip([
+            s.extract_ms,
+            s.define_ms,
+            s.canonicalize_ms,
+            s.refine_ms,
+            s.commit_ms,
+        ]) {
+            *total += ms;
+        }
     }
 
     /// Builds, or brings up to date, the indexes INSERT TEXT reads for a target graph: its
