@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the build needs on Debian/Ubuntu if it is missing: libclang for RocksDB's
-# bindings (oxrocksdb-sys runs bindgen; without it the build fails after compiling RocksDB).
+# Installs what the build and the tests need on Debian/Ubuntu if it is missing: libclang for
+# RocksDB's bindings (oxrocksdb-sys runs bindgen; without it the build fails after compiling
+# RocksDB), and Chromium for the console's browser test (tests/console).
 set -euo pipefail
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
-if command -v dpkg >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
-  echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
+missing=()
+if command -v dpkg >/dev/null; then
+  dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (RocksDB's bindings; the console's browser test)" >&2
   sudo_if() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   sudo_if apt-get update -q
-  sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libclang-dev
+  sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -2,7 +2,8 @@
 # The test command (CI runs exactly this): formatting, lints, the Rust tests (unit, HTTP,
 # W3C SPARQL 1.1 query/update suites over HTTP, CLI, doctests), then the W3C protocol,
 # service-description and graph-store manifests with the independent rdf-test-suite runner
-# and the real-client checks (rdflib, SPARQLWrapper, Comunica) against a live server.
+# and the real-client checks (rdflib, SPARQLWrapper, Comunica, Prometheus's parser) against a
+# live server, and the console in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -21,4 +22,6 @@ echo "== W3C protocol / service description / graph store manifests (rdf-test-su
 tests/protocol-suite/run.sh "$target/debug/tessera"
 echo "== real clients (rdflib, SPARQLWrapper, Comunica)"
 tests/clients/run.sh "$target/debug/tessera"
+echo "== console in headless Chromium (read a text, table, graph, query, schema, drop source)"
+tests/console/run.sh "$target/debug/tessera"
 echo "== all checks passed"

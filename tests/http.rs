@@ -841,11 +841,17 @@ async fn health_ready_and_metrics_answer_and_a_server_without_text_refuses_inser
     )
     .await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refused.text().contains("reads no text"), "{}", refused.text());
+    assert!(
+        refused.text().contains("reads no text"),
+        "{}",
+        refused.text()
+    );
     assert!(db.is_empty().expect("len"), "nothing written");
 
     let metrics = call(&app, get("/metrics", None)).await;
-    assert!(metrics.content_type().starts_with("text/plain; version=0.0.4"));
+    assert!(metrics
+        .content_type()
+        .starts_with("text/plain; version=0.0.4"));
     let text = metrics.text();
     for line in [
         "tessera_http_requests_total{endpoint=\"/update\",method=\"POST\",status=\"503\"} 1",
@@ -855,4 +861,45 @@ async fn health_ready_and_metrics_answer_and_a_server_without_text_refuses_inser
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn the_console_and_every_file_it_loads_are_served_relative_and_nested() {
+    let (_, app) = server(ServerConfig::default());
+    // Nested under a prefix, as an application would mount it.
+    let nested = axum::Router::new().nest("/db", app.clone());
+    // The page opened as /db sets its base to /db/ before loading anything.
+    for (router, prefix, page) in [(&app, "", "/"), (&nested, "/db", "/db")] {
+        let page = call(router, get(page, None)).await;
+        assert_eq!(page.status, StatusCode::OK, "{prefix}");
+        let html = page.text();
+        let mut files = 0;
+        for attribute in ["src=\"", "href=\""] {
+            for rest in html.split(attribute).skip(1) {
+                let url = rest.split('"').next().unwrap_or_default();
+                if url.starts_with("data:") {
+                    continue;
+                }
+                assert!(
+                    !url.starts_with('/') && !url.contains("://"),
+                    "{url} must be relative and local"
+                );
+                let file = call(router, get(&format!("{prefix}/{url}"), None)).await;
+                assert_eq!(file.status, StatusCode::OK, "{prefix}/{url}");
+                let expected = if url.ends_with(".js") {
+                    "text/javascript"
+                } else {
+                    "text/css"
+                };
+                assert!(file.content_type().starts_with(expected), "{url}");
+                assert!(!file.body.is_empty());
+                files += 1;
+            }
+        }
+        assert_eq!(files, 6, "four scripts and two style sheets");
+    }
+    let missing = call(&app, get("/assets/nope.js", None)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let licence = call(&app, get("/assets/vendor/cytoscape/LICENSE", None)).await;
+    assert!(licence.text().contains("Permission is hereby granted"));
 }

@@ -5,7 +5,7 @@
 //!   and `/sparql` (GET, POST direct, POST form; protocol datasets; a service description);
 //! - the [Graph Store HTTP Protocol](https://www.w3.org/TR/sparql11-http-rdf-update/) at
 //!   `/store` (indirect `?graph=`/`?default`) and `/store/...` (direct identification);
-//! - a small query page at `/`;
+//! - the console at `/` (its files under `/assets/`, all compiled in);
 //! - `/health`, `/ready` and Prometheus `/metrics` ([`metrics`]), and a log line per request
 //!   (tower-http's trace layer, at `info`).
 //!
@@ -37,7 +37,7 @@ use axum::routing::{any, get};
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 /// Shared state of the HTTP handlers.
@@ -74,7 +74,8 @@ pub fn router(backend: Arc<dyn Backend>, config: Config) -> axum::Router {
         http_metrics: http_metrics.clone(),
     };
     let router = axum::Router::new()
-        .route("/", get(page::query_page))
+        .route("/", get(page::console))
+        .route("/assets/{*path}", get(page::asset))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
@@ -103,7 +104,10 @@ pub fn router(backend: Arc<dyn Backend>, config: Config) -> axum::Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // A 5xx is already in the response line (a 503 while models load is normal);
+                // the handlers log real failures themselves.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         );
     match cors {
         Some(cors) => router.layer(cors),

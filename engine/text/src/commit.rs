@@ -30,6 +30,9 @@ pub struct TextReport {
     /// The same triples as names: the entity's name as the text gave it, the relation's
     /// label, the literal's value.
     pub facts: Vec<[String; 3]>,
+    /// For each written triple, the sentence of the text that stated it (the sentence of its
+    /// chunk that names the most of its subject and object).
+    pub sentences: Vec<String>,
     /// Triples not written and why.
     pub dropped: Vec<DroppedTriple>,
     /// Relations added to the schema.
@@ -59,6 +62,8 @@ pub struct DroppedTriple {
     pub triple: [String; 3],
     /// Why it was dropped.
     pub reason: String,
+    /// The sentence it was read from.
+    pub sentence: String,
 }
 
 /// Counters of a report.
@@ -88,6 +93,45 @@ pub struct ReportStats {
     pub relations_by_similarity: usize,
     /// See `relations_by_name`.
     pub relations_by_model: usize,
+}
+
+/// The sentence of `chunk` that names the most words of `subject` and `object` (the first of
+/// equals); the whole chunk when it has one sentence.
+pub(crate) fn stating_sentence(chunk: &str, subject: &str, object: &str) -> String {
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() > 1 || w.chars().all(|c| c.is_ascii_digit()))
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let wanted: Vec<String> = words(subject).into_iter().chain(words(object)).collect();
+    let mut best = ("", 0usize);
+    let mut start = 0;
+    let bytes = chunk.as_bytes();
+    let mut ends: Vec<usize> = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        let at_end = i + 1 == bytes.len() || bytes[i + 1].is_ascii_whitespace();
+        if (matches!(b, b'.' | b'!' | b'?') && at_end) || b == b'\n' {
+            ends.push(i + 1);
+        }
+    }
+    ends.push(chunk.len());
+    for end in ends {
+        if end <= start {
+            continue;
+        }
+        let sentence = chunk[start..end].trim();
+        start = end;
+        if sentence.is_empty() {
+            continue;
+        }
+        let have = words(sentence);
+        let score = wanted.iter().filter(|w| have.contains(w)).count();
+        if score > best.1 || best.0.is_empty() {
+            best = (sentence, score);
+        }
+    }
+    best.0.to_owned()
 }
 
 fn ms(d: Duration) -> u64 {
@@ -181,12 +225,16 @@ pub(crate) fn commit(
         source: source.as_str().to_owned(),
         triples: Vec::new(),
         facts: Vec::new(),
+        sentences: Vec::new(),
         dropped: plan
             .dropped
             .iter()
             .map(|d| DroppedTriple {
                 triple: d.triple.clone(),
                 reason: d.reason.clone(),
+                sentence: plan.chunks.get(d.chunk).map_or_else(String::new, |c| {
+                    stating_sentence(&c.text, &d.triple[0], &d.triple[2])
+                }),
             })
             .collect(),
         relations_added: Vec::new(),
@@ -312,6 +360,11 @@ pub(crate) fn commit(
                 predicate.to_string(),
                 object.to_string(),
             ]);
+            report
+                .sentences
+                .push(plan.chunks.get(t.chunk).map_or_else(String::new, |c| {
+                    stating_sentence(&c.text, &t.extracted[0], &t.extracted[2])
+                }));
             report.facts.push([
                 t.subject.clone(),
                 match &t.relation {
@@ -591,6 +644,27 @@ fn resolve_entity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stating_sentence_is_the_one_naming_both_ends() {
+        let chunk = "Ingrid Solberg is a glaciologist. She works for the Norwegian Polar \
+                     Institute in Tromsø.\nTomás Herrera was born in Valparaíso in 1980!";
+        assert_eq!(
+            stating_sentence(chunk, "Tomás Herrera", "1980"),
+            "Tomás Herrera was born in Valparaíso in 1980!"
+        );
+        assert_eq!(
+            stating_sentence(chunk, "Norwegian Polar Institute", "Tromsø"),
+            "She works for the Norwegian Polar Institute in Tromsø."
+        );
+        // Nothing named: the first sentence; one sentence: itself.
+        assert_eq!(
+            stating_sentence(chunk, "Zed", "Qux"),
+            "Ingrid Solberg is a glaciologist."
+        );
+        assert_eq!(stating_sentence("No stop", "a", "b"), "No stop");
+        assert_eq!(stating_sentence("", "a", "b"), "");
+    }
 
     #[test]
     fn entity_iris_round_trip() {
