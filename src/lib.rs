@@ -250,7 +250,7 @@ impl Database {
         Ok(self.reader.index(&self.storage, graph, schema, progress)?)
     }
 
-    /// The HTTP service of this database (SPARQL Protocol, Graph Store Protocol, query page)
+    /// The HTTP service of this database (SPARQL Protocol, Graph Store Protocol, console, health and metrics)
     /// as an axum router, to serve alone or nest in an application.
     pub fn router(&self, config: ServerConfig) -> axum::Router {
         tessera_sparql::router(Arc::new(self.clone()), config)

@@ -33,7 +33,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve SPARQL 1.1 (Protocol, Graph Store Protocol, query page) over HTTP.
+    /// Serve SPARQL 1.1 (Protocol, Graph Store Protocol, console, /ready, /metrics) over HTTP.
     Serve(cli::serve::ServeArgs),
     /// Run a SPARQL query and print the results.
     Query {
