@@ -39,7 +39,7 @@ timed_load() { # name command...
 timed_load tessera "$tessera" load --location "$work/tessera" --file "$work/data.nt"
 timed_load oxigraph "$oxigraph" load --location "$work/oxigraph" --file "$work/data.nt"
 
-RUST_LOG=warn "$tessera" serve --location "$work/tessera" --bind 127.0.0.1:7901 --timeout-s 0 & pids+=($!)
+RUST_LOG=warn "$tessera" serve --no-text --location "$work/tessera" --bind 127.0.0.1:7901 --timeout-s 0 & pids+=($!)
 "$oxigraph" serve --location "$work/oxigraph" --bind 127.0.0.1:7902 >/dev/null 2>&1 & pids+=($!)
 for port in 7901 7902; do
   for _ in $(seq 300); do curl -fs -o /dev/null "http://127.0.0.1:$port/query?query=ASK%7B%7D" && break; sleep 0.1; done

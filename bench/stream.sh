@@ -37,7 +37,7 @@ measure() { # name port pid
   echo ",\"rss_before_kib\":$before,\"rss_peak_kib\":$(cat "$rss_file" 2>/dev/null || echo "$before")}"
 }
 
-RUST_LOG=warn "$tessera" serve --location "$work/tessera" --bind 127.0.0.1:7911 --timeout-s 0 & pids+=($!)
+RUST_LOG=warn "$tessera" serve --no-text --location "$work/tessera" --bind 127.0.0.1:7911 --timeout-s 0 & pids+=($!)
 tpid=$!
 for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:7911/ && break; sleep 0.1; done
 measure tessera 7911 "$tpid"
