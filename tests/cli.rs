@@ -320,3 +320,50 @@ fn model_errors_are_one_line() {
     );
     std::fs::remove_file(&junk).expect("remove");
 }
+
+#[test]
+fn bench_ingest_reports_tokens_per_text_and_the_floor_they_imply() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let texts = root.join("examples/data/sample-texts.txt");
+    let schema = root.join("examples/data/sample-schema.ttl");
+    let output = tessera(&[
+        "bench",
+        "ingest",
+        texts.to_str().expect("utf-8"),
+        "--schema",
+        schema.to_str().expect("utf-8"),
+        "--limit",
+        "2",
+        "--model",
+        "smollm2",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout(&output).trim()).expect("one JSON line");
+    assert_eq!(r["texts"], 2);
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    assert!(f("texts_per_s") > 0.0, "{r}");
+    assert!(f("uncached_prompt_tokens_per_text") > 0.0, "{r}");
+    assert!(f("generated_tokens_per_text") > 0.0, "{r}");
+    // SmolLM2-135M: about 135 million weights in its matrix products (the output tied).
+    let params = f("matmul_params");
+    assert!((1.0e8..1.6e8).contains(&params), "{r}");
+    let tokens = f("uncached_prompt_tokens_per_text") + f("generated_tokens_per_text");
+    assert!(
+        (f("gflop_per_text") - 2.0 * params * tokens / 1e9).abs() < 1e-6,
+        "{r}"
+    );
+    if r["int8_peak_gops"].is_number() {
+        // Nothing reads faster than the floor of its own token budget.
+        assert!(
+            f("share_of_floor") > 0.0 && f("share_of_floor") < 1.0,
+            "{r}"
+        );
+    }
+}

@@ -131,6 +131,9 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Reading speed end to end on a file of texts (one per line): texts/s, model tokens per
+    /// text, time per stage, and the floor those tokens imply at this machine's int8 peak.
+    Ingest(super::bench_ingest::BenchIngestArgs),
     /// A greedy continuation, token by token with the gap between the two best logits, as
     /// one JSON line: for comparing devices on the same weights.
     Greedy {
@@ -633,6 +636,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 })
             )?;
         }
+        BenchCommand::Ingest(args) => super::bench_ingest::run(args)?,
         BenchCommand::Read {
             run:
                 ModelArgs {

@@ -395,3 +395,47 @@ pub fn prefix(
         warm: warm / requests as u32,
     })
 }
+
+/// Weights a token passes through in matrix products: every two-dimensional tensor but the
+/// token embedding (a row lookup), which counts once when it doubles as the output matrix.
+/// A token costs about two operations (a multiply and an add) per such weight.
+pub fn matmul_params(path: &std::path::Path) -> Result<u64, crate::gguf::GgufError> {
+    let file = GgufFile::open_layout(path)?;
+    let infos = &file.content().tensor_infos;
+    let mut params: u64 = 0;
+    for (name, info) in infos {
+        let dims = info.shape.dims();
+        if dims.len() != 2 || name == "token_embd.weight" {
+            continue;
+        }
+        params += dims.iter().map(|&d| d as u64).product::<u64>();
+    }
+    if !infos.contains_key("output.weight") {
+        if let Some(e) = infos.get("token_embd.weight") {
+            params += e.shape.dims().iter().map(|&d| d as u64).product::<u64>();
+        }
+    }
+    Ok(params)
+}
+
+/// The machine's int8 dot-product peak on `threads` threads at once, in operations per
+/// second (`tessera_kernels::peak`, the instruction the matrix kernels are built on), measured
+/// for about `seconds`; `None` where this CPU has no such loop.
+pub fn int8_peak(threads: usize, seconds: f64) -> Option<f64> {
+    use tessera_kernels::matmul::Isa;
+    use tessera_kernels::peak::spin;
+    let isa = Isa::detect();
+    // Calibrate one thread, then run every thread for about `seconds`.
+    let t0 = Instant::now();
+    spin(isa, 100_000)?;
+    let per_iter = t0.elapsed().as_secs_f64() / 100_000.0;
+    let iters = ((seconds / per_iter.max(1e-12)) as u64).max(1_000);
+    let t0 = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| s.spawn(move || spin(isa, iters).unwrap_or(0)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    Some(total as f64 / t0.elapsed().as_secs_f64())
+}
