@@ -1,6 +1,8 @@
 //! Define: one sentence per extracted relation that is not already a schema relation, all
 //! relations of a chunk in one call whose grammar requires every name (none can be
-//! forgotten). Entry point: [`Pipeline::define`]; its output is [`Definitions`].
+//! forgotten). Entry point: [`Pipeline::define`]; its output is [`Definitions`]. A relation
+//! phrase defined once is not defined again: the reader keeps a [`DefinitionCache`] across
+//! texts, and a chunk whose phrases are all in it makes no model call.
 
 use crate::pipeline::{Item, Pipeline, Stats, MAX_DEFINITION_CHARS};
 use crate::prompts;
@@ -12,6 +14,50 @@ use tessera_llm::{Constraint, GenerateOptions, Prompt};
 
 /// Definitions per chunk: relation name as extracted -> its definition.
 pub type Definitions = Vec<HashMap<String, String>>;
+
+/// Definitions of relation phrases already written by the model, shared across texts (keyed
+/// by the phrase with case, spaces and punctuation ignored). Bounded: past
+/// [`DefinitionCache::CAPACITY`] phrases it takes no more.
+#[derive(Debug, Default)]
+pub struct DefinitionCache {
+    map: std::sync::Mutex<HashMap<String, String>>,
+}
+
+impl DefinitionCache {
+    /// Most phrases kept.
+    pub const CAPACITY: usize = 100_000;
+
+    fn key(phrase: &str) -> String {
+        tessera_storage::name_key(phrase)
+    }
+
+    /// The definition of `phrase`, if one was written before.
+    pub fn get(&self, phrase: &str) -> Option<String> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&Self::key(phrase))
+            .cloned()
+    }
+
+    /// Remembers the definition of `phrase`.
+    pub fn insert(&self, phrase: &str, definition: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() < Self::CAPACITY {
+            map.insert(Self::key(phrase), definition.to_owned());
+        }
+    }
+
+    /// Phrases held.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether it holds no phrase.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 impl Pipeline<'_> {
     /// Define: one sentence per relation that needs one (its name is not a schema
@@ -29,8 +75,14 @@ impl Pipeline<'_> {
         for (i, item) in items.iter().enumerate() {
             let mut names: Vec<String> = Vec::new();
             for t in &triples[i] {
-                if schema.by_name(&t[1]).is_none() && !names.contains(&t[1]) {
-                    names.push(t[1].clone());
+                if schema.by_name(&t[1]).is_some() || names.contains(&t[1]) {
+                    continue;
+                }
+                match self.definitions.and_then(|c| c.get(&t[1])) {
+                    Some(known) => {
+                        out[i].insert(t[1].clone(), known);
+                    }
+                    None => names.push(t[1].clone()),
                 }
             }
             if names.is_empty() {
@@ -80,7 +132,14 @@ impl Pipeline<'_> {
         }
         for ((i, _, _), g) in todo.iter().zip(gens) {
             stats[*i].add_generation(&g);
-            out[*i] = serde_json::from_str(&g.text).unwrap_or_default();
+            let written: HashMap<String, String> =
+                serde_json::from_str(&g.text).unwrap_or_default();
+            for (name, definition) in written {
+                if let Some(cache) = self.definitions {
+                    cache.insert(&name, &definition);
+                }
+                out[*i].insert(name, definition);
+            }
         }
         Ok(out)
     }

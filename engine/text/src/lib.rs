@@ -29,7 +29,7 @@ mod refine;
 pub mod schema;
 
 pub use commit::{entity_iri, entity_label, DroppedTriple, ReportStats, TextReport};
-pub use define::Definitions;
+pub use define::{DefinitionCache, Definitions};
 pub use model::{TextEmbedder, TextModel};
 pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;

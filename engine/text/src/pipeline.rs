@@ -250,6 +250,7 @@ pub struct Pipeline<'a> {
     pub(crate) model: &'a dyn TextModel,
     pub(crate) embedder: &'a dyn TextEmbedder,
     pub(crate) opts: EdcOptions,
+    pub(crate) definitions: Option<&'a crate::define::DefinitionCache>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -259,7 +260,15 @@ impl<'a> Pipeline<'a> {
             model,
             embedder,
             opts,
+            definitions: None,
         }
+    }
+
+    /// Reuses definitions of relation phrases written for earlier texts (and keeps the new
+    /// ones there): a phrase is defined once per cache, not once per chunk.
+    pub fn with_definition_cache(mut self, cache: &'a crate::define::DefinitionCache) -> Self {
+        self.definitions = Some(cache);
+        self
     }
 
     /// The options in use.

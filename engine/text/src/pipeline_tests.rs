@@ -470,3 +470,53 @@ fn typed_literals_need_their_digits_in_the_text() {
         assert!(!numbers_grounded(bad, &runs), "{bad}");
     }
 }
+
+#[test]
+fn a_relation_phrase_is_defined_once_per_definition_cache() {
+    let model = fake(
+        vec![
+            ("Ada", r#"[["Ada","site","Lyon"],["Ada","likes","tea"]]"#),
+            ("Bob", r#"[["Bob","Site","Paris"]]"#),
+        ],
+        0,
+    );
+    let schema = schema();
+    let cache = crate::define::DefinitionCache::default();
+    let opts = EdcOptions {
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let define_calls = |model: &ScriptedFakeModel| {
+        model
+            .constraints
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.contains("\"required\"") && g.contains("\"minLength\":8"))
+            .count()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts.clone()).with_definition_cache(&cache);
+    let first = p
+        .run(
+            &["Ada is at the site in Lyon and likes tea."],
+            &Schema::new(&schema),
+        )
+        .unwrap();
+    assert_eq!(define_calls(&model), 1);
+    assert_eq!(cache.len(), 2, "site and likes");
+    // "Site" is the same phrase: its definition comes from the cache, no define call, and it
+    // resolves as before.
+    let second = p
+        .run(&["Bob is at the site in Paris."], &Schema::new(&schema))
+        .unwrap();
+    assert_eq!(define_calls(&model), 1, "no second define call");
+    assert_eq!(relation(&first[0].triples[0]), "location");
+    assert_eq!(relation(&second[0].triples[0]), "location");
+    assert_eq!(second[0].triples[0].decision, Decision::Similarity);
+    // Without the cache the phrase is defined again.
+    let uncached = Pipeline::new(&model, &KeywordEmbedder, opts);
+    uncached
+        .run(&["Bob is at the site in Paris."], &Schema::new(&schema))
+        .unwrap();
+    assert_eq!(define_calls(&model), 2);
+}

@@ -206,6 +206,7 @@ pub struct Reader {
     models: Mutex<Option<Arc<Models>>>,
     status: Mutex<ModelStatus>,
     metrics: Mutex<ReaderMetrics>,
+    definitions: crate::define::DefinitionCache,
     indexes: Mutex<HashMap<String, SchemaIndex>>,
     entities: Mutex<HashMap<String, EntityIndex>>,
     queued: AtomicUsize,
@@ -233,6 +234,7 @@ impl Reader {
             models: Mutex::new(None),
             status: Mutex::new(status),
             metrics: Mutex::new(ReaderMetrics::default()),
+            definitions: crate::define::DefinitionCache::default(),
             indexes: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
@@ -492,7 +494,8 @@ impl Reader {
                 cancel: opts.cancel.clone(),
                 ..self.config.edc.clone()
             };
-            let pipeline = Pipeline::new(&models.llm, &models.embedder, edc_opts);
+            let pipeline = Pipeline::new(&models.llm, &models.embedder, edc_opts)
+                .with_definition_cache(&self.definitions);
             let batch: Vec<&str> = good.iter().map(|&i| texts[i]).collect();
             let plans = pipeline.run(&batch, &schema)?;
             let fingerprint = schema.fingerprint().to_owned();
