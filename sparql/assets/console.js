@@ -467,7 +467,6 @@ $('sources-list').addEventListener('click', async (ev) => {
   try {
     const report = await runUpdate('DROP SOURCE <' + src + '>');
     const op = report.operations[0];
-    setStatus($('sources-status'), 'dropped ' + src + ': ' + op.triples_removed + ' triples removed');
     await loadSources();
     setStatus($('sources-status'), 'dropped ' + src + ': ' + op.triples_removed + ' triples removed');
   } catch (e) {

@@ -65,12 +65,7 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         let g = GraphName::NamedNode(schema_graph.clone());
         if path.extension().is_some_and(|e| e == "csv") {
             let quads = super::ingest::schema_quads(path, &g, "http://tessera.local/relation/")?;
-            db.storage().write(|tx| -> Result<(), tessera::Error> {
-                for q in &quads {
-                    tx.insert(q);
-                }
-                Ok(())
-            })?;
+            super::ingest::write_quads(&db, &quads)?;
         } else {
             let format = super::data::format_of_path(path)
                 .with_context(|| format!("{}: unknown RDF format", path.display()))?;

@@ -241,6 +241,17 @@ pub fn schema_quads(path: &Path, graph: &GraphName, base: &str) -> anyhow::Resul
         .with_context(|| format!("reading the schema CSV {}", path.display()))
 }
 
+/// Writes `quads` in one transaction.
+pub fn write_quads(db: &Database, quads: &[Quad]) -> anyhow::Result<()> {
+    db.storage().write(|tx| {
+        for q in quads {
+            tx.insert(q);
+        }
+        Ok::<_, tessera::Error>(())
+    })?;
+    Ok(())
+}
+
 /// Runs `tessera schema ...`.
 pub fn schema(cmd: SchemaCommand) -> anyhow::Result<()> {
     match cmd {
@@ -257,12 +268,7 @@ pub fn schema(cmd: SchemaCommand) -> anyhow::Result<()> {
             let quads = schema_quads(&file, &g, &base)?;
             let db = Database::open(&location)?;
             let n = quads.len();
-            db.storage().write(|tx| {
-                for q in &quads {
-                    tx.insert(q);
-                }
-                Ok::<_, tessera::Error>(())
-            })?;
+            write_quads(&db, &quads)?;
             db.flush()?;
             writeln!(
                 std::io::stdout().lock(),

@@ -186,7 +186,8 @@ pub fn model_path(name_or_path: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn show_progress(bar: &mut Option<ProgressBar>, name: &str, p: PullProgress) {
+/// A model download as a byte bar (a total of 0, not known, follows the bytes).
+pub(crate) fn show_progress(bar: &mut Option<ProgressBar>, name: &str, p: PullProgress) {
     let b = bar.get_or_insert_with(|| {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -200,8 +201,8 @@ fn show_progress(bar: &mut Option<ProgressBar>, name: &str, p: PullProgress) {
     });
     match p {
         PullProgress::Download { done, total } => {
-            b.set_length(total);
-            b.set_position(done.min(total));
+            b.set_length(total.max(done));
+            b.set_position(done);
         }
         PullProgress::Verify => b.set_message(format!("verifying {name}")),
     }

@@ -4,7 +4,7 @@ use super::data::open_or_memory;
 use super::ingest::ModelArgs;
 use anyhow::Context as _;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -162,26 +162,19 @@ impl LoadBar {
 
     fn show(&mut self, p: LoadProgress, terminal: bool) {
         match p {
+            LoadProgress::Fetch { name, progress, .. } if terminal => {
+                // The previous model's loading spinner gives way to this one's byte bar.
+                if let Some(spinner) = self.bar.take_if(|b| b.length().is_none()) {
+                    spinner.finish_and_clear();
+                }
+                super::llm::show_progress(&mut self.bar, &name, progress);
+            }
             LoadProgress::Fetch {
                 what,
                 name,
                 progress: PullProgress::Download { done, total },
             } => {
-                if terminal {
-                    let bar = self.bar.get_or_insert_with(|| {
-                        let b = ProgressBar::new(total);
-                        b.set_style(
-                            ProgressStyle::with_template(
-                                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                            )
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                        );
-                        b.set_message(format!("fetching the {what} model {name}"));
-                        b
-                    });
-                    bar.set_length(total.max(done));
-                    bar.set_position(done);
-                } else if total > 0 && done * 10 / total > self.logged_tenth {
+                if total > 0 && done * 10 / total > self.logged_tenth {
                     self.logged_tenth = done * 10 / total;
                     tracing::info!(model = %name, done, total, "fetching the {what} model");
                 }

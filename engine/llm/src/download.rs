@@ -11,15 +11,13 @@
 //!   (default `https://huggingface.co`), with `$HF_TOKEN` as a bearer token when set.
 
 use crate::registry::{
-    io, sha256_hex, Cleanup, ModelCache, PullProgress, RegistryError, CACHE_FORMAT,
+    io, sha256_hex, Cleanup, ModelCache, PullProgress, RegistryError, CACHE_FORMAT, MANIFEST,
 };
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
-
-const MANIFEST: &str = "tessera-model.json";
 
 /// A model file to fetch: where from, what it is called, and its checksum.
 #[derive(Debug, Clone, PartialEq, Eq)]

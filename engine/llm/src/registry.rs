@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Version of the cache layout; a manifest with another version is pulled again.
 pub const CACHE_FORMAT: u32 = 1;
-const MANIFEST: &str = "tessera-model.json";
+pub(crate) const MANIFEST: &str = "tessera-model.json";
 
 /// What can go wrong finding or fetching a model.
 #[derive(Debug, thiserror::Error)]

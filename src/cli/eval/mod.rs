@@ -156,12 +156,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let g = GraphName::NamedNode(schema.clone());
     let quads =
         tessera::text::schema::relation_quads(&data.schema, &g, "http://tessera.local/relation/")?;
-    db.storage().write(|tx| {
-        for q in &quads {
-            tx.insert(q);
-        }
-        Ok::<_, tessera::Error>(())
-    })?;
+    crate::cli::ingest::write_quads(&db, &quads)?;
     let opts = TextOptions {
         graph: Some(NamedNode::new("urn:tessera:eval:facts")?),
         schema: Some(schema),
