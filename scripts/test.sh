@@ -3,7 +3,8 @@
 # W3C SPARQL 1.1 query/update suites over HTTP, CLI, doctests), then the W3C protocol,
 # service-description and graph-store manifests with the independent rdf-test-suite runner
 # and the real-client checks (rdflib, SPARQLWrapper, Comunica, Prometheus's parser) against a
-# live server, and the console in headless Chromium.
+# live server, and the console in headless Chromium. The remote-backend test reads through
+# llama.cpp's llama-server, built first (once; cached under $TESSERA_HOME/llamacpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -14,6 +15,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== llama-server for the remote-backend test (bench/llamacpp.sh; cached after the first build)"
+TESSERA_LLAMA_SERVER="$(bench/llamacpp.sh)/bin/llama-server"
+export TESSERA_LLAMA_SERVER
 echo "== cargo test --workspace"
 cargo test --workspace
 # `cargo test` has built target/debug/tessera. (A separate `cargo build` would resolve the

@@ -46,6 +46,9 @@ pub struct BenchIngestArgs {
 
 /// Runs `tessera bench ingest`.
 pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
+    if !args.models.remote.is_empty() {
+        bail!("bench ingest measures the in-engine model against its FLOP floor; measure remote servers with `tessera eval` or `tessera ingest --remote`");
+    }
     let body = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let mut texts: Vec<&str> = body

@@ -38,9 +38,44 @@ pub struct ModelArgs {
     /// `--features cuda`).
     #[arg(long, env = "TESSERA_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Read through OpenAI-compatible servers (vLLM, SGLang, llama.cpp's llama-server) in
+    /// place of the in-engine model: base URLs, repeated or comma-separated. The API key, if
+    /// the servers want one, comes from `TESSERA_REMOTE_API_KEY` only.
+    #[arg(
+        long = "remote",
+        env = "TESSERA_REMOTE",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub remote: Vec<String>,
+    /// Model name sent to the servers (default: the first they list under /v1/models).
+    #[arg(long, env = "TESSERA_REMOTE_MODEL", requires = "remote")]
+    pub remote_model: Option<String>,
+    /// Requests in flight per server (match its parallel slots).
+    #[arg(long, env = "TESSERA_REMOTE_SLOTS", default_value_t = 4)]
+    pub remote_slots: usize,
+    /// Seconds one request to a server may take before it is tried elsewhere.
+    #[arg(long, env = "TESSERA_REMOTE_TIMEOUT", default_value_t = 300)]
+    pub remote_timeout: u64,
+    /// Further tries of a failed request, on other servers where there are any.
+    #[arg(long, env = "TESSERA_REMOTE_RETRIES", default_value_t = 4)]
+    pub remote_retries: usize,
 }
 
 impl ModelArgs {
+    /// The language model in words: its name, or the servers it is read through.
+    pub fn describe(&self) -> String {
+        if self.remote.is_empty() {
+            return self.model.clone();
+        }
+        format!(
+            "{} through {} OpenAI-compatible server{}",
+            self.remote_model.as_deref().unwrap_or("the served model"),
+            self.remote.len(),
+            if self.remote.len() == 1 { "" } else { "s" }
+        )
+    }
+
     /// The text configuration these options ask for.
     pub fn config(&self) -> TextConfig {
         let mut c = TextConfig {
@@ -51,6 +86,24 @@ impl ModelArgs {
         };
         if let Some(t) = self.threads {
             c.threads = t.max(1);
+        }
+        let endpoints: Vec<String> = self
+            .remote
+            .iter()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if !endpoints.is_empty() {
+            c.remote = Some(tessera::llm::RemoteConfig {
+                endpoints,
+                model: self.remote_model.clone(),
+                api_key: std::env::var("TESSERA_REMOTE_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
+                slots: self.remote_slots.max(1),
+                timeout: std::time::Duration::from_secs(self.remote_timeout.max(1)),
+                retries: self.remote_retries,
+            });
         }
         c
     }

@@ -490,9 +490,9 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     writeln!(std::io::stdout())?;
     tracing::debug!(
         prompt_tokens = g.prompt_tokens,
-        tokens = g.tokens.len(),
+        tokens = g.generated_tokens,
         finish = ?g.finish,
-        decode_tok_s = g.tokens.len() as f64 / g.decode.as_secs_f64().max(1e-9),
+        decode_tok_s = g.generated_tokens as f64 / g.decode.as_secs_f64().max(1e-9),
         "generated"
     );
     Ok(())

@@ -106,13 +106,18 @@ impl ModelUrl {
 
     /// The URL without credentials, for logs and manifests.
     pub fn display(&self) -> String {
-        match self.url.split_once("://") {
-            Some((scheme, rest)) => match rest.split_once('@') {
-                Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
-                _ => self.url.clone(),
-            },
-            None => self.url.clone(),
-        }
+        without_credentials(&self.url)
+    }
+}
+
+/// `url` without a `user:password@` part, for logs, manifests and reports.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 

@@ -144,8 +144,10 @@ impl Prompt {
 pub struct Generation {
     /// Generated text (without stop strings or end tokens).
     pub text: String,
-    /// Generated token ids.
+    /// Generated token ids (empty where the backend does not report them: a remote model).
     pub tokens: Vec<u32>,
+    /// How many tokens were generated.
+    pub generated_tokens: usize,
     /// Prompt tokens.
     pub prompt_tokens: usize,
     /// Prompt tokens served from the prefix cache.
@@ -632,6 +634,7 @@ impl LanguageModel {
                 .map(|s| {
                     let g = Generation {
                         text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
+                        generated_tokens: s.out.len(),
                         tokens: s.out,
                         prompt_tokens: s.prompt_tokens,
                         cached_tokens: s.cached,

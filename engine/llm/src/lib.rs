@@ -2,7 +2,7 @@
 //!
 //! Entry points: [`LanguageModel`] (load a GGUF model, generate, score, constrain),
 //! [`Embedder`] (sentence embeddings), [`ModelCache`] (models by name: `smollm2`,
-//! `qwen2.5-0.5b`, ...). Below them: [`gguf`] (a strict reader for untrusted model files),
+//! `qwen2.5-0.5b`, ...), [`RemoteModel`] (a model behind OpenAI-compatible servers). Below them: [`gguf`] (a strict reader for untrusted model files),
 //! [`tokenizer`] (tokenizers from GGUF metadata), [`model`] (the shared transformer with our own
 //! KV cache), [`constrain`] (grammar-constrained decoding).
 
@@ -22,6 +22,7 @@ pub mod linear;
 pub mod model;
 pub mod quantize;
 pub mod registry;
+pub mod remote;
 pub mod synth;
 pub mod tokenizer;
 
@@ -32,6 +33,7 @@ pub use generate::{
     Cancel, Finish, GenerateError, GenerateOptions, Generation, LanguageModel, ModelOptions, Prompt,
 };
 pub use registry::{ModelCache, PullProgress, RegistryError};
+pub use remote::{RemoteConfig, RemoteError, RemoteModel};
 pub use tokenizer::ChatMessage;
 
 /// A compute backend for inference.

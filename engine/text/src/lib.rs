@@ -110,6 +110,9 @@ pub enum EdcError {
     /// The input was unusable.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The remote language model failed.
+    #[error(transparent)]
+    Remote(tessera_llm::RemoteError),
     /// The run was cancelled; nothing was written.
     #[error("reading was cancelled")]
     Cancelled,
@@ -121,6 +124,15 @@ pub enum EdcError {
         /// Outputs received.
         got: usize,
     },
+}
+
+impl From<tessera_llm::RemoteError> for EdcError {
+    fn from(e: tessera_llm::RemoteError) -> Self {
+        match e {
+            tessera_llm::RemoteError::Cancelled => Self::Cancelled,
+            e => Self::Remote(e),
+        }
+    }
 }
 
 /// Which model failed to load, and why.
@@ -139,6 +151,9 @@ pub enum ModelError {
     /// The device asked for is not available.
     #[error("device: {0}")]
     Device(String),
+    /// Connecting to the remote language model.
+    #[error(transparent)]
+    Remote(#[from] tessera_llm::RemoteError),
 }
 
 /// Why reading a text (or dropping a source) failed.

@@ -1,9 +1,11 @@
 //! The models as the pipeline uses them: [`TextModel`] (chat prompts, batched generation,
 //! scored options) and [`TextEmbedder`], implemented by the inference core's `LanguageModel`
-//! and `Embedder`. Unit tests of the control flow implement them with scripted fakes.
+//! (or a `RemoteModel` behind OpenAI-compatible servers) and `Embedder`. Unit tests of the control flow implement them with scripted fakes.
 
 use crate::EdcError;
-use tessera_llm::{ChatMessage, Embedder, GenerateOptions, Generation, LanguageModel, Prompt};
+use tessera_llm::{
+    ChatMessage, Embedder, GenerateOptions, Generation, LanguageModel, Prompt, RemoteModel,
+};
 
 /// The language model as the pipeline uses it (implemented by [`LanguageModel`]; unit tests of
 /// the control flow use a scripted fake).
@@ -88,6 +90,47 @@ impl TextModel for LanguageModel {
 
     fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
         Ok(LanguageModel::score_batch(self, requests)?)
+    }
+}
+
+/// A model behind OpenAI-compatible servers: the servers apply the chat template, and a batch
+/// is spread over their slots.
+impl TextModel for RemoteModel {
+    fn identity(&self) -> String {
+        // A server often names its model by the path it loaded; provenance keeps the file name.
+        let name = self.name();
+        name.rsplit(['/', '\\']).next().unwrap_or(name).to_owned()
+    }
+
+    fn render(&self, fixed: &[ChatMessage], user: &str) -> Result<Prompt, EdcError> {
+        Ok(self.prompt(fixed, user))
+    }
+
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, EdcError> {
+        let requests: Vec<(Prompt, GenerateOptions)> =
+            prompts.iter().map(|p| (p.clone(), opts.clone())).collect();
+        Ok(RemoteModel::generate_each(self, &requests)?)
+    }
+
+    fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
+        Ok(RemoteModel::score_batch(self, &[(prompt, options)])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn generate_each(
+        &self,
+        requests: &[(Prompt, GenerateOptions)],
+    ) -> Result<Vec<Generation>, EdcError> {
+        Ok(RemoteModel::generate_each(self, requests)?)
+    }
+
+    fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
+        Ok(RemoteModel::score_batch(self, requests)?)
     }
 }
 

@@ -181,7 +181,7 @@ impl Stats {
         self.model_calls += 1;
         self.prompt_tokens += g.prompt_tokens;
         self.cached_tokens += g.cached_tokens;
-        self.generated_tokens += g.tokens.len();
+        self.generated_tokens += g.generated_tokens;
     }
 
     /// Adds another run's counters.

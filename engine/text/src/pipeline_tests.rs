@@ -77,6 +77,7 @@ impl TextModel for ScriptedFakeModel {
                 };
                 Generation {
                     tokens: vec![1; 10],
+                    generated_tokens: 10,
                     text,
                     prompt_tokens: 20,
                     cached_tokens: 15,

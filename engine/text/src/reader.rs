@@ -16,6 +16,7 @@
 
 use crate::commit::{commit, hex, Provenance, TextReport};
 use crate::link::{link, LinkOptions};
+use crate::model::TextModel;
 use crate::pipeline::{Align, EdcOptions, Pipeline};
 use crate::provenance::check_source_graph;
 use crate::schema::{definition_text, Schema};
@@ -26,7 +27,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tessera_llm::{Cancel, Embedder, LanguageModel, ModelCache, ModelOptions};
+use tessera_llm::{
+    Cancel, Embedder, LanguageModel, ModelCache, ModelOptions, RemoteConfig, RemoteModel,
+};
 use tessera_storage::entities::{EntityIndex, EntityLabel};
 use tessera_storage::vocab::tessera;
 use tessera_storage::{Relation, SchemaIndex, Storage};
@@ -43,6 +46,10 @@ pub struct TextConfig {
     /// Device of the language model: `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda`
     /// feature). The embedder runs on the CPU.
     pub device: String,
+    /// A language model behind OpenAI-compatible servers (vLLM, SGLang, llama.cpp's
+    /// `llama-server`) in place of the in-engine one: `llm`, `threads` and `device` are then
+    /// unused, and the embedder stays local.
+    pub remote: Option<RemoteConfig>,
     /// `false`: this database reads no text; `INSERT TEXT` is refused (HTTP 503) and no model
     /// is ever loaded.
     pub enabled: bool,
@@ -64,6 +71,7 @@ impl Default for TextConfig {
             embedder: "minilm".into(),
             threads: ModelOptions::default().threads,
             device: "cpu".into(),
+            remote: None,
             enabled: true,
             entity_base: "http://tessera.local/entity/".into(),
             relation_base: "http://tessera.local/relation/".into(),
@@ -105,7 +113,7 @@ pub struct IndexReport {
 
 /// The loaded models.
 struct Models {
-    llm: LanguageModel,
+    llm: Box<dyn TextModel>,
     embedder: Embedder,
 }
 
@@ -357,6 +365,27 @@ impl Reader {
                 source: Box::new(e),
             }
         };
+        // A remote model is connected to first: no file to fetch.
+        let remote = match &self.config.remote {
+            Some(remote) => {
+                let shown = remote
+                    .endpoints
+                    .iter()
+                    .map(|e| tessera_llm::download::without_credentials(e))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let what = remote.model.clone().unwrap_or_else(|| "remote".to_owned());
+                progress(LoadProgress::Load {
+                    what: "language",
+                    name: what.clone(),
+                });
+                tracing::info!(endpoints = %shown, "connecting to the remote language model");
+                let llm = RemoteModel::connect(remote)
+                    .map_err(|e| failed("language", &what)(e.into()))?;
+                Some((llm, shown))
+            }
+            None => None,
+        };
         let cache = ModelCache::default();
         let mut resolve = |what: &'static str, name: &str| -> Result<PathBuf, TextError> {
             let path = cache
@@ -374,6 +403,27 @@ impl Reader {
             });
             Ok(path)
         };
+        if let Some((llm, shown)) = remote {
+            let emb_path = resolve("embedding", &self.config.embedder)?;
+            let embedder = Embedder::load(&emb_path)
+                .map_err(|e| failed("embedding", &self.config.embedder)(e.into()))?;
+            let info = ModelsInfo {
+                llm: llm.name().to_owned(),
+                llm_path: shown,
+                embedder: self.config.embedder.clone(),
+                embedder_path: emb_path.display().to_string(),
+                device: "remote".into(),
+                threads: llm.capacity(),
+                load_seconds: 0.0,
+            };
+            return Ok((
+                Models {
+                    llm: Box::new(llm),
+                    embedder,
+                },
+                info,
+            ));
+        }
         let llm_path = resolve("language", &self.config.llm)?;
         let (backend, ordinal) = tessera_llm::Backend::parse(&self.config.device)
             .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
@@ -401,7 +451,13 @@ impl Reader {
             threads: self.config.threads,
             load_seconds: 0.0,
         };
-        Ok((Models { llm, embedder }, info))
+        Ok((
+            Models {
+                llm: Box::new(llm),
+                embedder,
+            },
+            info,
+        ))
     }
 
     fn schema_index<'a>(
@@ -494,7 +550,7 @@ impl Reader {
                 cancel: opts.cancel.clone(),
                 ..self.config.edc.clone()
             };
-            let pipeline = Pipeline::new(&models.llm, &models.embedder, edc_opts)
+            let pipeline = Pipeline::new(&*models.llm, &models.embedder, edc_opts)
                 .with_definition_cache(&self.definitions);
             let batch: Vec<&str> = good.iter().map(|&i| texts[i]).collect();
             let plans = pipeline.run(&batch, &schema)?;
@@ -509,7 +565,7 @@ impl Reader {
             let (links, link_stats) = link(
                 &plans,
                 entity_index,
-                &models.llm,
+                &*models.llm,
                 &models.embedder,
                 &LinkOptions::default(),
             )?;
@@ -521,7 +577,7 @@ impl Reader {
             {
                 plan.stats.model_calls += asked;
                 let prov = Provenance {
-                    model: models.llm.name().to_owned(),
+                    model: models.llm.identity(),
                     embedder: models.embedder.identity().to_owned(),
                     schema_fingerprint: fingerprint.clone(),
                     index_node: node.clone(),

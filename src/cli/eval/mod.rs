@@ -230,7 +230,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         args.sample
             .map(|k| format!(", seeded sample of {k} with seed {}", args.seed))
             .unwrap_or_default(),
-        args.models.model,
+        args.models.describe(),
         args.refine
     )?;
     print_scores(&mut out, &s)?;
