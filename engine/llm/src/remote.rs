@@ -398,6 +398,13 @@ impl RemoteModel {
         let results: Mutex<Vec<Option<T>>> = Mutex::new((0..bodies.len()).map(|_| None).collect());
         let error: Mutex<Option<RemoteError>> = Mutex::new(None);
         let workers = self.capacity().min(bodies.len());
+        // The first error stops every worker; later ones are dropped.
+        let fail = |e: RemoteError| {
+            error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+        };
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -405,23 +412,14 @@ impl RemoteModel {
                         return;
                     }
                     if cancel.is_cancelled() {
-                        error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(RemoteError::Cancelled);
-                        return;
+                        return fail(RemoteError::Cancelled);
                     }
                     let Some((i, tries)) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
                     else {
                         return;
                     };
-                    let at = self.acquire(cancel);
-                    let Some(at) = at else {
-                        error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(RemoteError::Cancelled);
-                        return;
+                    let Some(at) = self.acquire(cancel) else {
+                        return fail(RemoteError::Cancelled);
                     };
                     let started = Instant::now();
                     let outcome = self
@@ -436,25 +434,19 @@ impl RemoteModel {
                             self.release(at, !f.retry);
                             let shown = self.endpoints[at].shown.clone();
                             if !f.retry {
-                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(
-                                    RemoteError::Refused {
-                                        endpoint: shown,
-                                        status: f.status,
-                                        message: f.message,
-                                    },
-                                );
-                                return;
+                                return fail(RemoteError::Refused {
+                                    endpoint: shown,
+                                    status: f.status,
+                                    message: f.message,
+                                });
                             }
                             tracing::warn!(endpoint = %shown, error = %f.message, try_ = tries + 1, "remote model request failed; trying again");
                             if tries >= self.retries {
-                                error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(
-                                    RemoteError::Exhausted {
-                                        tries: tries + 1,
-                                        endpoint: shown,
-                                        message: f.message,
-                                    },
-                                );
-                                return;
+                                return fail(RemoteError::Exhausted {
+                                    tries: tries + 1,
+                                    endpoint: shown,
+                                    message: f.message,
+                                });
                             }
                             queue
                                 .lock()

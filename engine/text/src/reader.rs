@@ -403,61 +403,51 @@ impl Reader {
             });
             Ok(path)
         };
-        if let Some((llm, shown)) = remote {
-            let emb_path = resolve("embedding", &self.config.embedder)?;
-            let embedder = Embedder::load(&emb_path)
-                .map_err(|e| failed("embedding", &self.config.embedder)(e.into()))?;
-            let info = ModelsInfo {
-                llm: llm.name().to_owned(),
-                llm_path: shown,
-                embedder: self.config.embedder.clone(),
-                embedder_path: emb_path.display().to_string(),
-                device: "remote".into(),
-                threads: llm.capacity(),
-                load_seconds: 0.0,
+        // The language model as the pipeline uses it, and how `/ready` names it.
+        let (llm, llm_name, llm_path, device, threads): (Box<dyn TextModel>, _, _, _, _) =
+            match remote {
+                Some((llm, shown)) => {
+                    let (name, capacity) = (llm.name().to_owned(), llm.capacity());
+                    (Box::new(llm), name, shown, "remote".to_owned(), capacity)
+                }
+                None => {
+                    let path = resolve("language", &self.config.llm)?;
+                    let (backend, ordinal) = tessera_llm::Backend::parse(&self.config.device)
+                        .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
+                    let device = backend
+                        .device(ordinal)
+                        .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
+                    tracing::info!(llm = %path.display(), device = %self.config.device, "loading the language model");
+                    let mut options = ModelOptions {
+                        threads: self.config.threads,
+                        ..ModelOptions::default()
+                    };
+                    options.load.device = device;
+                    let llm = LanguageModel::load(&path, &options)
+                        .map_err(|e| failed("language", &self.config.llm)(e.into()))?;
+                    (
+                        Box::new(llm),
+                        self.config.llm.clone(),
+                        path.display().to_string(),
+                        self.config.device.clone(),
+                        self.config.threads,
+                    )
+                }
             };
-            return Ok((
-                Models {
-                    llm: Box::new(llm),
-                    embedder,
-                },
-                info,
-            ));
-        }
-        let llm_path = resolve("language", &self.config.llm)?;
-        let (backend, ordinal) = tessera_llm::Backend::parse(&self.config.device)
-            .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
-        let device = backend
-            .device(ordinal)
-            .map_err(|e| failed("language", &self.config.llm)(ModelError::Device(e)))?;
-        tracing::info!(llm = %llm_path.display(), device = %self.config.device, "loading the language model");
-        let mut options = ModelOptions {
-            threads: self.config.threads,
-            ..ModelOptions::default()
-        };
-        options.load.device = device;
-        let llm = LanguageModel::load(&llm_path, &options)
-            .map_err(|e| failed("language", &self.config.llm)(e.into()))?;
         let emb_path = resolve("embedding", &self.config.embedder)?;
         tracing::info!(embedder = %emb_path.display(), "loading the embedder");
         let embedder = Embedder::load(&emb_path)
             .map_err(|e| failed("embedding", &self.config.embedder)(e.into()))?;
         let info = ModelsInfo {
-            llm: self.config.llm.clone(),
-            llm_path: llm_path.display().to_string(),
+            llm: llm_name,
+            llm_path,
             embedder: self.config.embedder.clone(),
             embedder_path: emb_path.display().to_string(),
-            device: self.config.device.clone(),
-            threads: self.config.threads,
+            device,
+            threads,
             load_seconds: 0.0,
         };
-        Ok((
-            Models {
-                llm: Box::new(llm),
-                embedder,
-            },
-            info,
-        ))
+        Ok((Models { llm, embedder }, info))
     }
 
     fn schema_index<'a>(
