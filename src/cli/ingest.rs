@@ -60,16 +60,30 @@ pub struct ModelArgs {
     /// Further tries of a failed request, on other servers where there are any.
     #[arg(long, env = "TESSERA_REMOTE_RETRIES", default_value_t = 4)]
     pub remote_retries: usize,
+    /// Support check of every read triple: keep it only when the model finds it (or its
+    /// reverse, then turned round) stated by the text with at least this probability. 0 (the
+    /// default) checks only the triples of refinement rounds.
+    #[arg(long, env = "TESSERA_SUPPORT", default_value_t = 0.0)]
+    pub support: f32,
+    /// Schema-guided extraction (target alignment): the extraction lists the schema relations
+    /// nearest to each chunk and may name only schema relations.
+    #[arg(long, env = "TESSERA_GUIDED")]
+    pub guided: bool,
 }
 
 impl ModelArgs {
     /// The language model in words: its name, or the servers it is read through.
     pub fn describe(&self) -> String {
+        let check = if self.support > 0.0 {
+            format!("support check {}", self.support)
+        } else {
+            "support check on refinement rounds".to_owned()
+        };
         if self.remote.is_empty() {
-            return self.model.clone();
+            return format!("{} ({check})", self.model);
         }
         format!(
-            "{} through {} OpenAI-compatible server{}",
+            "{} through {} OpenAI-compatible server{} ({check})",
             self.remote_model.as_deref().unwrap_or("the served model"),
             self.remote.len(),
             if self.remote.len() == 1 { "" } else { "s" }
@@ -87,6 +101,8 @@ impl ModelArgs {
         if let Some(t) = self.threads {
             c.threads = t.max(1);
         }
+        c.edc.support = self.support.clamp(0.0, 1.0);
+        c.edc.guided = self.guided;
         let endpoints: Vec<String> = self
             .remote
             .iter()

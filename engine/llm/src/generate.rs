@@ -180,6 +180,55 @@ impl std::fmt::Debug for LanguageModel {
     }
 }
 
+/// Shortest common start worth computing once for several sequences (in tokens): a document,
+/// not a chat template's opening. (Computing a prompt in two parts can move the last digits of
+/// its scores, as a cached prefix does; prompts that share only a template keep one part.)
+const MIN_SHARED_START: usize = 32;
+
+/// A run of consecutive sequences `first..end` whose first `len` tokens are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SharedStart {
+    first: usize,
+    end: usize,
+    len: usize,
+}
+
+/// Runs of at least two consecutive sequences (with the same cached prefix, `same_prefix`)
+/// whose pending tokens share a start of [`MIN_SHARED_START`] tokens or more; each member keeps
+/// at least one token of its own, so its last position is still computed for it. A run grows
+/// while each new member adds to the tokens saved.
+fn shared_starts(
+    pending: &[Vec<u32>],
+    same_prefix: impl Fn(usize, usize) -> bool,
+) -> Vec<SharedStart> {
+    let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let mut out = Vec::new();
+    let mut first = 0;
+    while first < pending.len() {
+        let mut len = pending[first].len().saturating_sub(1);
+        let mut end = first + 1;
+        while end < pending.len() && same_prefix(first, end) {
+            let l = common(&pending[first], &pending[end])
+                .min(len)
+                .min(pending[end].len().saturating_sub(1));
+            // A member that shortens the shared start joins only if the run then saves more
+            // tokens than without it (one unrelated prompt must not shrink a document's run).
+            if l < MIN_SHARED_START
+                || (end - first > 1 && l * (end - first) < len * (end - first - 1))
+            {
+                break;
+            }
+            len = l;
+            end += 1;
+        }
+        if end - first >= 2 {
+            out.push(SharedStart { first, end, len });
+        }
+        first = end;
+    }
+    out
+}
+
 /// Most prefixes kept; the least recently used goes first.
 const PREFIX_SLOTS: usize = 8;
 
@@ -763,10 +812,40 @@ impl LanguageModel {
                     .iter()
                     .map(|(i, _)| self.start(requests[*i].0, &no_tokens, 0))
                     .collect::<Result<Vec<_>, _>>()?;
-                let pending: Vec<Vec<u32>> = seqs
+                let mut pending: Vec<Vec<u32>> = seqs
                     .iter_mut()
                     .map(|s| std::mem::take(&mut s.pending))
                     .collect();
+                // Several questions about one document start alike: their common start is
+                // computed once, on the first of them, and copied to the others.
+                let groups = shared_starts(&pending, |a, b| {
+                    requests[single[a].0].0.prefix == requests[single[b].0].0.prefix
+                });
+                if !groups.is_empty() {
+                    let mut segs: Vec<Segment<'_>> = Vec::with_capacity(groups.len());
+                    let mut rest = seqs.iter_mut().enumerate();
+                    for g in &groups {
+                        let Some((_, s)) = rest.find(|(k, _)| *k == g.first) else {
+                            break;
+                        };
+                        segs.push(Segment {
+                            cache: &mut s.cache,
+                            tokens: &pending[g.first][..g.len],
+                            all_logits: false,
+                        });
+                    }
+                    self.model.forward(&mut segs)?;
+                    drop(segs);
+                    for g in &groups {
+                        let snap = seqs[g.first].cache.snapshot()?;
+                        for s in &mut seqs[g.first + 1..g.end] {
+                            s.cache.restore(&snap)?;
+                        }
+                        for p in &mut pending[g.first..g.end] {
+                            p.drain(..g.len);
+                        }
+                    }
+                }
                 let mut segs: Vec<Segment<'_>> = seqs
                     .iter_mut()
                     .zip(&pending)
@@ -957,6 +1036,65 @@ pub fn sample(row: &[f32], temperature: f32, top_p: f32, rng: &mut impl Rng) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequences_that_start_alike_share_their_start() {
+        let doc: Vec<u32> = (100..200).collect();
+        let with = |tail: &[u32]| doc.iter().chain(tail).copied().collect::<Vec<u32>>();
+        let pending = vec![
+            with(&[1, 2]),
+            with(&[1, 3]),
+            with(&[4]),
+            (0..30).collect(),
+            with(&[5]),
+        ];
+        let all = |_: usize, _: usize| true;
+        // The first three share the document and the token after it only for the first two:
+        // the run keeps the document (100 tokens); the fourth starts differently; the fifth is
+        // alone.
+        assert_eq!(
+            shared_starts(&pending, all),
+            vec![SharedStart {
+                first: 0,
+                end: 3,
+                len: 100
+            }]
+        );
+        // A neighbour that shares only part of the document starts its own run rather than
+        // shrinking this one.
+        let part = |tail: &[u32]| doc[..40].iter().chain(tail).copied().collect::<Vec<u32>>();
+        let pending = vec![with(&[1]), with(&[2]), part(&[7, 7]), part(&[7, 8])];
+        assert_eq!(
+            shared_starts(&pending, all),
+            vec![
+                SharedStart {
+                    first: 0,
+                    end: 2,
+                    len: 100
+                },
+                SharedStart {
+                    first: 2,
+                    end: 4,
+                    len: 41
+                }
+            ]
+        );
+        // A member keeps a token of its own: a sequence equal to the shared start caps it.
+        let pending = vec![doc.clone(), with(&[1])];
+        assert_eq!(
+            shared_starts(&pending, all),
+            vec![SharedStart {
+                first: 0,
+                end: 2,
+                len: 99
+            }]
+        );
+        // Short common starts, or different cached prefixes, are not worth it.
+        let pending = vec![with(&[1]), with(&[2])];
+        assert!(shared_starts(&pending, |_, _| false).is_empty());
+        let short: Vec<Vec<u32>> = vec![(0..20).collect(), (0..19).chain([5]).collect()];
+        assert!(shared_starts(&short, all).is_empty());
+    }
 
     #[test]
     fn greedy_is_argmax_and_sampling_respects_top_p() {

@@ -416,6 +416,45 @@ fn batched_scores_equal_one_prompt_at_a_time() {
 }
 
 #[test]
+fn questions_about_one_document_score_as_they_would_alone() {
+    // Scored prompts that start alike (several questions about one text) have their common
+    // start computed once and copied: the scores must not change. (Splitting a prompt's
+    // computation can move the last digits, as a cached prefix does; here the splits fall
+    // where they do not.)
+    let lm = lm("smollm2", false);
+    let doc = "Text: The Orla Bridge, opened in 1932, crosses the river Tamsen near Dravik. \
+               It is 240 metres long and is run by the Dravik Roads Office.";
+    let ask = |q: &str| {
+        Prompt::text(chat(
+            &lm,
+            &format!("{doc}\nStatement: {q}\nTrue? Yes or No."),
+        ))
+    };
+    let other = chat(&lm, "Which one flies? A) bird B) fish");
+    let prompts = [
+        ask("The Orla Bridge opened in 1932."),
+        ask("The Orla Bridge crosses the river Dravik."),
+        // Another cached prefix: never grouped with its neighbours.
+        Prompt {
+            prefix: other[..other.find("<|im_start|>user").unwrap()].to_owned(),
+            text: other[other.find("<|im_start|>user").unwrap()..].to_owned(),
+            data: Vec::new(),
+        },
+        ask("The Orla Bridge is 240 metres long."),
+        ask("The Orla Bridge is run by the Dravik Roads Office."),
+    ];
+    let options: [&str; 2] = ["Yes", "No"];
+    let requests: Vec<(&Prompt, &[&str])> = prompts.iter().map(|p| (p, &options[..])).collect();
+    let batch = lm.score_batch(&requests).unwrap();
+    for (p, b) in prompts.iter().zip(&batch) {
+        let alone = lm.score(p, &options).unwrap();
+        for (x, y) in b.iter().zip(&alone) {
+            assert!((x - y).abs() < 1e-3, "batched {x}, alone {y}");
+        }
+    }
+}
+
+#[test]
 fn prefix_cache_reuses_the_prefix_and_changes_nothing() {
     let lm = lm("smollm2", false);
     let prefix = "<|im_start|>system\nYou extract facts. Example: Paris is in France -> (Paris, country, France)<|im_end|>\n";

@@ -77,6 +77,8 @@ pub struct ReportStats {
     pub canonicalize_ms: u64,
     /// Milliseconds in refinement.
     pub refine_ms: u64,
+    /// Milliseconds in the support check.
+    pub check_ms: u64,
     /// Milliseconds committing.
     pub commit_ms: u64,
     /// Model calls.
@@ -93,6 +95,10 @@ pub struct ReportStats {
     pub relations_by_similarity: usize,
     /// See `relations_by_name`.
     pub relations_by_model: usize,
+    /// Triples the support check turned round (the text states them the other way).
+    pub reversed: usize,
+    /// Triples the support check dropped (the text does not state them).
+    pub unsupported: usize,
 }
 
 /// The sentence of `chunk` that names the most words of `subject` and `object` (the first of
@@ -248,6 +254,7 @@ pub(crate) fn commit(
             define_ms: ms(plan.stats.define),
             canonicalize_ms: ms(plan.stats.canonicalize),
             refine_ms: ms(plan.stats.refine),
+            check_ms: ms(plan.stats.check),
             commit_ms: 0,
             model_calls: plan.stats.model_calls,
             prompt_tokens: plan.stats.prompt_tokens,
@@ -256,6 +263,8 @@ pub(crate) fn commit(
             relations_by_name: plan.stats.by_name,
             relations_by_similarity: plan.stats.by_similarity,
             relations_by_model: plan.stats.by_model,
+            reversed: plan.stats.reversed,
+            unsupported: plan.stats.unsupported,
         },
         labels_written: Vec::new(),
     };

@@ -9,6 +9,7 @@
 //! ([`link`]), the commit plan and provenance ([`commit`], [`provenance`]).
 
 mod canonicalize;
+pub mod check;
 pub mod chunk;
 pub mod commit;
 pub mod csv;

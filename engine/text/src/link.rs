@@ -273,6 +273,7 @@ mod tests {
             chunk: 0,
             extracted: [s.into(), "p".into(), o.into()],
             decision: Decision::Name,
+            support: None,
         }
     }
 

@@ -19,6 +19,9 @@ struct ScriptedFakeModel {
     triples: Vec<(&'static str, &'static str)>,
     refined: Vec<(&'static str, &'static str)>,
     pick: usize,
+    /// Statements the support check finds in the text (the others it does not); empty: the
+    /// check's answers follow `pick` like every other scored choice.
+    supported: Vec<&'static str>,
     constraints: Mutex<Vec<String>>,
     scored: Mutex<Vec<String>>,
 }
@@ -90,6 +93,15 @@ impl TextModel for ScriptedFakeModel {
     }
     fn score(&self, prompt: &Prompt, options: &[&str]) -> Result<Vec<f32>, EdcError> {
         self.scored.lock().unwrap().push(prompt.text.clone());
+        if prompt.text.contains("Does the text state this?") && !self.supported.is_empty() {
+            let statement = prompt.text.split("Statement: ").nth(1).unwrap_or("");
+            let yes = self.supported.iter().any(|s| statement.starts_with(s));
+            return Ok(if yes {
+                vec![-0.1, -3.0]
+            } else {
+                vec![-3.0, -0.1]
+            });
+        }
         Ok((0..options.len())
             .map(|i| if i == self.pick { -0.1 } else { -5.0 })
             .collect())
@@ -101,6 +113,7 @@ fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFake
         triples,
         refined: Vec::new(),
         pick,
+        supported: Vec::new(),
         constraints: Mutex::new(Vec::new()),
         scored: Mutex::new(Vec::new()),
     }
@@ -183,6 +196,14 @@ fn schema() -> SchemaIndex {
     ])
 }
 
+/// A plan's triples as (subject, relation, object text).
+fn spo(plan: &Plan) -> Vec<(String, String, String)> {
+    plan.triples
+        .iter()
+        .map(|t| (t.subject.clone(), relation(t), t.object.text().to_owned()))
+        .collect()
+}
+
 fn relation(t: &PlannedTriple) -> String {
     match &t.relation {
         RelationRef::Schema(s) => s.label.clone(),
@@ -200,8 +221,10 @@ fn target_alignment_by_name_similarity_model_and_drop() {
         0,
     );
     let schema = schema();
+    // The support check is tested on its own below; here the calls are canonicalization's.
     let opts = EdcOptions {
         guided: false,
+        support: 0.0,
         ..EdcOptions::default()
     };
     let p = Pipeline::new(&model, &KeywordEmbedder, opts);
@@ -327,6 +350,109 @@ fn refinement_extracts_again_with_hints() {
 }
 
 #[test]
+fn the_support_check_turns_reversed_triples_round_and_drops_unstated_ones() {
+    let mut model = fake(
+        vec![(
+            "Ada",
+            r#"[["Lyon","birthPlace","Ada"],["Bob","location","Lyon"],["Ada","birthDate","10 December 1815"]]"#,
+        )],
+        0,
+    );
+    model.supported = vec![
+        "Ada was born in the place of Lyon",
+        "Ada was born on the date of 10 December 1815",
+    ];
+    let opts = EdcOptions {
+        support: 0.5,
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let p = Pipeline::new(&model, &KeywordEmbedder, opts);
+    let plans = p
+        .run(
+            &["Ada was born in Lyon on 10 December 1815; Bob wrote to her there."],
+            &Schema::new(&schema()),
+        )
+        .unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        [
+            ("Ada".into(), "birthPlace".into(), "Lyon".into()),
+            ("Ada".into(), "birthDate".into(), "1815-12-10".into()),
+        ]
+    );
+    assert_eq!(plans[0].stats.reversed, 1);
+    assert_eq!(plans[0].stats.unsupported, 1);
+    let dropped: Vec<&str> = plans[0].dropped.iter().map(|d| d.reason.as_str()).collect();
+    assert!(
+        dropped
+            .iter()
+            .any(|r| r.starts_with("the text does not state it")),
+        "{dropped:?}"
+    );
+    // Entity-to-entity triples are asked both ways, the date one way: five questions, each
+    // opening with the text.
+    let asked: Vec<String> = model
+        .scored
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| t.contains("Does the text state this?"))
+        .cloned()
+        .collect();
+    assert_eq!(asked.len(), 5, "{asked:#?}");
+    assert!(asked.iter().all(|t| t.starts_with("Text: Ada was born")));
+    // Without the check the triples stay as extracted.
+    let opts = EdcOptions {
+        support: 0.0,
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let plans = Pipeline::new(&model, &KeywordEmbedder, opts)
+        .run(
+            &["Ada was born in Lyon on 10 December 1815; Bob wrote to her there."],
+            &Schema::new(&schema()),
+        )
+        .unwrap();
+    assert_eq!(plans[0].triples.len(), 3);
+    assert_eq!(plans[0].triples[0].subject, "Lyon");
+}
+
+#[test]
+fn refinement_adds_only_the_triples_the_text_supports() {
+    // The first round's triples stay; a refinement round's new triples are checked even with
+    // the check off for the first round.
+    let mut model = fake(vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)], 0);
+    model.refined = vec![(
+        "Ada",
+        r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"],["Ada","location","France"]]"#,
+    )];
+    model.supported = vec!["Lyon is located in France"];
+    let opts = EdcOptions {
+        refine: 1,
+        support: 0.0,
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let plans = Pipeline::new(&model, &KeywordEmbedder, opts)
+        .run(&["Ada was born in Lyon, France."], &Schema::new(&schema()))
+        .unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        [
+            ("Ada".into(), "birthPlace".into(), "Lyon".into()),
+            ("Lyon".into(), "location".into(), "France".into()),
+        ]
+    );
+    assert_eq!(
+        plans[0].triples[0].support, None,
+        "the first round is not checked"
+    );
+    assert!(plans[0].triples[1].support.is_some());
+    assert_eq!(plans[0].stats.unsupported, 1);
+}
+
+#[test]
 fn truncated_output_keeps_complete_triples() {
     let t = r#"[["a","b","c"],["d","e","f"],["g","h"#;
     assert_eq!(parse_triples(t, Finish::Length).len(), 2);
@@ -389,6 +515,7 @@ fn guided_extraction_uses_schema_names_only_and_needs_no_definitions() {
     )];
     let opts = EdcOptions {
         guided: true,
+        support: 0.0,
         ..EdcOptions::default()
     };
     let p = Pipeline::new(&model, &KeywordEmbedder, opts);

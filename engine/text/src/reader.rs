@@ -198,14 +198,21 @@ pub struct ReaderMetrics {
     /// Generated tokens.
     pub generated_tokens: u64,
     /// Milliseconds per stage, summed over texts: extract, define, canonicalize, refine,
-    /// commit.
-    pub stage_ms: [u64; 5],
+    /// check, commit.
+    pub stage_ms: [u64; 6],
     /// Seconds the last model load took.
     pub model_load_seconds: Option<f64>,
 }
 
 /// The stage names of [`ReaderMetrics::stage_ms`], in order.
-pub const STAGES: [&str; 5] = ["extract", "define", "canonicalize", "refine", "commit"];
+pub const STAGES: [&str; 6] = [
+    "extract",
+    "define",
+    "canonicalize",
+    "refine",
+    "check",
+    "commit",
+];
 
 /// Reads text into a store: configuration, models loaded on first use, schema and entity
 /// indexes kept between calls. `Send + Sync`; share it behind an `Arc`.
@@ -629,6 +636,7 @@ impl Reader {
             s.define_ms,
             s.canonicalize_ms,
             s.refine_ms,
+            s.check_ms,
             s.commit_ms,
         ]) {
             *total += ms;

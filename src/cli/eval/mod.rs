@@ -34,6 +34,10 @@ pub struct EvalArgs {
     /// Seed of `--sample`.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Read the items `--sample` leaves out instead (calibration data disjoint from the
+    /// scored sample), in dataset order.
+    #[arg(long, requires = "sample")]
+    pub outside_sample: bool,
     /// EDC+R refinement rounds.
     #[arg(long, default_value_t = 0)]
     pub refine: usize,
@@ -138,7 +142,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             let j = (next() % (i as u64 + 1)) as usize;
             items.swap(i, j);
         }
-        items.truncate(n);
+        if args.outside_sample {
+            items.drain(..n.min(items.len()));
+        } else {
+            items.truncate(n);
+        }
         items.sort_unstable();
     }
     if let Some(l) = args.limit {
@@ -176,7 +184,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let mut predicted: Vec<Vec<Triple>> = Vec::with_capacity(items.len());
     let (mut calls, mut prompt, mut cached, mut generated, mut failed) = (0, 0, 0, 0, 0);
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut stage_ms = [0u64; 4];
+    let mut stage_ms = [0u64; 5];
+    let (mut reversed, mut unsupported) = (0, 0);
     for chunk in items.chunks(args.batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
         for r in db.insert_texts(&texts, &opts)? {
@@ -190,6 +199,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
                     stage_ms[1] += r.stats.define_ms;
                     stage_ms[2] += r.stats.canonicalize_ms;
                     stage_ms[3] += r.stats.refine_ms;
+                    stage_ms[4] += r.stats.check_ms;
+                    reversed += r.stats.reversed;
+                    unsupported += r.stats.unsupported;
                     for d in &r.dropped {
                         let why = d.reason.split(" (").next().unwrap_or(&d.reason);
                         let why = if why.starts_with("no schema relation") {
@@ -228,7 +240,15 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         items.len(),
         args.start,
         args.sample
-            .map(|k| format!(", seeded sample of {k} with seed {}", args.seed))
+            .map(|k| format!(
+                ", {} seeded sample of {k} with seed {}",
+                if args.outside_sample {
+                    "outside the"
+                } else {
+                    "the"
+                },
+                args.seed
+            ))
             .unwrap_or_default(),
         args.models.describe(),
         args.refine
@@ -245,11 +265,16 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "time per text by stage: extract {:.2} s, define {:.2} s, canonicalize {:.2} s, refine {:.2} s",
+        "time per text by stage: extract {:.2} s, define {:.2} s, canonicalize {:.2} s, refine {:.2} s, check {:.2} s",
         stage_ms[0] as f64 / 1000.0 / n,
         stage_ms[1] as f64 / 1000.0 / n,
         stage_ms[2] as f64 / 1000.0 / n,
-        stage_ms[3] as f64 / 1000.0 / n
+        stage_ms[3] as f64 / 1000.0 / n,
+        stage_ms[4] as f64 / 1000.0 / n
+    )?;
+    writeln!(
+        out,
+        "support check: {reversed} triples turned round, {unsupported} dropped as not stated"
     )?;
     let mut a = Analysis::default();
     for (p, g) in predicted.iter().zip(&gold) {
