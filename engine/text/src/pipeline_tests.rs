@@ -425,9 +425,9 @@ fn refinement_adds_only_the_triples_the_text_supports() {
     let mut model = fake(vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)], 0);
     model.refined = vec![(
         "Ada",
-        r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"],["Ada","location","France"]]"#,
+        r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"],["Ada","location","France"],["Ada","location","Lyon"]]"#,
     )];
-    model.supported = vec!["Lyon is located in France"];
+    model.supported = vec!["Lyon is located in France", "Ada is located in Lyon"];
     let opts = EdcOptions {
         refine: 1,
         support: 0.0,
@@ -449,6 +449,12 @@ fn refinement_adds_only_the_triples_the_text_supports() {
         "the first round is not checked"
     );
     assert!(plans[0].triples[1].support.is_some());
+    // The first round related Ada and Lyon: the refinement round's other relation for them
+    // does not stand, whatever the check would say.
+    assert!(plans[0]
+        .dropped
+        .iter()
+        .any(|d| d.triple[2] == "Lyon" && d.reason.contains("had already related")));
     assert_eq!(plans[0].stats.unsupported, 1);
 }
 
