@@ -1,10 +1,11 @@
 //! Check: does the text state each candidate triple, with the meaning its relation's
-//! definition gives, and which way round? Every candidate of the batch, from any round, is
-//! one multiple-choice question (the fact stated from the definition, its reverse, neither)
-//! answered by one scored forward pass over the option letters; the questions about one chunk
-//! start with its text, so the model computes that text once for all of them. Entry point:
-//! [`Pipeline::check`]; its output is a [`Support`] per claim, turned into a [`Verdict`] by the
-//! threshold ([`EdcOptions::support`](crate::pipeline::EdcOptions::support)).
+//! definition gives, and which way round? Each candidate becomes the statement its relation's
+//! definition makes of it ([`prompts::statement`]), asked as "Does the text state this?" with
+//! Yes/No scored; between two entities the reverse is asked too. All questions of the batch go
+//! to the model in one scored pass, and those about one chunk open with its text, so the model
+//! computes that text once for all of them. Entry point: [`Pipeline::check`]; its output is a
+//! [`Support`] per claim, turned into a [`Verdict`] by a threshold
+//! ([`EdcOptions::support`](crate::pipeline::EdcOptions::support)).
 
 use crate::pipeline::{Item, Pipeline, Stats};
 use crate::prompts;
@@ -30,7 +31,7 @@ pub struct Claim {
     pub round: usize,
 }
 
-/// The model's answer to a claim: the probability of each reading among the options.
+/// The model's answers about a claim: the probability of Yes for each reading.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Support {
     /// The text states the triple as written.
@@ -101,7 +102,7 @@ impl Pipeline<'_> {
                         .render(&fixed, &prompts::check_user(body, &reverse))?,
                 ));
             }
-            stats[c.item].model_calls += 1;
+            stats[c.item].model_calls += if c.reversible { 2 } else { 1 };
         }
         let requests: Vec<(&Prompt, &[&str])> = asks
             .iter()

@@ -6,7 +6,8 @@
 //! counters). It is pure: nothing is written; the caller commits the plan. The stages are
 //! functions with typed outputs, one file each: [`Pipeline::extract`] (`extract.rs`) ->
 //! [`Pipeline::define`] (`define.rs`) -> [`Pipeline::canonicalize`] (`canonicalize.rs`) ->
-//! [`Pipeline::refine`] (`refine.rs`). Every text's calls of one stage go to the model together
+//! [`Pipeline::refine`] (`refine.rs`) -> [`Pipeline::check`] (`check.rs`, the support check of
+//! candidate triples). Every text's calls of one stage go to the model together
 //! (batched decoding), every output is constrained by a grammar so it always parses, and
 //! verification is one scored forward pass over option letters, skipped when the embedding
 //! match is unambiguous.
