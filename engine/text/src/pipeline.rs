@@ -496,6 +496,7 @@ impl<'a> Pipeline<'a> {
                             decision,
                             support: None,
                         },
+                        verdict: Verdict::Keep,
                     });
                 }
             }
@@ -518,10 +519,6 @@ impl<'a> Pipeline<'a> {
         } else {
             SUPPORT_THRESHOLD
         };
-        let mut verdicts: Vec<Vec<Verdict>> = candidates
-            .iter()
-            .map(|c| vec![Verdict::Keep; c.len()])
-            .collect();
         let asked: Vec<(usize, usize)> = candidates
             .iter()
             .enumerate()
@@ -542,7 +539,7 @@ impl<'a> Pipeline<'a> {
             let supports = self.check(&items, &claims, &mut stats)?;
             for (&(i, j), s) in asked.iter().zip(&supports) {
                 let v = s.verdict(threshold);
-                verdicts[i][j] = v;
+                candidates[i][j].verdict = v;
                 candidates[i][j].triple.support = Some(match v {
                     Verdict::Reverse => s.reverse,
                     _ => s.forward,
@@ -561,12 +558,9 @@ impl<'a> Pipeline<'a> {
         for (i, item) in items.iter().enumerate() {
             let plan = &mut plans[item.text];
             plan.stats.merge(&stats[i]);
-            for (c, v) in std::mem::take(&mut candidates[i])
-                .into_iter()
-                .zip(&verdicts[i])
-            {
+            for c in std::mem::take(&mut candidates[i]) {
                 let mut t = c.triple;
-                match v {
+                match c.verdict {
                     Verdict::Keep => {}
                     Verdict::Reverse => {
                         let object = literal::Object::Entity(std::mem::take(&mut t.subject));
@@ -585,15 +579,8 @@ impl<'a> Pipeline<'a> {
                         continue;
                     }
                 }
-                if plan.triples.iter().any(|p| {
-                    name_key(&p.subject) == name_key(&t.subject)
-                        && same_relation(&p.relation, item.text, &t.relation, &new_index)
-                        && p.object == t.object
-                }) {
-                    continue;
-                }
                 // A new relation joins the plan only with a triple that is written: dropped
-                // triples must not grow the schema.
+                // triples must not grow the schema. (A duplicate's relation is already there.)
                 if let RelationRef::New(g) = t.relation {
                     let map = &mut new_index[item.text];
                     let next = plan.new_relations.len();
@@ -603,7 +590,13 @@ impl<'a> Pipeline<'a> {
                     }
                     t.relation = RelationRef::New(local);
                 }
-                plan.triples.push(t);
+                if !plan.triples.iter().any(|p| {
+                    name_key(&p.subject) == name_key(&t.subject)
+                        && relation_key(&p.relation) == relation_key(&t.relation)
+                        && p.object == t.object
+                }) {
+                    plan.triples.push(t);
+                }
             }
         }
         Ok(plans)
@@ -677,22 +670,6 @@ fn numbers_grounded(value: &str, text_runs: &[String]) -> bool {
         .all(|r| text_runs.iter().any(|t| t.contains(r.as_str())))
 }
 
-/// Whether a planned relation (renumbered for text `text`) is the batch's relation `r`.
-fn same_relation(
-    planned: &RelationRef,
-    text: usize,
-    r: &RelationRef,
-    new_index: &[HashMap<usize, usize>],
-) -> bool {
-    match (planned, r) {
-        (RelationRef::Schema(a), RelationRef::Schema(b)) => a.iri == b.iri,
-        (RelationRef::New(local), RelationRef::New(g)) => {
-            new_index[text].get(g).is_some_and(|l| l == local)
-        }
-        _ => false,
-    }
-}
-
 /// Keeps a refinement round's triple only for a pair of entities that no other triple of the
 /// chunk relates: a round extracted with hint relations pairs one object with many of them
 /// ("Bananaman" with 1983 as lastAired, foundingYear, debutTeam; measured on WebNLG), and the
@@ -736,6 +713,8 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
 struct Candidate {
     claim: Claim,
     triple: PlannedTriple,
+    /// The support check's verdict (kept when not checked).
+    verdict: Verdict,
 }
 
 fn relation_key(r: &RelationRef) -> String {
