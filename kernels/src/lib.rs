@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 pub mod activation;
+pub mod attention;
 pub mod matmul;
 pub mod peak;
 

@@ -391,9 +391,9 @@ fn several_matrices_in_one_pass_equal_one_at_a_time() {
 /// equals the rows taken one at a time, which read the packed blocks.
 #[test]
 fn unpacked_prefill_equals_packed_rows() {
-    use crate::matmul::{Q4_K_BYTES, Q6_K_BYTES, QK_K};
+    use crate::matmul::{Q4_K_BYTES, Q6_K_BYTES, QK_K, UNPACK_ROWS};
     let mut rng = Rng(55);
-    let (m, n, k) = (19, 40, 2 * QK_K);
+    let (m, n, k) = (UNPACK_ROWS + 3, 40, 2 * QK_K);
     let w = rng.vec(n * k, 1.0);
     let mut mats: Vec<QMatrix> = Format::ALL
         .iter()
@@ -478,4 +478,100 @@ fn fuzz_regression_offset_taken_back_in_every_lane() {
         .map(|i| f32::from(rest[i % rest.len()] as i8) / 16.0)
         .collect();
     check_against_reference(&w, &x, m);
+}
+
+/// Decode attention over a cache equals the textbook softmax(q k^T / sqrt(d)) v per head, in
+/// f64, for grouped-query heads, a context shorter than the cache and head sizes that are not
+/// multiples of the dot product's lanes; shapes that do not fit are refused.
+#[test]
+fn decode_attention_equals_the_textbook_formula() {
+    use crate::attention::{attend, dot, CacheLayout};
+    let mut rng = Rng(77);
+    for (kv_heads, groups, hd, capacity, total) in [
+        (2, 7, 64, 40, 33),
+        (1, 1, 8, 3, 1),
+        (4, 2, 20, 17, 17),
+        (3, 3, 33, 9, 5),
+    ] {
+        let heads = kv_heads * groups;
+        let layout = CacheLayout {
+            kv_heads,
+            capacity,
+            head_dim: hd,
+        };
+        let k = rng.vec(kv_heads * capacity * hd, 2.0);
+        let v = rng.vec(kv_heads * capacity * hd, 1.0);
+        let q = rng.vec(heads * hd, 2.0);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![f32::NAN; heads * hd];
+        assert!(attend(
+            &q,
+            &k,
+            &v,
+            layout,
+            total,
+            heads,
+            scale,
+            &mut out,
+            &mut Vec::new()
+        ));
+        for h in 0..heads {
+            let base = (h / groups) * capacity * hd;
+            let qh = &q[h * hd..][..hd];
+            let s: Vec<f64> = (0..total)
+                .map(|t| {
+                    let kt = &k[base + t * hd..][..hd];
+                    qh.iter()
+                        .zip(kt)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let want: f64 = (0..total)
+                    .map(|t| e[t] / z * v[base + t * hd + d] as f64)
+                    .sum();
+                let got = out[h * hd + d] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "kv {kv_heads} x {groups}, hd {hd}, total {total}: head {h} dim {d}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    let a = rng.vec(37, 1.0);
+    let b = rng.vec(37, 1.0);
+    let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    assert!((dot(&a, &b) as f64 - want).abs() < 1e-5);
+    let layout = CacheLayout {
+        kv_heads: 2,
+        capacity: 4,
+        head_dim: 8,
+    };
+    let (k, v) = (vec![0f32; 64], vec![0f32; 64]);
+    // Past the cache, heads not a multiple of the KV heads, a short query or cache.
+    for (q, keys, total, heads) in [
+        (32, 64, 5, 4),
+        (24, 64, 2, 3),
+        (16, 64, 2, 4),
+        (32, 32, 2, 4),
+    ] {
+        let mut out = vec![0f32; heads * 8];
+        let q = vec![0f32; q];
+        assert!(!attend(
+            &q,
+            &k[..keys],
+            &v,
+            layout,
+            total,
+            heads,
+            1.0,
+            &mut out,
+            &mut Vec::new()
+        ));
+    }
 }

@@ -97,6 +97,10 @@ pub enum BenchCommand {
         /// Tokens for the decode test.
         #[arg(long, default_value_t = 128)]
         gen_tokens: usize,
+        /// Context already in each sequence's cache when the decode test starts (llama-bench's
+        /// `-d`): generation after a prompt attends to all of it.
+        #[arg(long, default_value_t = 0)]
+        depth: usize,
         /// Repetitions (the mean is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -542,6 +546,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                 },
             prompt_tokens,
             gen_tokens,
+            depth,
             reps,
             candle_kernels,
             batch,
@@ -558,6 +563,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     gen_tokens,
                     reps.max(1),
                     b,
+                    depth,
                 )?;
                 // Each decode step reads every weight once, whatever the batch.
                 let step_s = b.max(1) as f64 / r.decode_tok_s.max(1e-9);
@@ -576,6 +582,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                             "batch": b,
                             "prompt_tokens": prompt_tokens,
                             "gen_tokens": gen_tokens,
+                            "depth": depth,
                             "prefill_tok_s": r.prefill_tok_s,
                             "decode_tok_s": r.decode_tok_s,
                             "weight_bytes": weights,
@@ -596,8 +603,13 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     )?;
                     writeln!(
                         out,
-                        "decode       {:.1} tok/s (tg{gen_tokens})",
-                        r.decode_tok_s
+                        "decode       {:.1} tok/s (tg{gen_tokens}{})",
+                        r.decode_tok_s,
+                        if depth > 0 {
+                            format!(" @ d{depth}")
+                        } else {
+                            String::new()
+                        }
                     )?;
                     writeln!(
                         out,

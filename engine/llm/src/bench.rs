@@ -21,25 +21,28 @@ pub struct LlmSpeed {
 
 /// Measures like llama-bench: a prompt of `prompt_tokens` random tokens in one batch, and
 /// `gen_tokens` single-token steps from an empty context; the mean of `reps` runs after one
-/// warm-up.
+/// warm-up. [`llm_batched`] also decodes at a depth (after a context, as generation after a
+/// long prompt does).
 pub fn llm(
     lm: &LanguageModel,
     prompt_tokens: usize,
     gen_tokens: usize,
     reps: usize,
 ) -> Result<LlmSpeed, GenerateError> {
-    llm_batched(lm, prompt_tokens, gen_tokens, reps, 1)
+    llm_batched(lm, prompt_tokens, gen_tokens, reps, 1, 0)
 }
 
 /// [`llm`] with `batch` sequences at once: `batch` prompts prefilled in one forward pass, and
-/// `batch` sequences decoding together (each step one token for each). Rates count the tokens
-/// of every sequence.
+/// `batch` sequences decoding together (each step one token for each), each after `depth`
+/// tokens of context already in its cache (llama-bench's `-d`; the context is computed
+/// before the clock starts). Rates count the tokens of every sequence.
 pub fn llm_batched(
     lm: &LanguageModel,
     prompt_tokens: usize,
     gen_tokens: usize,
     reps: usize,
     batch: usize,
+    depth: usize,
 ) -> Result<LlmSpeed, GenerateError> {
     let model = lm.model();
     let batch = batch.max(1);
@@ -66,8 +69,15 @@ pub fn llm_batched(
             }
             if gen_tokens > 0 {
                 let mut caches = (0..batch)
-                    .map(|_| model.new_cache(gen_tokens))
+                    .map(|_| model.new_cache(depth + gen_tokens))
                     .collect::<Result<Vec<_>, _>>()?;
+                if depth > 0 {
+                    let context: Vec<Vec<u32>> = (0..batch)
+                        .map(|_| (0..depth).map(|_| token()).collect())
+                        .collect();
+                    model.forward(&mut segments(&mut caches, &context))?;
+                    model.device().synchronize().map_err(ModelError::from)?;
+                }
                 let t = Instant::now();
                 for _ in 0..gen_tokens {
                     let toks: Vec<Vec<u32>> = (0..batch).map(|_| vec![token()]).collect();

@@ -13,6 +13,7 @@ use crate::gpu;
 use crate::linear::Linear;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::Arc;
 use tessera_kernels::matmul::{matmul_many, QMatrix};
@@ -851,7 +852,6 @@ impl Model {
                 o,
                 g,
                 u,
-                p,
             } = &mut *guard;
             for (buf, len) in [
                 (&mut *x, m * dim),
@@ -900,22 +900,46 @@ impl Model {
                     let ki = &mut k[i * dkv..][..dkv];
                     rope_heads(qi, hd, cos, sin, interleaved);
                     rope_heads(ki, hd, cos, sin, interleaved);
-                    let written = s.cache.write_row(li, pos, ki, &v[i * dkv..][..dkv]);
-                    if !written
-                        || !s.cache.attend_one(
-                            li,
-                            pos + 1,
-                            qi,
-                            nh,
-                            scale,
-                            &mut att[i * dq..][..dq],
-                            p,
-                        )
-                    {
-                        return Err(ModelError::Compute(candle_core::Error::Msg(
-                            "decode step: the KV cache is not a host cache of this model".into(),
-                        )));
+                    if !s.cache.write_row(li, pos, ki, &v[i * dkv..][..dkv]) {
+                        return Err(not_host());
                     }
+                }
+                // Each sequence attends over its whole context (a thousand positions after a
+                // reading prompt): the sequences' key/value heads are spread over the threads,
+                // so even one sequence's attention runs on more than one core.
+                let width = (nh / nkv) * hd;
+                let attended = att
+                    .par_chunks_mut(width)
+                    .zip(q.par_chunks(width))
+                    .enumerate()
+                    .all(|(i, (out, qg))| {
+                        let cache = &segments[i / nkv].cache;
+                        let Some((kg, vg)) = cache.head_context(li, i % nkv, cache.len + 1) else {
+                            return false;
+                        };
+                        SCORES.with(|cell| {
+                            // This thread's score buffer (a fresh one if a call on this
+                            // thread holds it), so a step allocates nothing per head.
+                            let mut fresh = Vec::new();
+                            let mut held = cell.try_borrow_mut();
+                            let p = match held.as_deref_mut() {
+                                Ok(p) => p,
+                                Err(_) => &mut fresh,
+                            };
+                            tessera_kernels::attention::attend_group(
+                                qg,
+                                kg,
+                                vg,
+                                hd,
+                                scale as f32,
+                                out,
+                                p,
+                            );
+                        });
+                        true
+                    });
+                if !attended {
+                    return Err(not_host());
                 }
                 matmul_many(&[&hv.wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
@@ -943,6 +967,18 @@ impl Model {
     }
 }
 
+thread_local! {
+    /// Attention scores of the decode step's heads on this thread, reused from step to step.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A decode step met a KV cache it cannot write or read in place.
+fn not_host() -> ModelError {
+    ModelError::Compute(candle_core::Error::Msg(
+        "decode step: the KV cache is not a host cache of this model".into(),
+    ))
+}
+
 /// The decode step's buffers (see [`Model::decode_host`]).
 #[derive(Default)]
 struct Scratch {
@@ -955,7 +991,6 @@ struct Scratch {
     o: Vec<f32>,
     g: Vec<f32>,
     u: Vec<f32>,
-    p: Vec<f32>,
 }
 
 thread_local! {
@@ -1225,6 +1260,24 @@ impl KvCache {
         true
     }
 
+    /// The first `total` cached keys and values of key/value head `head` of `layer`
+    /// (`total * head_dim` values each), read in place; `None` for a device cache or a
+    /// position past the cache.
+    fn head_context(&self, layer: usize, head: usize, total: usize) -> Option<(&[f32], &[f32])> {
+        let KvStore::Host { k, v } = &self.store else {
+            return None;
+        };
+        let (kv_heads, d) = self.shape;
+        if head >= kv_heads || total > self.capacity {
+            return None;
+        }
+        let at = head * self.capacity * d;
+        Some((
+            k.get(layer)?.get(at..at + total * d)?,
+            v.get(layer)?.get(at..at + total * d)?,
+        ))
+    }
+
     /// Attention of one query token (`q`: `heads` heads of `hd` values, head-major) over the
     /// first `total` cached positions of `layer`, read in place, into `out` (`heads * hd`):
     /// per head, scaled dot products, a softmax and the weighted sum of values (grouped-query
@@ -1244,45 +1297,23 @@ impl KvCache {
         let KvStore::Host { k, v } = &self.store else {
             return false;
         };
-        let (nkv, hd) = self.shape;
-        let cap = self.capacity;
-        if total > cap
-            || nkv == 0
-            || !heads.is_multiple_of(nkv)
-            || q.len() != heads * hd
-            || out.len() != heads * hd
-        {
-            return false;
-        }
-        let (k, v) = (&k[layer], &v[layer]);
-        let groups = heads / nkv;
-        let scale = scale as f32;
-        p.clear();
-        p.resize(total, 0.0);
-        out.fill(0.0);
-        for (h, o) in out.chunks_exact_mut(hd).enumerate() {
-            let base = (h / groups) * cap * hd;
-            let qh = &q[h * hd..][..hd];
-            let mut max = f32::NEG_INFINITY;
-            for (t, pt) in p.iter_mut().enumerate() {
-                let kt = &k[base + t * hd..][..hd];
-                *pt = qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale;
-                max = max.max(*pt);
-            }
-            let mut sum = 0f32;
-            for pt in p.iter_mut() {
-                *pt = (*pt - max).exp();
-                sum += *pt;
-            }
-            for (t, pt) in p.iter().enumerate() {
-                let w = pt / sum;
-                let vt = &v[base + t * hd..][..hd];
-                for (a, b) in o.iter_mut().zip(vt) {
-                    *a += w * b;
-                }
-            }
-        }
-        true
+        let (kv_heads, head_dim) = self.shape;
+        let layout = tessera_kernels::attention::CacheLayout {
+            kv_heads,
+            capacity: self.capacity,
+            head_dim,
+        };
+        tessera_kernels::attention::attend(
+            q,
+            &k[layer],
+            &v[layer],
+            layout,
+            total,
+            heads,
+            scale as f32,
+            out,
+            p,
+        )
     }
 
     /// The first `total` positions of `layer` as `[kv_heads, total, head_dim]` tensors.

@@ -238,12 +238,21 @@ fn assert_agreement(name: &str, fallback: bool, logit_tol: f32, min_share: f32) 
 
 #[test]
 fn smollm2_greedy_agrees_with_llama_cpp() {
-    assert_agreement("smollm2", false, 1.25, 0.4);
+    assert_agreement("smollm2", false, SMOLLM2_LOGIT_TOL, 0.4);
 }
+
+/// SmolLM2's tolerance (Q4_1 weights, on the fallback path re-quantized to Q8_0): the worst
+/// top-logit gap moves with rounding alone, since activations are quantized to int8 at every
+/// layer and a value at a rounding boundary flips: measured 0.96 / 1.15 (Tessera's kernels /
+/// fallback) with the decode attention summed in order, 1.06 / 1.28 in 16 lanes (the
+/// kernel in use), 0.84 / 1.45 with it in f64. A wrong kernel or layout moves logits by
+/// several units. (A wider bound shrinks the steps outside the near-tie band below the 40%
+/// this test needs: 1.6 leaves 35%.)
+const SMOLLM2_LOGIT_TOL: f32 = 1.4;
 
 #[test]
 fn smollm2_on_the_fallback_path_greedy_agrees_with_llama_cpp() {
-    assert_agreement("smollm2", true, 1.25, 0.4);
+    assert_agreement("smollm2", true, SMOLLM2_LOGIT_TOL, 0.4);
 }
 
 /// Qwen's tolerance: llama.cpp keeps its KV cache in f16 where Tessera keeps f32, and the
@@ -733,7 +742,7 @@ fn bench_greedy_stream_is_what_generation_picks() {
 fn batched_benches_count_every_sequence() {
     use tessera_llm::bench::{llm_batched, read, ReadStage};
     let lm = lm("smollm2", false);
-    let r = llm_batched(&lm, 8, 4, 1, 3).unwrap();
+    let r = llm_batched(&lm, 8, 4, 1, 3, 0).unwrap();
     assert!(r.prefill_tok_s > 0.0 && r.decode_tok_s > 0.0, "{r:?}");
     let stages = [
         ReadStage {

@@ -1,0 +1,175 @@
+//! Attention of one new token over a key/value cache held in host memory: the decode step's
+//! attention, once per sequence, layer and step, over every position of the context (about a
+//! thousand after a reading prompt). Entry point: [`attend`].
+//!
+//! Written so the compiler vectorizes it: dot products in 16 independent lanes (a sum taken in
+//! order is one long chain of dependent additions, 64 of them per key), the softmax's `e^x`
+//! with [`crate::activation::exp`] (no libm call per value), and each cached key read once for
+//! all the query heads that share it (grouped-query attention).
+
+use crate::activation::exp;
+
+/// Lanes of the dot product's accumulators.
+const LANES: usize = 16;
+
+/// `a · b` over the common length, accumulated in [`LANES`] lanes.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = 0f32;
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    // Halves added pairwise, as a tree: the same few vector additions on every CPU.
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0] + s
+}
+
+/// The sum of `x`, accumulated in [`LANES`] lanes.
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let c = x.chunks_exact(LANES);
+    let rest: f32 = c.remainder().iter().sum();
+    for x in c {
+        for i in 0..LANES {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// The layout of one layer's cache: `kv_heads` heads, each `capacity` positions of
+/// `head_dim` values (`[kv_heads, capacity, head_dim]`, for keys and values alike).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLayout {
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Positions each head has room for.
+    pub capacity: usize,
+    /// Values per position and head.
+    pub head_dim: usize,
+}
+
+/// `out = softmax(q k^T * scale) v` for one token's `heads` query heads over the first
+/// `total` cached positions of `k` and `v` (laid out as `layout` says; query head `h` reads
+/// key/value head `h / (heads / kv_heads)`). `scores` is scratch (resized here). Returns
+/// `false`, touching nothing, when the shapes do not fit together.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    layout: CacheLayout,
+    total: usize,
+    heads: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) -> bool {
+    let CacheLayout {
+        kv_heads,
+        capacity,
+        head_dim: hd,
+    } = layout;
+    let size = kv_heads * capacity * hd;
+    if total > capacity
+        || kv_heads == 0
+        || heads == 0
+        || hd == 0
+        || !heads.is_multiple_of(kv_heads)
+        || q.len() != heads * hd
+        || out.len() != heads * hd
+        || k.len() < size
+        || v.len() < size
+    {
+        return false;
+    }
+    let groups = heads / kv_heads;
+    for (g, (qg, og)) in q
+        .chunks_exact(groups * hd)
+        .zip(out.chunks_exact_mut(groups * hd))
+        .enumerate()
+    {
+        let base = g * capacity * hd;
+        attend_group(
+            qg,
+            &k[base..][..total * hd],
+            &v[base..][..total * hd],
+            hd,
+            scale,
+            og,
+            scores,
+        );
+    }
+    true
+}
+
+/// [`attend`] for the query heads that share one key/value head: `q` and `out` hold those
+/// heads (`heads * head_dim` values, head-major), `k` and `v` that head's context
+/// (`total * head_dim` values each, position-major). The unit of work a caller spreads
+/// over threads. Panics if the lengths do not fit together (callers check, as `attend` does).
+pub fn attend_group(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    head_dim: usize,
+    scale: f32,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    let hd = head_dim;
+    let total = k.len() / hd;
+    let heads = q.len() / hd;
+    assert!(
+        hd > 0 && q.len() == heads * hd && out.len() == q.len() && v.len() == k.len(),
+        "attention group shapes"
+    );
+    scores.clear();
+    scores.resize(heads * total, 0.0);
+    out.fill(0.0);
+    if total == 0 {
+        return;
+    }
+    // Scores of every query head of the group, each key read once.
+    for (t, kt) in k.chunks_exact(hd).enumerate() {
+        for (j, qh) in q.chunks_exact(hd).enumerate() {
+            scores[j * total + t] = dot(qh, kt) * scale;
+        }
+    }
+    for p in scores.chunks_exact_mut(total) {
+        let max = p
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        for x in p.iter_mut() {
+            *x = exp(*x - max);
+        }
+        let inv = 1.0 / sum(p);
+        for x in p.iter_mut() {
+            *x *= inv;
+        }
+    }
+    for (t, vt) in v.chunks_exact(hd).enumerate() {
+        for (j, o) in out.chunks_exact_mut(hd).enumerate() {
+            let w = scores[j * total + t];
+            for (a, b) in o.iter_mut().zip(vt) {
+                *a += w * b;
+            }
+        }
+    }
+}
