@@ -164,12 +164,42 @@ pub fn attend_group(
             *x *= inv;
         }
     }
-    for (t, vt) in v.chunks_exact(hd).enumerate() {
-        for (j, o) in out.chunks_exact_mut(hd).enumerate() {
-            let w = scores[j * total + t];
-            for (a, b) in o.iter_mut().zip(vt) {
-                *a += w * b;
+    match hd {
+        64 => weighted_sum::<64>(scores, v, total, out),
+        128 => weighted_sum::<128>(scores, v, total, out),
+        _ => {
+            for (t, vt) in v.chunks_exact(hd).enumerate() {
+                for (j, o) in out.chunks_exact_mut(hd).enumerate() {
+                    let w = scores[j * total + t];
+                    for (a, b) in o.iter_mut().zip(vt) {
+                        *a += w * b;
+                    }
+                }
             }
         }
+    }
+}
+
+/// `out[j] += sum_t weights[j * total + t] * v[t]` for heads of `HD` values: each head's sum
+/// stays in registers over a block of positions (summing into memory costs a load and a store
+/// per multiply-add), and the block's values stay in the L1 cache for the group's heads.
+fn weighted_sum<const HD: usize>(weights: &[f32], v: &[f32], total: usize, out: &mut [f32]) {
+    const BLOCK: usize = 64;
+    let mut t0 = 0;
+    while t0 < total {
+        let t1 = (t0 + BLOCK).min(total);
+        let vb = &v[t0 * HD..t1 * HD];
+        for (j, o) in out.chunks_exact_mut(HD).enumerate() {
+            let mut acc = [0f32; HD];
+            acc.copy_from_slice(o);
+            let wj = &weights[j * total + t0..j * total + t1];
+            for (&w, vt) in wj.iter().zip(vb.chunks_exact(HD)) {
+                for d in 0..HD {
+                    acc[d] += w * vt[d];
+                }
+            }
+            o.copy_from_slice(&acc);
+        }
+        t0 = t1;
     }
 }

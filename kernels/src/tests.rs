@@ -488,10 +488,11 @@ fn decode_attention_equals_the_textbook_formula() {
     use crate::attention::{attend, dot, CacheLayout};
     let mut rng = Rng(77);
     for (kv_heads, groups, hd, capacity, total) in [
-        (2, 7, 64, 40, 33),
+        (2, 7, 64, 150, 133),
         (1, 1, 8, 3, 1),
         (4, 2, 20, 17, 17),
         (3, 3, 33, 9, 5),
+        (2, 2, 128, 100, 70),
     ] {
         let heads = kv_heads * groups;
         let layout = CacheLayout {
