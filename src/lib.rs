@@ -230,6 +230,22 @@ impl Database {
         Ok(self.reader.read(&self.storage, texts, opts)?)
     }
 
+    /// Bulk ingestion: reads `texts` in batches of `batch`, several batches through the model
+    /// at once (their sequences share the model's running batch), each text committed on its
+    /// own; `done(i, result)` is called for text `i` as it is committed. Returns the first
+    /// error that stopped a whole batch (no batch starts after it).
+    pub fn insert_texts_each(
+        &self,
+        texts: &[&str],
+        opts: &TextOptions,
+        batch: usize,
+        done: &mut dyn FnMut(usize, Result<TextReport, TextError>),
+    ) -> Result<(), Error> {
+        Ok(self
+            .reader
+            .read_many(&self.storage, texts, opts, batch, done)?)
+    }
+
     /// Removes a source (`DROP SOURCE`): its metadata, its graph, and each of its triples from
     /// the target graph unless another source supports it. Returns the number of triples
     /// removed from the target graph; `None` if there was no such source.

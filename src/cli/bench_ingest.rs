@@ -98,15 +98,13 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     );
     let t0 = Instant::now();
     let mut failed = 0usize;
-    for batch in texts.chunks(args.batch.max(1)) {
-        for r in db.insert_texts(batch, &opts)? {
-            if let Err(e) = r {
-                failed += 1;
-                tracing::warn!(error = %e, "text not read");
-            }
+    db.insert_texts_each(&texts, &opts, args.batch, &mut |_, r| {
+        if let Err(e) = r {
+            failed += 1;
+            tracing::warn!(error = %e, "text not read");
         }
-        bar.inc(batch.len() as u64);
-    }
+        bar.inc(1);
+    })?;
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     let m = db.text_metrics();

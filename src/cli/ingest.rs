@@ -38,6 +38,9 @@ pub struct ModelArgs {
     /// `--features cuda`).
     #[arg(long, env = "TESSERA_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Most sequences in the model's running batch (requests beyond it queue for a place).
+    #[arg(long, env = "TESSERA_BATCH_WIDTH", default_value_t = TextConfig::default().batch_width)]
+    pub batch_width: usize,
     /// Read through OpenAI-compatible servers (vLLM, SGLang, llama.cpp's llama-server) in
     /// place of the in-engine model: base URLs, repeated or comma-separated. The API key, if
     /// the servers want one, comes from `TESSERA_REMOTE_API_KEY` only.
@@ -96,6 +99,7 @@ impl ModelArgs {
             llm: self.model.clone(),
             embedder: self.embedder.clone(),
             device: self.device.clone(),
+            batch_width: self.batch_width.max(1),
             ..TextConfig::default()
         };
         if let Some(t) = self.threads {
@@ -245,27 +249,25 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let (mut ok, mut failed, mut triples, mut dropped, mut relations) = (0, 0, 0, 0, 0);
     let mut first_error: Option<String> = None;
-    for batch in texts.chunks(args.batch.max(1)) {
-        let refs: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
-        let results = db.insert_texts(&refs, &opts)?;
-        for ((name, _), r) in batch.iter().zip(results) {
-            match r {
-                Ok(report) => {
-                    ok += 1;
-                    triples += report.triples.len();
-                    dropped += report.dropped.len();
-                    relations += report.relations_added.len();
-                }
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!(text = %name, error = %e, "text not ingested");
-                    first_error.get_or_insert_with(|| format!("{name}: {e}"));
-                }
+    let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    db.insert_texts_each(&refs, &opts, args.batch, &mut |i, r| {
+        let name = &texts[i].0;
+        match r {
+            Ok(report) => {
+                ok += 1;
+                triples += report.triples.len();
+                dropped += report.dropped.len();
+                relations += report.relations_added.len();
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(text = %name, error = %e, "text not ingested");
+                first_error.get_or_insert_with(|| format!("{name}: {e}"));
             }
         }
-        bar.inc(batch.len() as u64);
+        bar.inc(1);
         bar.set_message(format!("{triples} triples"));
-    }
+    })?;
     bar.finish_and_clear();
     db.flush()?;
     let secs = t0.elapsed().as_secs_f64();

@@ -188,6 +188,17 @@ impl SchemaIndex {
         ))
     }
 
+    /// Whether the index holds exactly `relations` as they are now (labels, definitions,
+    /// ranges): then [`SchemaIndex::sync`] would change nothing.
+    pub fn matches(&self, relations: &[Relation]) -> bool {
+        self.keys.len() == relations.len()
+            && self
+                .keys
+                .iter()
+                .zip(relations)
+                .all(|(k, r)| *k == entry_key(r))
+    }
+
     /// The relations, sorted by IRI.
     pub fn relations(&self) -> &[Relation] {
         &self.relations

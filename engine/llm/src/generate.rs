@@ -18,6 +18,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod batch;
+
 /// What can go wrong generating.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -39,6 +41,9 @@ pub enum GenerateError {
     /// The caller cancelled the request (checked between decode steps).
     #[error("generation cancelled")]
     Cancelled,
+    /// A forward pass that this request shared with others failed.
+    #[error("the decode batch failed: {0}")]
+    Batch(String),
 }
 
 /// A request's cancellation, checked between decode steps: whatever the caller decides (a
@@ -170,6 +175,7 @@ pub struct LanguageModel {
     kv: Mutex<KvPool>,
     name: String,
     max_batch: usize,
+    batcher: batch::Batcher,
 }
 
 impl std::fmt::Debug for LanguageModel {
@@ -332,6 +338,7 @@ impl Default for ModelOptions {
     }
 }
 
+/// A sequence in the running batch (or a scoring pass's single sequence).
 struct Seq {
     cache: KvCache,
     pending: Vec<u32>,
@@ -343,7 +350,15 @@ struct Seq {
     finish: Option<Finish>,
     prompt_tokens: usize,
     cached: usize,
+    /// Tokenizing and finding the prefix, before the sequence joined a batch.
     prefill: Duration,
+    /// The caller's request: its job and its place in that job.
+    job: u64,
+    index: usize,
+    opts: GenerateOptions,
+    /// When it joined the batch, and when its prompt was through (its first token picked).
+    admitted: Instant,
+    first: Option<Instant>,
 }
 
 impl LanguageModel {
@@ -381,6 +396,7 @@ impl LanguageModel {
             }),
             name,
             max_batch: opts.max_batch.max(1),
+            batcher: batch::Batcher::default(),
         })
     }
 
@@ -523,41 +539,82 @@ impl LanguageModel {
             .unwrap_or(0))
     }
 
-    fn start(
+    /// Tokenizes a request and finds (or computes) its prefix, in the caller's thread: what a
+    /// request needs before it can join the running batch.
+    fn prepare(
         &self,
         prompt: &Prompt,
         opts: &GenerateOptions,
-        index: u64,
-    ) -> Result<Seq, GenerateError> {
+        job: u64,
+        index: usize,
+    ) -> Result<batch::Ready, GenerateError> {
         let t0 = Instant::now();
         let snap = self.prefix(&prompt.prefix)?;
-        let rest = self.encode_text(&prompt.text, &prompt.data, snap.is_none())?;
+        let mut rest = self.encode_text(&prompt.text, &prompt.data, snap.is_none())?;
         let cached = snap.as_ref().map(|s| s.len()).unwrap_or(0);
         if cached + rest.len() == 0 {
             return Err(GenerateError::Request("the prompt is empty".into()));
         }
-        let mut cache = self.kv_cache(cached + rest.len() + opts.max_tokens)?;
-        if let Some(s) = &snap {
-            cache.restore(s)?;
+        // A prompt that is all prefix: its last token runs again, for the logits.
+        let mut keep = cached;
+        if rest.is_empty() {
+            let ids = self.tokenizer.encode(&prompt.prefix, true, true)?;
+            rest.extend(ids.last());
+            keep -= 1;
         }
         let guide = opts
             .constraint
             .as_ref()
             .map(|c| self.guide_factory()?.guide(c).map_err(GenerateError::from))
             .transpose()?;
+        Ok(batch::Ready {
+            job,
+            index,
+            snap,
+            keep,
+            rest,
+            guide,
+            opts: opts.clone(),
+            prepared: t0.elapsed(),
+        })
+    }
+
+    /// A prepared request with its KV cache (the prefix restored): a sequence ready to run.
+    fn admit(&self, r: batch::Ready) -> Result<Seq, GenerateError> {
+        let cached = r.keep;
+        let mut cache = self.kv_cache(cached + r.rest.len() + r.opts.max_tokens)?;
+        if let Some(s) = &r.snap {
+            cache.restore(s)?;
+            cache.truncate(cached);
+        }
         Ok(Seq {
             cache,
-            pending: rest.clone(),
+            prompt_tokens: cached + r.rest.len(),
+            pending: r.rest,
             out: Vec::new(),
             text: Vec::new(),
             emitted: 0,
-            guide,
-            rng: StdRng::seed_from_u64(opts.seed.wrapping_add(index)),
+            guide: r.guide,
+            rng: StdRng::seed_from_u64(r.opts.seed.wrapping_add(r.index as u64)),
             finish: None,
-            prompt_tokens: cached + rest.len(),
             cached,
-            prefill: t0.elapsed(),
+            prefill: r.prepared,
+            job: r.job,
+            index: r.index,
+            opts: r.opts,
+            admitted: Instant::now(),
+            first: None,
         })
+    }
+
+    fn start(
+        &self,
+        prompt: &Prompt,
+        opts: &GenerateOptions,
+        index: usize,
+    ) -> Result<Seq, GenerateError> {
+        let ready = self.prepare(prompt, opts, 0, index)?;
+        self.admit(ready)
     }
 
     /// Generates a continuation of one prompt; `on_text` receives the text as it is produced.
@@ -614,89 +671,7 @@ impl LanguageModel {
                 "temperature must be >= 0 and top_p in [0, 1]".into(),
             ));
         }
-        if prompts.len() > self.max_batch {
-            // Groups of at most `max_batch`: the KV caches alive at once stay bounded.
-            let mut out = Vec::with_capacity(prompts.len());
-            for (g, (p, o)) in prompts
-                .chunks(self.max_batch)
-                .zip(opts.chunks(self.max_batch))
-                .enumerate()
-            {
-                let offset = g * self.max_batch;
-                out.extend(self.run(p, o, &mut |i, t| on_text(offset + i, t))?);
-            }
-            return Ok(out);
-        }
-        self.pool.install(|| {
-            let mut seqs = prompts
-                .iter()
-                .zip(opts)
-                .enumerate()
-                .map(|(i, (p, o))| self.start(p, o, i as u64))
-                .collect::<Result<Vec<_>, _>>()?;
-            let t_prefill = Instant::now();
-            let mut first = true;
-            let mut t_decode = Instant::now();
-            let mut prefill_time = Duration::ZERO;
-            loop {
-                let active: Vec<usize> = (0..seqs.len())
-                    .filter(|&i| seqs[i].finish.is_none())
-                    .collect();
-                if active.is_empty() {
-                    break;
-                }
-                if active.iter().any(|&i| opts[i].cancel.is_cancelled()) {
-                    return Err(GenerateError::Cancelled);
-                }
-                let logits = {
-                    let mut segs: Vec<Segment<'_>> = Vec::new();
-                    let mut pend: Vec<Vec<u32>> = active
-                        .iter()
-                        .map(|&i| std::mem::take(&mut seqs[i].pending))
-                        .collect();
-                    let mut refs: Vec<&mut Seq> =
-                        seqs.iter_mut().filter(|s| s.finish.is_none()).collect();
-                    for (s, toks) in refs.iter_mut().zip(pend.iter_mut()) {
-                        segs.push(Segment {
-                            cache: &mut s.cache,
-                            tokens: toks.as_slice(),
-                            all_logits: false,
-                        });
-                    }
-                    self.model.forward(&mut segs)?
-                };
-                if first {
-                    prefill_time = t_prefill.elapsed();
-                    t_decode = Instant::now();
-                    first = false;
-                }
-                let rows = rows_to_host(&logits).map_err(ModelError::from)?;
-                for (&i, mut row) in active.iter().zip(rows) {
-                    let s = &mut seqs[i];
-                    let token = self.pick(s, &mut row, opts[i])?;
-                    self.advance(i, s, token, opts[i], on_text)?;
-                }
-            }
-            let decode = t_decode.elapsed();
-            let (caches, out): (Vec<KvCache>, Vec<Generation>) = seqs
-                .into_iter()
-                .map(|s| {
-                    let g = Generation {
-                        text: String::from_utf8_lossy(&s.text[..s.emitted]).into_owned(),
-                        generated_tokens: s.out.len(),
-                        tokens: s.out,
-                        prompt_tokens: s.prompt_tokens,
-                        cached_tokens: s.cached,
-                        finish: s.finish.unwrap_or(Finish::Length),
-                        prefill: s.prefill + prefill_time,
-                        decode,
-                    };
-                    (s.cache, g)
-                })
-                .unzip();
-            self.recycle(caches);
-            Ok(out)
-        })
+        self.run_batched(prompts, opts, on_text)
     }
 
     fn pick(

@@ -358,6 +358,115 @@ fn batched_decoding_equals_one_at_a_time() {
     }
 }
 
+/// SmolLM2 with a running batch of two sequences, so that requests queue.
+fn narrow_lm() -> Arc<LanguageModel> {
+    static NARROW: OnceLock<Arc<LanguageModel>> = OnceLock::new();
+    NARROW
+        .get_or_init(|| {
+            let opts = ModelOptions {
+                threads: 2,
+                max_batch: 2,
+                ..Default::default()
+            };
+            Arc::new(LanguageModel::load(model_path("smollm2"), &opts).expect("load model"))
+        })
+        .clone()
+}
+
+#[test]
+fn requests_queue_for_the_running_batch_and_end_as_they_would_alone() {
+    let lm = narrow_lm();
+    // Five requests of different lengths for two places: each joins when one ends.
+    let requests: Vec<(Prompt, GenerateOptions)> = [
+        ("What is a graph?", 20),
+        ("Name a planet.", 3),
+        ("Say hello in Spanish.", 9),
+        ("Count to five.", 14),
+        ("What colour is the sky?", 5),
+    ]
+    .iter()
+    .map(|(q, n)| {
+        (
+            Prompt::text(chat(&lm, q)),
+            GenerateOptions {
+                max_tokens: *n,
+                ..Default::default()
+            },
+        )
+    })
+    .collect();
+    let together = lm.generate_each(&requests).unwrap();
+    assert_eq!(together.len(), requests.len());
+    for ((p, o), t) in requests.iter().zip(&together) {
+        let alone = lm.generate(p, o, |_| {}).unwrap();
+        assert_eq!(alone.tokens, t.tokens);
+        assert!(t.tokens.len() <= o.max_tokens);
+    }
+}
+
+#[test]
+fn callers_on_several_threads_share_the_batch_and_a_cancelled_one_leaves_the_rest() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lm = narrow_lm();
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let questions = [
+        "Name a colour.",
+        "Name a fruit.",
+        "Name a city.",
+        "Name a river.",
+    ];
+    let alone: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| {
+            lm.generate(&Prompt::text(chat(&lm, q)), &opts, |_| {})
+                .unwrap()
+                .tokens
+        })
+        .collect();
+    // A caller whose request is cancelled after a few checks, among callers that run on.
+    let checks = Arc::new(AtomicUsize::new(0));
+    let seen = checks.clone();
+    let cancelled = GenerateOptions {
+        max_tokens: 64,
+        cancel: tessera_llm::Cancel::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 4),
+        ..Default::default()
+    };
+    std::thread::scope(|s| {
+        let stopped = s.spawn(|| {
+            lm.generate(
+                &Prompt::text(chat(&lm, "Write a long poem about the sea.")),
+                &cancelled,
+                |_| {},
+            )
+        });
+        let runs: Vec<_> = questions
+            .iter()
+            .map(|q| {
+                let (lm, opts) = (&lm, &opts);
+                s.spawn(move || {
+                    let mut streamed = String::new();
+                    let g = lm
+                        .generate(&Prompt::text(chat(lm, q)), opts, |t| streamed.push_str(t))
+                        .unwrap();
+                    assert_eq!(streamed, g.text);
+                    g.tokens
+                })
+            })
+            .collect();
+        for (r, a) in runs.into_iter().zip(&alone) {
+            assert_eq!(&r.join().unwrap(), a);
+        }
+        assert!(matches!(
+            stopped.join().unwrap(),
+            Err(tessera_llm::GenerateError::Cancelled)
+        ));
+    });
+    assert!(checks.load(Ordering::SeqCst) >= 5);
+}
+
 #[test]
 fn requests_with_different_grammars_decode_together_as_they_would_alone() {
     let lm = lm("smollm2", false);

@@ -46,6 +46,8 @@ pub struct TextConfig {
     /// Device of the language model: `cpu`, `cuda` or `cuda:N` (CUDA needs the `cuda`
     /// feature). The embedder runs on the CPU.
     pub device: String,
+    /// Most sequences in the model's running batch; requests beyond it queue for a place.
+    pub batch_width: usize,
     /// A language model behind OpenAI-compatible servers (vLLM, SGLang, llama.cpp's
     /// `llama-server`) in place of the in-engine one: `llm`, `threads` and `device` are then
     /// unused, and the embedder stays local.
@@ -71,6 +73,7 @@ impl Default for TextConfig {
             embedder: "minilm".into(),
             threads: ModelOptions::default().threads,
             device: "cpu".into(),
+            batch_width: ModelOptions::default().max_batch,
             remote: None,
             enabled: true,
             entity_base: "http://tessera.local/entity/".into(),
@@ -222,10 +225,15 @@ pub struct Reader {
     status: Mutex<ModelStatus>,
     metrics: Mutex<ReaderMetrics>,
     definitions: crate::define::DefinitionCache,
-    indexes: Mutex<HashMap<String, SchemaIndex>>,
+    /// Shared with the reads in progress, which hold the version they started with.
+    indexes: Mutex<HashMap<String, Arc<SchemaIndex>>>,
     entities: Mutex<HashMap<String, EntityIndex>>,
     queued: AtomicUsize,
 }
+
+/// Batches that [`Reader::read_many`] reads at once. Two: while one batch's long extractions
+/// end one by one, the other's sequences take the places they leave in the model's batch.
+pub const READS_IN_FLIGHT: usize = 2;
 
 /// A place in the reader's admission queue, given back when dropped.
 struct Admitted<'a>(&'a AtomicUsize);
@@ -427,6 +435,7 @@ impl Reader {
                     tracing::info!(llm = %path.display(), device = %self.config.device, "loading the language model");
                     let mut options = ModelOptions {
                         threads: self.config.threads,
+                        max_batch: self.config.batch_width.max(1),
                         ..ModelOptions::default()
                     };
                     options.load.device = device;
@@ -457,17 +466,24 @@ impl Reader {
         Ok((Models { llm, embedder }, info))
     }
 
-    fn schema_index<'a>(
+    fn schema_index(
         &self,
         storage: &Storage,
         models: &Models,
-        indexes: &'a mut HashMap<String, SchemaIndex>,
+        indexes: &mut HashMap<String, Arc<SchemaIndex>>,
         schema: Option<&NamedNode>,
-    ) -> Result<&'a SchemaIndex, TextError> {
+    ) -> Result<Arc<SchemaIndex>, TextError> {
         let key = schema.map_or_else(|| "all".to_owned(), |s| s.as_str().to_owned());
         let relations = storage.schema_relations(schema.map(NamedNode::as_ref))?;
+        if let Some(current) = indexes.get(&key) {
+            if current.matches(&relations) {
+                return Ok(current.clone());
+            }
+        }
         let path = index_file(storage, "schema", &key, "idx");
-        let current = indexes.remove(&key);
+        // A version still in use by a read in progress stays with it; this one starts from
+        // the file.
+        let current = indexes.remove(&key).and_then(|c| Arc::try_unwrap(c).ok());
         let embedder = &models.embedder;
         let (index, _) = SchemaIndex::sync(
             current,
@@ -483,7 +499,9 @@ impl Reader {
                 embedder.embed(&texts).map_err(|e| e.to_string())
             },
         )?;
-        Ok(indexes.entry(key).or_insert(index))
+        let index = Arc::new(index);
+        indexes.insert(key, index.clone());
+        Ok(index)
     }
 
     /// The entity index of the target graph: in memory after the first use (kept in line by
@@ -538,9 +556,12 @@ impl Reader {
         if !good.is_empty() {
             let _admitted = self.admit()?;
             let models = self.models()?;
-            let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
-            let index = self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?;
-            let schema = Schema::new(index);
+            let index = {
+                let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
+                self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?
+            };
+            // No lock is held while the model reads: another read's batch shares its steps.
+            let schema = Schema::new(&index);
             let edc_opts = EdcOptions {
                 align: opts.align,
                 refine: opts.refine,
@@ -552,7 +573,6 @@ impl Reader {
             let batch: Vec<&str> = good.iter().map(|&i| texts[i]).collect();
             let plans = pipeline.run(&batch, &schema)?;
             let fingerprint = schema.fingerprint().to_owned();
-            drop(indexes);
             // Entity linking, still outside the write lock; the entity index stays locked
             // until each text's labels are appended, so its sequence follows the store's.
             let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
@@ -614,6 +634,67 @@ impl Reader {
             .into_iter()
             .map(|r| r.unwrap_or(Err(InputError::Empty.into())))
             .collect())
+    }
+
+    /// Reads many texts in batches of `batch`, [`READS_IN_FLIGHT`] batches at a time: the
+    /// model's running batch takes the sequences of all of them, so one batch's short calls
+    /// (definitions, checks) fill the places that another's long extraction leaves. `done(i,
+    /// result)` is called, on the calling thread, for text `i` as its batch is committed.
+    /// Returns the first error that stopped a whole batch (the model could not load, say);
+    /// no batch starts after it.
+    pub fn read_many(
+        &self,
+        storage: &Storage,
+        texts: &[&str],
+        opts: &TextOptions,
+        batch: usize,
+        done: &mut dyn FnMut(usize, Result<TextReport, TextError>),
+    ) -> Result<(), TextError> {
+        if opts.source.is_some() && texts.len() > 1 {
+            return Err(InputError::OneSourceManyTexts.into());
+        }
+        let batch = batch.max(1);
+        let batches = texts.len().div_ceil(batch);
+        let next = AtomicUsize::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        type Batch = (usize, Result<Vec<Result<TextReport, TextError>>, TextError>);
+        let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+        std::thread::scope(|s| {
+            for _ in 0..READS_IN_FLIGHT.min(batches) {
+                let tx = tx.clone();
+                let (next, stop) = (&next, &stop);
+                s.spawn(move || loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= batches || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let part = &texts[k * batch..((k + 1) * batch).min(texts.len())];
+                    let r = self.read(storage, part, opts);
+                    if r.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if tx.send((k, r)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut first_error = None;
+            for (k, r) in rx {
+                match r {
+                    Ok(results) => {
+                        for (j, r) in results.into_iter().enumerate() {
+                            done(k * batch + j, r);
+                        }
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::SeqCst);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
     }
 
     fn count(&self, result: &Result<TextReport, TextError>) {

@@ -186,44 +186,43 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stage_ms = [0u64; 5];
     let (mut reversed, mut unsupported) = (0, 0);
-    for chunk in items.chunks(args.batch.max(1)) {
-        let texts: Vec<&str> = chunk.iter().map(|&i| data.texts[i].as_str()).collect();
-        for r in db.insert_texts(&texts, &opts)? {
-            match r {
-                Ok(r) => {
-                    calls += r.stats.model_calls;
-                    prompt += r.stats.prompt_tokens;
-                    cached += r.stats.cached_tokens;
-                    generated += r.stats.generated_tokens;
-                    stage_ms[0] += r.stats.extract_ms;
-                    stage_ms[1] += r.stats.define_ms;
-                    stage_ms[2] += r.stats.canonicalize_ms;
-                    stage_ms[3] += r.stats.refine_ms;
-                    stage_ms[4] += r.stats.check_ms;
-                    reversed += r.stats.reversed;
-                    unsupported += r.stats.unsupported;
-                    for d in &r.dropped {
-                        let why = d.reason.split(" (").next().unwrap_or(&d.reason);
-                        let why = if why.starts_with("no schema relation") {
-                            "no schema relation matches"
-                        } else if why.starts_with("no definition") {
-                            "no definition written"
-                        } else {
-                            why
-                        };
-                        *dropped.entry(why.to_owned()).or_default() += 1;
-                    }
-                    predicted.push(r.facts.clone());
+    let mut by_item: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
+    let texts: Vec<&str> = items.iter().map(|&i| data.texts[i].as_str()).collect();
+    db.insert_texts_each(&texts, &opts, args.batch, &mut |k, r| {
+        match r {
+            Ok(r) => {
+                calls += r.stats.model_calls;
+                prompt += r.stats.prompt_tokens;
+                cached += r.stats.cached_tokens;
+                generated += r.stats.generated_tokens;
+                stage_ms[0] += r.stats.extract_ms;
+                stage_ms[1] += r.stats.define_ms;
+                stage_ms[2] += r.stats.canonicalize_ms;
+                stage_ms[3] += r.stats.refine_ms;
+                stage_ms[4] += r.stats.check_ms;
+                reversed += r.stats.reversed;
+                unsupported += r.stats.unsupported;
+                for d in &r.dropped {
+                    let why = d.reason.split(" (").next().unwrap_or(&d.reason);
+                    let why = if why.starts_with("no schema relation") {
+                        "no schema relation matches"
+                    } else if why.starts_with("no definition") {
+                        "no definition written"
+                    } else {
+                        why
+                    };
+                    *dropped.entry(why.to_owned()).or_default() += 1;
                 }
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!(error = %e, "text failed");
-                    predicted.push(Vec::new());
-                }
+                by_item[k] = r.facts.clone();
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(error = %e, "text failed");
             }
         }
-        bar.inc(chunk.len() as u64);
-    }
+        bar.inc(1);
+    })?;
+    predicted.extend(by_item);
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     if let Some(p) = &args.predictions {
