@@ -131,6 +131,20 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         .zip(m.stage_ms)
         .map(|(s, ms)| ((*s).to_owned(), serde_json::json!(ms as f64 / 1000.0 / n)))
         .collect();
+    let stage_tokens: serde_json::Map<String, serde_json::Value> = tessera::text::TOKEN_STAGES
+        .iter()
+        .zip(&m.stage_tokens)
+        .map(|(s, t)| {
+            (
+                (*s).to_owned(),
+                serde_json::json!({
+                    "uncached_prompt": per_text((t.prompt - t.cached) as u64),
+                    "cached_prompt": per_text(t.cached as u64),
+                    "generated": per_text(t.generated as u64),
+                }),
+            )
+        })
+        .collect();
     let report = serde_json::json!({
         "model": models.llm,
         "device": models.device,
@@ -148,6 +162,7 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
         "generated_tokens_per_text": per_text(m.generated_tokens),
         "model_tokens_per_s": (uncached + m.generated_tokens) as f64 / secs.max(1e-9),
         "stage_seconds_per_text": stage_s,
+        "stage_tokens_per_text": stage_tokens,
         "matmul_params": params,
         "gflop_per_text": flops_per_text / 1e9,
         "int8_peak_gops": peak.map(|p| p / 1e9),
@@ -182,6 +197,23 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             .map(|(s, ms)| format!("{s} {:.2} s", ms as f64 / 1000.0 / n))
             .collect();
         writeln!(out, "time per text: {}", stages.join(", "))?;
+        let budget: Vec<String> = tessera::text::TOKEN_STAGES
+            .iter()
+            .zip(&m.stage_tokens)
+            .map(|(s, t)| {
+                format!(
+                    "{s} {:.0} + {:.0}, {:.0}",
+                    per_text((t.prompt - t.cached) as u64),
+                    per_text(t.cached as u64),
+                    per_text(t.generated as u64)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "tokens per text by stage (prompt not cached + cached, generated): {}",
+            budget.join("; ")
+        )?;
         match (peak, floor) {
             (Some(p), Some(f)) => writeln!(
                 out,

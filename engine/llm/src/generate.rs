@@ -530,6 +530,20 @@ impl LanguageModel {
         Ok(ids)
     }
 
+    /// Tokens of a prompt, and how many of them are its prefix (served from the prefix
+    /// cache once computed): a scored prompt's share of a token budget.
+    pub fn prompt_size(&self, prompt: &Prompt) -> Result<(usize, usize), GenerateError> {
+        let prefix = if prompt.prefix.is_empty() {
+            0
+        } else {
+            self.tokenizer.encode(&prompt.prefix, true, true)?.len()
+        };
+        let rest = self
+            .encode_text(&prompt.text, &prompt.data, prefix == 0)?
+            .len();
+        Ok((prefix + rest, prefix))
+    }
+
     /// Prefix tokens computed once and kept for later requests (warms the cache).
     pub fn cache_prefix(&self, prefix: &str) -> Result<usize, GenerateError> {
         Ok(self

@@ -6,7 +6,7 @@
 
 use crate::define::Definitions;
 use crate::pipeline::{
-    Align, Decision, Item, NewRelation, Pipeline, RelationRef, Resolution, Resolved, Stats,
+    Align, Decision, Item, NewRelation, Pipeline, RelationRef, Resolution, Resolved, Stage, Stats,
 };
 use crate::prompts;
 use crate::schema::{camel_case, definition_text, Schema};
@@ -72,6 +72,9 @@ impl Pipeline<'_> {
                 .map(|(_, p, n)| (p, &prompts::LETTERS[..=*n]))
                 .collect();
             let scores = self.model.score_batch(&requests)?;
+            for (key, p, _) in &asks {
+                stats[key.0].add_scored(Stage::Canonicalize, self.model.prompt_size(p));
+            }
             for ((key, _, _), sc) in asks.into_iter().zip(scores) {
                 verified.insert(key, sc);
             }
@@ -208,6 +211,7 @@ impl Pipeline<'_> {
                 None => {
                     let prompt =
                         self.verification_prompt(triple, definition, &cands, choose_fixed)?;
+                    stats.add_scored(Stage::Canonicalize, self.model.prompt_size(&prompt));
                     self.model
                         .score(&prompt, &prompts::LETTERS[..=cands.len()])?
                 }

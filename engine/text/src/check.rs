@@ -7,7 +7,7 @@
 //! [`Support`] per claim, turned into a [`Verdict`] by a threshold
 //! ([`EdcOptions::support`](crate::pipeline::EdcOptions::support)).
 
-use crate::pipeline::{Item, Pipeline, Stats};
+use crate::pipeline::{Item, Pipeline, Stage, Stats};
 use crate::prompts;
 use crate::EdcError;
 use tessera_llm::Prompt;
@@ -103,6 +103,9 @@ impl Pipeline<'_> {
                 ));
             }
             stats[c.item].model_calls += if c.reversible { 2 } else { 1 };
+        }
+        for (k, _, p) in &asks {
+            stats[claims[*k].item].add_scored(Stage::Check, self.model.prompt_size(p));
         }
         let requests: Vec<(&Prompt, &[&str])> = asks
             .iter()

@@ -99,6 +99,8 @@ pub struct ReportStats {
     pub reversed: usize,
     /// Triples the support check dropped (the text does not state them).
     pub unsupported: usize,
+    /// Model tokens per stage, in the order of [`TOKEN_STAGES`](crate::TOKEN_STAGES).
+    pub tokens: [crate::StageTokens; 5],
 }
 
 /// The sentence of `chunk` that names the most words of `subject` and `object` (the first of
@@ -265,6 +267,7 @@ pub(crate) fn commit(
             relations_by_model: plan.stats.by_model,
             reversed: plan.stats.reversed,
             unsupported: plan.stats.unsupported,
+            tokens: plan.stats.tokens,
         },
         labels_written: Vec::new(),
     };

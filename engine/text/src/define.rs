@@ -4,7 +4,7 @@
 //! phrase defined once is not defined again: the reader keeps a [`DefinitionCache`] across
 //! texts, and a chunk whose phrases are all in it makes no model call.
 
-use crate::pipeline::{Item, Pipeline, Stats, MAX_DEFINITION_CHARS};
+use crate::pipeline::{Item, Pipeline, Stage, Stats, MAX_DEFINITION_CHARS};
 use crate::prompts;
 use crate::schema::Schema;
 use crate::EdcError;
@@ -72,7 +72,7 @@ impl Pipeline<'_> {
         let fixed = prompts::define_fixed();
         let mut out = vec![HashMap::new(); items.len()];
         let mut todo: Vec<(usize, Vec<String>, Prompt)> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
+        for i in 0..items.len() {
             let mut names: Vec<String> = Vec::new();
             for t in &triples[i] {
                 if schema.by_name(&t[1]).is_some() || names.contains(&t[1]) {
@@ -89,10 +89,9 @@ impl Pipeline<'_> {
                 continue;
             }
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let prompt = self.model.render(
-                &fixed,
-                &prompts::define_user(&item.body, &triples[i], &refs),
-            )?;
+            let prompt = self
+                .model
+                .render(&fixed, &prompts::define_user(&triples[i], &refs))?;
             todo.push((i, names, prompt));
         }
         // Each chunk's grammar requires its own relation names; all chunks decode together.
@@ -131,7 +130,7 @@ impl Pipeline<'_> {
             });
         }
         for ((i, _, _), g) in todo.iter().zip(gens) {
-            stats[*i].add_generation(&g);
+            stats[*i].add_generation(Stage::Define, &g);
             let written: HashMap<String, String> =
                 serde_json::from_str(&g.text).unwrap_or_default();
             for (name, definition) in written {

@@ -4,7 +4,9 @@
 //! per chunk.
 
 use crate::output::parse_triples;
-use crate::pipeline::{Extracted, Item, Pipeline, Stats, MAX_NAME_CHARS, MAX_RELATION_CHARS};
+use crate::pipeline::{
+    Extracted, Item, Pipeline, Stage, Stats, MAX_NAME_CHARS, MAX_RELATION_CHARS,
+};
 use crate::prompts::{self, Hints};
 use crate::EdcError;
 use serde_json::json;
@@ -46,7 +48,7 @@ impl Pipeline<'_> {
         let gens = self.model.generate(&prompts, &opts)?;
         let mut out = Vec::with_capacity(items.len());
         for (i, g) in gens.iter().enumerate() {
-            stats[i].add_generation(g);
+            stats[i].add_generation(Stage::Extract, g);
             out.push(parse_triples(&g.text, g.finish));
         }
         Ok(out)

@@ -37,6 +37,11 @@ pub trait TextModel: Send + Sync {
     fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
         requests.iter().map(|(p, o)| self.score(p, o)).collect()
     }
+    /// Tokens of a scored prompt and how many of them its cached prefix holds, for the token
+    /// budget; `None` where the model does not say (a remote one).
+    fn prompt_size(&self, _prompt: &Prompt) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Sentence embeddings as the pipeline uses them (implemented by [`Embedder`]).
@@ -90,6 +95,10 @@ impl TextModel for LanguageModel {
 
     fn score_batch(&self, requests: &[(&Prompt, &[&str])]) -> Result<Vec<Vec<f32>>, EdcError> {
         Ok(LanguageModel::score_batch(self, requests)?)
+    }
+
+    fn prompt_size(&self, prompt: &Prompt) -> Option<(usize, usize)> {
+        LanguageModel::prompt_size(self, prompt).ok()
     }
 }
 

@@ -198,14 +198,92 @@ pub struct Stats {
     pub reversed: usize,
     /// Triples the support check dropped.
     pub unsupported: usize,
+    /// Model tokens per stage, in the order of [`TOKEN_STAGES`] (generated and scored
+    /// prompts alike; the totals above are their sums).
+    pub tokens: [StageTokens; 5],
+}
+
+/// The stages of [`Stats::tokens`], in order. A refinement round's extraction, definitions
+/// and canonicalization count under "refine".
+pub const TOKEN_STAGES: [&str; 5] = ["extract", "define", "canonicalize", "refine", "check"];
+
+/// Index of a stage in [`TOKEN_STAGES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Extract = 0,
+    Define = 1,
+    Canonicalize = 2,
+    Refine = 3,
+    Check = 4,
+}
+
+/// The model tokens of one stage: what the token budget of a text is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StageTokens {
+    /// Prompt tokens, prefix-cache hits included.
+    pub prompt: usize,
+    /// Of those, served from the prefix cache.
+    pub cached: usize,
+    /// Generated tokens.
+    pub generated: usize,
+}
+
+impl StageTokens {
+    /// Adds another count.
+    pub fn add(&mut self, o: &StageTokens) {
+        self.prompt += o.prompt;
+        self.cached += o.cached;
+        self.generated += o.generated;
+    }
 }
 
 impl Stats {
-    pub(crate) fn add_generation(&mut self, g: &Generation) {
+    pub(crate) fn add_generation(&mut self, stage: Stage, g: &Generation) {
         self.model_calls += 1;
-        self.prompt_tokens += g.prompt_tokens;
-        self.cached_tokens += g.cached_tokens;
-        self.generated_tokens += g.generated_tokens;
+        self.add_tokens(
+            stage,
+            &StageTokens {
+                prompt: g.prompt_tokens,
+                cached: g.cached_tokens,
+                generated: g.generated_tokens,
+            },
+        );
+    }
+
+    /// Counts a scored prompt of `size` (tokens, of which cached) under `stage`.
+    pub(crate) fn add_scored(&mut self, stage: Stage, size: Option<(usize, usize)>) {
+        if let Some((prompt, cached)) = size {
+            self.add_tokens(
+                stage,
+                &StageTokens {
+                    prompt,
+                    cached,
+                    generated: 0,
+                },
+            );
+        }
+    }
+
+    fn add_tokens(&mut self, stage: Stage, t: &StageTokens) {
+        self.tokens[stage as usize].add(t);
+        self.prompt_tokens += t.prompt;
+        self.cached_tokens += t.cached;
+        self.generated_tokens += t.generated;
+    }
+
+    /// Moves the tokens counted since `before` under the first three stages to "refine": a
+    /// refinement round runs those stages again.
+    pub(crate) fn move_to_refine(&mut self, before: &[StageTokens; 5]) {
+        for s in [Stage::Extract, Stage::Define, Stage::Canonicalize] {
+            let (now, was) = (self.tokens[s as usize], before[s as usize]);
+            let delta = StageTokens {
+                prompt: now.prompt - was.prompt,
+                cached: now.cached - was.cached,
+                generated: now.generated - was.generated,
+            };
+            self.tokens[s as usize] = was;
+            self.tokens[Stage::Refine as usize].add(&delta);
+        }
     }
 
     /// Adds another run's counters.
@@ -224,6 +302,9 @@ impl Stats {
         self.by_model += o.by_model;
         self.reversed += o.reversed;
         self.unsupported += o.unsupported;
+        for (t, o) in self.tokens.iter_mut().zip(&o.tokens) {
+            t.add(o);
+        }
     }
 }
 

@@ -106,6 +106,9 @@ impl TextModel for ScriptedFakeModel {
             .map(|i| if i == self.pick { -0.1 } else { -5.0 })
             .collect())
     }
+    fn prompt_size(&self, _prompt: &Prompt) -> Option<(usize, usize)> {
+        Some((30, 25))
+    }
 }
 
 fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFakeModel {
@@ -347,6 +350,23 @@ fn refinement_extracts_again_with_hints() {
     let refine_grammar = grammars.last().unwrap();
     assert!(!refine_grammar.contains("\"enum\""), "{refine_grammar}");
     assert!(plans[0].stats.refine > Duration::ZERO || plans[0].stats.model_calls >= 3);
+    // The token budget: each stage counts its own calls, the round's count under "refine",
+    // and the totals are the stages' sums.
+    let s = &plans[0].stats;
+    let t = |stage: &str| s.tokens[TOKEN_STAGES.iter().position(|x| *x == stage).unwrap()];
+    let one_call = StageTokens {
+        prompt: 20,
+        cached: 15,
+        generated: 10,
+    };
+    assert_eq!(t("extract"), one_call);
+    assert_eq!(t("define"), one_call, "bornIn needed a definition");
+    assert!(t("refine").prompt >= 20 && t("refine").generated >= 10);
+    assert_eq!(t("check").generated, 0);
+    let sum = |f: fn(&StageTokens) -> usize| s.tokens.iter().map(f).sum::<usize>();
+    assert_eq!(sum(|t| t.prompt), s.prompt_tokens);
+    assert_eq!(sum(|t| t.cached), s.cached_tokens);
+    assert_eq!(sum(|t| t.generated), s.generated_tokens);
 }
 
 #[test]

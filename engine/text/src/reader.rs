@@ -200,6 +200,9 @@ pub struct ReaderMetrics {
     pub cached_tokens: u64,
     /// Generated tokens.
     pub generated_tokens: u64,
+    /// Model tokens per stage, summed over texts, in the order of
+    /// [`TOKEN_STAGES`](crate::TOKEN_STAGES).
+    pub stage_tokens: [crate::StageTokens; 5],
     /// Milliseconds per stage, summed over texts: extract, define, canonicalize, refine,
     /// check, commit.
     pub stage_ms: [u64; 6],
@@ -711,6 +714,9 @@ impl Reader {
         m.prompt_tokens += n(r.stats.prompt_tokens);
         m.cached_tokens += n(r.stats.cached_tokens);
         m.generated_tokens += n(r.stats.generated_tokens);
+        for (t, o) in m.stage_tokens.iter_mut().zip(&r.stats.tokens) {
+            t.add(o);
+        }
         let s = &r.stats;
         for (total, ms) in m.stage_ms.iter_mut().zip([
             s.extract_ms,

@@ -77,6 +77,7 @@ impl Pipeline<'_> {
         stats: &mut [Stats],
     ) -> Result<(Extracted, Resolved), EdcError> {
         let hints = self.retrieve_hints(items, schema, Some(triples), resolved, new_relations)?;
+        let before: Vec<_> = stats.iter().map(|s| s.tokens).collect();
         let new_triples = self.extract(items, Some(&hints), allowed, stats)?;
         let definitions = self.define(items, &new_triples, schema, stats)?;
         let new_resolved = self.canonicalize(
@@ -87,6 +88,9 @@ impl Pipeline<'_> {
             new_relations,
             stats,
         )?;
+        for (s, b) in stats.iter_mut().zip(&before) {
+            s.move_to_refine(b);
+        }
         Ok((new_triples, new_resolved))
     }
 }

@@ -185,6 +185,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let (mut calls, mut prompt, mut cached, mut generated, mut failed) = (0, 0, 0, 0, 0);
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stage_ms = [0u64; 5];
+    let mut stage_tokens = [tessera::text::StageTokens::default(); 5];
     let (mut reversed, mut unsupported) = (0, 0);
     let mut by_item: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
     let texts: Vec<&str> = items.iter().map(|&i| data.texts[i].as_str()).collect();
@@ -201,6 +202,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
                 stage_ms[3] += r.stats.refine_ms;
                 stage_ms[4] += r.stats.check_ms;
                 reversed += r.stats.reversed;
+                for (t, o) in stage_tokens.iter_mut().zip(&r.stats.tokens) {
+                    t.add(o);
+                }
                 unsupported += r.stats.unsupported;
                 for d in &r.dropped {
                     let why = d.reason.split(" (").next().unwrap_or(&d.reason);
@@ -270,6 +274,21 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         stage_ms[2] as f64 / 1000.0 / n,
         stage_ms[3] as f64 / 1000.0 / n,
         stage_ms[4] as f64 / 1000.0 / n
+    )?;
+    writeln!(
+        out,
+        "tokens per text by stage (prompt not cached + cached, generated): {}",
+        tessera::text::TOKEN_STAGES
+            .iter()
+            .zip(&stage_tokens)
+            .map(|(s, t)| format!(
+                "{s} {:.0} + {:.0}, {:.0}",
+                (t.prompt - t.cached) as f64 / n,
+                t.cached as f64 / n,
+                t.generated as f64 / n
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
     )?;
     writeln!(
         out,
