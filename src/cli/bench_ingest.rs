@@ -197,22 +197,10 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
             .map(|(s, ms)| format!("{s} {:.2} s", ms as f64 / 1000.0 / n))
             .collect();
         writeln!(out, "time per text: {}", stages.join(", "))?;
-        let budget: Vec<String> = tessera::text::TOKEN_STAGES
-            .iter()
-            .zip(&m.stage_tokens)
-            .map(|(s, t)| {
-                format!(
-                    "{s} {:.0} + {:.0}, {:.0}",
-                    per_text((t.prompt - t.cached) as u64),
-                    per_text(t.cached as u64),
-                    per_text(t.generated as u64)
-                )
-            })
-            .collect();
         writeln!(
             out,
             "tokens per text by stage (prompt not cached + cached, generated): {}",
-            budget.join("; ")
+            tessera::text::budget_per_text(&m.stage_tokens, n)
         )?;
         match (peak, floor) {
             (Some(p), Some(f)) => writeln!(

@@ -34,7 +34,7 @@ pub use define::{DefinitionCache, Definitions};
 pub use model::{TextEmbedder, TextModel};
 pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;
-pub use pipeline::{EdcOptions, Pipeline, Plan, StageTokens, TOKEN_STAGES};
+pub use pipeline::{budget_per_text, EdcOptions, Pipeline, Plan, StageTokens, TOKEN_STAGES};
 pub use reader::{
     entity_index_path, entity_index_seq, IndexReport, LoadProgress, ModelStatus, ModelsInfo,
     Reader, ReaderMetrics, TextConfig, TextOptions, STAGES,

@@ -233,6 +233,25 @@ pub struct StageTokens {
     pub generated: usize,
 }
 
+/// The token budget of `texts` texts in words, a stage at a time: "extract 45 + 423, 49; ..."
+/// (prompt tokens not cached + cached, generated, per text).
+pub fn budget_per_text(tokens: &[StageTokens; 5], texts: f64) -> String {
+    let per = |x: usize| x as f64 / texts.max(1.0);
+    TOKEN_STAGES
+        .iter()
+        .zip(tokens)
+        .map(|(s, t)| {
+            format!(
+                "{s} {:.0} + {:.0}, {:.0}",
+                per(t.prompt - t.cached),
+                per(t.cached),
+                per(t.generated)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl StageTokens {
     /// Adds another count.
     pub fn add(&mut self, o: &StageTokens) {

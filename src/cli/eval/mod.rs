@@ -181,13 +181,12 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let t0 = Instant::now();
-    let mut predicted: Vec<Vec<Triple>> = Vec::with_capacity(items.len());
     let (mut calls, mut prompt, mut cached, mut generated, mut failed) = (0, 0, 0, 0, 0);
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stage_ms = [0u64; 5];
     let mut stage_tokens = [tessera::text::StageTokens::default(); 5];
     let (mut reversed, mut unsupported) = (0, 0);
-    let mut by_item: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
+    let mut predicted: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
     let texts: Vec<&str> = items.iter().map(|&i| data.texts[i].as_str()).collect();
     db.insert_texts_each(&texts, &opts, args.batch, &mut |k, r| {
         match r {
@@ -217,7 +216,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
                     };
                     *dropped.entry(why.to_owned()).or_default() += 1;
                 }
-                by_item[k] = r.facts.clone();
+                predicted[k] = r.facts.clone();
             }
             Err(e) => {
                 failed += 1;
@@ -226,7 +225,6 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
         bar.inc(1);
     })?;
-    predicted.extend(by_item);
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     if let Some(p) = &args.predictions {
@@ -278,17 +276,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "tokens per text by stage (prompt not cached + cached, generated): {}",
-        tessera::text::TOKEN_STAGES
-            .iter()
-            .zip(&stage_tokens)
-            .map(|(s, t)| format!(
-                "{s} {:.0} + {:.0}, {:.0}",
-                (t.prompt - t.cached) as f64 / n,
-                t.cached as f64 / n,
-                t.generated as f64 / n
-            ))
-            .collect::<Vec<_>>()
-            .join("; ")
+        tessera::text::budget_per_text(&stage_tokens, n)
     )?;
     writeln!(
         out,
