@@ -227,6 +227,12 @@ pub struct QMatrix {
     /// Values unpacked to a byte each (32 per block, element order) whatever the format: the
     /// per-task copies prefill makes (see [`QMatrix::unpacked_rows`]).
     unpacked: bool,
+    /// Rows interleaved in groups of [`IL`] for the AVX-512 VNNI kernel (see
+    /// [`QMatrix::interleave`]): values, scales and minimums of the group's block `b` lie
+    /// together, four bytes of each row in turn, and Q5_0's fifth bits are kept in `qh64`.
+    il: bool,
+    /// Q5_0, interleaved: per group and block, eight 64-bit masks (see [`QMatrix::interleave`]).
+    qh64: Vec<u64>,
 }
 
 /// Activations quantized per row into 32-element blocks.
@@ -350,7 +356,10 @@ impl QMatrix {
             mh,
             d16: Vec::new(),
             unpacked: false,
-        })
+            il: false,
+            qh64: Vec::new(),
+        }
+        .laid_out())
     }
 
     /// Reads `n * k / 256` GGUF Q6_K super-blocks (210 bytes: 128 bytes of low nibbles, 64 of
@@ -390,7 +399,10 @@ impl QMatrix {
             mh: Vec::new(),
             d16,
             unpacked: false,
-        })
+            il: false,
+            qh64: Vec::new(),
+        }
+        .laid_out())
     }
 
     /// Reads `n * k / 256` GGUF Q4_K super-blocks (144 bytes: f16 scale and minimum scale,
@@ -438,7 +450,10 @@ impl QMatrix {
             mh: Vec::new(),
             d16: Vec::new(),
             unpacked: false,
-        })
+            il: false,
+            qh64: Vec::new(),
+        }
+        .laid_out())
     }
 
     /// Quantizes an f32 matrix (`n` rows of `k`) the way GGUF's reference quantizer does for
@@ -456,6 +471,12 @@ impl QMatrix {
             quantize_gguf_block(format, chunk, &mut bytes);
         }
         Self::from_gguf(format, &bytes, n, k)
+    }
+
+    /// Whether the rows are interleaved for the AVX-512 VNNI kernel.
+    #[cfg(test)]
+    pub(crate) fn is_interleaved(&self) -> bool {
+        self.il
     }
 
     /// The block format.
@@ -477,7 +498,18 @@ impl QMatrix {
     pub fn stored_bytes(&self) -> usize {
         self.qs.len()
             + 4 * (self.qh.len() + self.d.len() + self.m.len() + self.d16.len())
+            + 8 * self.qh64.len()
             + 2 * (self.dh.len() + self.mh.len())
+    }
+
+    /// Where block `blk`'s (row-major numbering: `row * k / 32 + b`) scale and minimum are
+    /// kept: the same index, or its place in an interleaved group.
+    fn slot(&self, blk: usize) -> usize {
+        if self.il {
+            slot_il(self.k / QK, blk)
+        } else {
+            blk
+        }
     }
 
     /// The unsigned value of element `e` of block `blk`.
@@ -485,35 +517,137 @@ impl QMatrix {
         if self.unpacked {
             return self.qs[blk * QK + e];
         }
-        match self.format {
-            Format::Q8_0 | Format::Q6K => self.qs[blk * QK + e],
-            f => {
-                let byte = self.qs[blk * 16 + e % 16];
-                let nib = if e < 16 { byte & 0x0F } else { byte >> 4 };
-                if f == Format::Q5_0 {
-                    nib | ((((self.qh[blk] >> e) & 1) as u8) << 4)
-                } else {
-                    nib
-                }
+        let bytes = matches!(self.format, Format::Q8_0 | Format::Q6K);
+        // The byte that holds element `e` (with element `e + 16` for nibbles).
+        let at = |p: usize| {
+            if self.il {
+                let nb = self.k / QK;
+                let (row, b) = (blk / nb, blk % nb);
+                let vb = self.format.packed_bytes();
+                ((row / IL) * nb + b) * IL * vb + (p / 4) * 4 * IL + 4 * (row % IL) + p % 4
+            } else {
+                blk * self.format.packed_bytes() + p
             }
+        };
+        if bytes {
+            return self.qs[at(e)];
         }
+        let byte = self.qs[at(e % 16)];
+        let nib = if e < 16 { byte & 0x0F } else { byte >> 4 };
+        if self.format != Format::Q5_0 {
+            return nib;
+        }
+        let bit = if self.il {
+            let nb = self.k / QK;
+            let (row, b) = (blk / nb, blk % nb);
+            let mask = self.qh64[((row / IL) * nb + b) * 8 + 2 * ((e % 16) / 4) + e / 16];
+            (mask >> (4 * (row % IL) + e % 4)) & 1
+        } else {
+            u64::from((self.qh[blk] >> e) & 1)
+        };
+        nib | ((bit as u8) << 4)
     }
 
     /// The scale of block `blk` (not Q6_K, whose scales are per 16).
     fn scale(&self, blk: usize) -> f32 {
+        let at = self.slot(blk);
         if self.dh.is_empty() {
-            self.d[blk]
+            self.d[at]
         } else {
-            f16_to_f32(self.dh[blk])
+            f16_to_f32(self.dh[at])
         }
     }
 
     /// The minimum of block `blk` (Q4_1, Q4_K).
     fn min(&self, blk: usize) -> f32 {
+        let at = self.slot(blk);
         if self.mh.is_empty() {
-            self.m[blk]
+            self.m[at]
         } else {
-            f16_to_f32(self.mh[blk])
+            f16_to_f32(self.mh[at])
+        }
+    }
+
+    /// Q6_K: the scale of values `16 h .. 16 h + 16` of block `blk`.
+    fn scale16(&self, blk: usize, h: usize) -> f32 {
+        if !self.il {
+            return self.d16[2 * blk + h];
+        }
+        let nb = self.k / QK;
+        let (row, b) = (blk / nb, blk % nb);
+        self.d16[(((row / IL) * nb + b) * 2 + h) * IL + row % IL]
+    }
+
+    /// The layout the kernels of this CPU read fastest: rows interleaved in groups of [`IL`]
+    /// for AVX-512 VNNI (when the rows fill whole groups), row-major otherwise.
+    fn laid_out(self) -> Self {
+        if Isa::detect() == Isa::Avx512Vnni && self.n.is_multiple_of(IL) {
+            self.interleave()
+        } else {
+            self
+        }
+    }
+
+    /// Rows regrouped [`IL`] at a time, so that one 64-byte load holds four consecutive values
+    /// (bytes, or nibble pairs) of each of 16 rows and one `vpdpbusd` adds the products of 16
+    /// outputs, each lane the integer sum of one row's block: for group `g` and block `b`,
+    /// values at `(g * nb + b) * 16 * vb + (p / 4) * 64 + 4 j + p % 4` for byte `p` of row
+    /// `16 g + j` (`vb` bytes a block), scales and minimums at `(g * nb + b) * 16 + j` (Q6_K:
+    /// `((g * nb + b) * 2 + h) * 16 + j`), and Q5_0's fifth bits as masks, one per four-byte
+    /// column `t` and half: bit `4 j + i` of mask `(g * nb + b) * 8 + 2 t + half` is the bit of
+    /// element `16 half + 4 t + i` of row `16 g + j`.
+    fn interleave(self) -> Self {
+        let nb = self.k / QK;
+        let vb = self.format.packed_bytes();
+        let mut qs = vec![0u8; self.qs.len()];
+        fn per<T: Copy + Default>(nb: usize, v: &[T]) -> Vec<T> {
+            let mut out = vec![T::default(); v.len()];
+            for (blk, &x) in v.iter().enumerate() {
+                out[slot_il(nb, blk)] = x;
+            }
+            out
+        }
+        for row in 0..self.n {
+            let (g, j) = (row / IL, row % IL);
+            for b in 0..nb {
+                let src = &self.qs[(row * nb + b) * vb..][..vb];
+                let base = (g * nb + b) * IL * vb + 4 * j;
+                for (p, &v) in src.iter().enumerate() {
+                    qs[base + (p / 4) * 4 * IL + p % 4] = v;
+                }
+            }
+        }
+        let mut qh64 = Vec::new();
+        if self.format == Format::Q5_0 {
+            qh64 = vec![0u64; self.qh.len() / IL * 8];
+            for (blk, &bits) in self.qh.iter().enumerate() {
+                let (row, b) = (blk / nb, blk % nb);
+                let (g, j) = (row / IL, row % IL);
+                for e in 0..QK {
+                    if (bits >> e) & 1 == 1 {
+                        let (half, t, i) = (e / 16, (e % 16) / 4, e % 4);
+                        qh64[(g * nb + b) * 8 + 2 * t + half] |= 1 << (4 * j + i);
+                    }
+                }
+            }
+        }
+        let mut d16 = vec![0f32; self.d16.len()];
+        for (x, &v) in self.d16.iter().enumerate() {
+            let (blk, h) = (x / 2, x % 2);
+            let (row, b) = (blk / nb, blk % nb);
+            d16[(((row / IL) * nb + b) * 2 + h) * IL + row % IL] = v;
+        }
+        Self {
+            qs,
+            qh: Vec::new(),
+            qh64,
+            d: per(nb, &self.d),
+            m: per(nb, &self.m),
+            dh: per(nb, &self.dh),
+            mh: per(nb, &self.mh),
+            d16,
+            il: true,
+            ..self
         }
     }
 
@@ -539,7 +673,7 @@ impl QMatrix {
         let q = f32::from(self.unsigned(blk, col % QK));
         match self.format {
             Format::Q4_1 | Format::Q4K => self.scale(blk) * q + self.min(blk),
-            Format::Q6K => self.d16[2 * blk + (col % QK) / 16] * (q - 32.0),
+            Format::Q6K => self.scale16(blk, (col % QK) / 16) * (q - 32.0),
             f => self.scale(blk) * (q - offset_of(f.id()) as f32),
         }
     }
@@ -602,9 +736,32 @@ impl QMatrix {
 
     fn tile(&self, isa: Isa, xq: &Q8Rows, n0: usize, n1: usize, out: &SharedOut) {
         let (m, n) = (xq.m, self.n);
+        #[cfg(target_arch = "x86_64")]
+        if self.il && isa == Isa::Avx512Vnni {
+            let put = |row: usize, col: usize, v: f32| {
+                debug_assert!(row < m && (n0..n1).contains(&col));
+                // SAFETY: as below.
+                unsafe { *out.0.add(row * n + col) = v };
+            };
+            // SAFETY: `matmul_with` checked the CPU's features; interleaved matrices have
+            // whole groups of rows, and tasks start at multiples of `TILE` (of `IL`).
+            unsafe {
+                match self.format {
+                    Format::Q8_0 => x86::vnni_il::<F_Q8_0>(self, xq, n0, n1, &put),
+                    Format::Q4_0 => x86::vnni_il::<F_Q4_0>(self, xq, n0, n1, &put),
+                    Format::Q4_1 => x86::vnni_il::<F_Q4_1>(self, xq, n0, n1, &put),
+                    Format::Q5_0 => x86::vnni_il::<F_Q5_0>(self, xq, n0, n1, &put),
+                    Format::Q6K => x86::vnni_il::<F_Q6_K>(self, xq, n0, n1, &put),
+                    Format::Q4K => x86::vnni_il::<F_Q4_K>(self, xq, n0, n1, &put),
+                }
+            }
+            return;
+        }
         // Many activation rows: widen the tile's weights to bytes once, rather than once per
-        // tile of activation rows.
-        let unpack = m >= UNPACK_ROWS && !matches!(self.format, Format::Q8_0 | Format::Q6K);
+        // tile of activation rows. Interleaved rows for another kernel (tests, a CPU without
+        // VNNI reading a matrix laid out for one) are copied back to rows the same way.
+        let unpack =
+            self.il || (m >= UNPACK_ROWS && !matches!(self.format, Format::Q8_0 | Format::Q6K));
         let local = unpack.then(|| self.unpacked_rows(n0, n1));
         let (w, j0, j1, col0) = match &local {
             Some(u) => (u, 0, n1 - n0, n0),
@@ -634,6 +791,42 @@ impl QMatrix {
         let nb = self.k / QK;
         let (b0, b1) = (n0 * nb, n1 * nb);
         let mut qs = vec![0u8; (b1 - b0) * QK];
+        if self.il {
+            // Element by element (not a kernel's path: see `tile`).
+            for (i, out) in qs.chunks_exact_mut(QK).enumerate() {
+                for (e, v) in out.iter_mut().enumerate() {
+                    *v = self.unsigned(b0 + i, e);
+                }
+            }
+            fn gather<T: Copy>(w: &QMatrix, v: &[T], b0: usize, b1: usize) -> Vec<T> {
+                if v.is_empty() {
+                    return Vec::new();
+                }
+                (b0..b1).map(|blk| v[w.slot(blk)]).collect()
+            }
+            let d16 = if self.d16.is_empty() {
+                Vec::new()
+            } else {
+                (b0..b1)
+                    .flat_map(|blk| [self.scale16(blk, 0), self.scale16(blk, 1)])
+                    .collect()
+            };
+            return QMatrix {
+                format: self.format,
+                n: n1 - n0,
+                k: self.k,
+                qs,
+                qh: Vec::new(),
+                d: gather(self, &self.d, b0, b1),
+                m: gather(self, &self.m, b0, b1),
+                dh: gather(self, &self.dh, b0, b1),
+                mh: gather(self, &self.mh, b0, b1),
+                d16,
+                unpacked: true,
+                il: false,
+                qh64: Vec::new(),
+            };
+        }
         if matches!(self.format, Format::Q8_0 | Format::Q6K) || self.unpacked {
             qs.copy_from_slice(&self.qs[b0 * QK..b1 * QK]);
         } else {
@@ -678,6 +871,8 @@ impl QMatrix {
             mh: cut(&self.mh, b0, b1),
             d16: cut(&self.d16, 2 * b0, 2 * b1),
             unpacked: true,
+            il: false,
+            qh64: Vec::new(),
         }
     }
 
@@ -759,6 +954,14 @@ const FIFTH_BITS: [u64; 256] = {
 
 /// Output tile width in weight rows.
 const NR: usize = 4;
+/// Weight rows per group of an interleaved matrix: one 512-bit lane of 32 bits per row.
+pub(crate) const IL: usize = 16;
+
+/// The interleaved index of row-major block `blk` of a matrix of `nb` blocks a row.
+fn slot_il(nb: usize, blk: usize) -> usize {
+    let (row, b) = (blk / nb, blk % nb);
+    ((row / IL) * nb + b) * IL + row % IL
+}
 /// Weight rows per parallel task.
 const TILE: usize = NR * 8;
 /// From this many activation rows on, a task unpacks its weight rows to bytes first, rather
@@ -1041,7 +1244,7 @@ fn scalar_block(w: &QMatrix, x: &Q8Rows, n0: usize, n1: usize, put: &dyn Fn(usiz
                             .map(|(e, &a)| i32::from(a) * i32::from(w.unsigned(wb, 16 * h + e)))
                             .sum();
                         let s = dot - o * x.sum16[2 * xb + h];
-                        acc += x.d[xb] * w.d16[2 * wb + h] * s as f32;
+                        acc += x.d[xb] * w.scale16(wb, h) * s as f32;
                     }
                 } else if matches!(w.format, Format::Q4_1 | Format::Q4K) {
                     acc += x.d[xb] * w.scale(wb) * dot as f32 + w.min(wb) * x.dsum[xb];
@@ -1094,7 +1297,7 @@ macro_rules! walk_tiles {
 mod x86 {
     use super::{
         half_scales, has_min, min_at, offset_of, scale_at, Q8Rows, QMatrix, F_Q5_0, F_Q6_K, F_Q8_0,
-        NR, QK,
+        IL, NR, QK,
     };
     use std::arch::x86_64::*;
 
@@ -1114,6 +1317,210 @@ mod x86 {
         put: &dyn Fn(usize, usize, f32),
     ) {
         walk_tiles!(tile_vnni, F, MR, w, x, n0, n1, put);
+    }
+
+    /// Interleaved matrices (see [`QMatrix::interleave`]): `MR` activation rows against
+    /// `NC` groups of 16 weight rows at a time. Each 64-byte load holds four values of each
+    /// of 16 rows (for nibble formats, eight: the low nibbles are elements `4t..4t+4`, the
+    /// high ones `16+4t..`); one `vpdpbusd` against four activation bytes broadcast adds them
+    /// into 16 integer lanes, one per output, so a block's sum stays integer (offset taken
+    /// back from the start) and meets its scales once, and no lane is summed across.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
+    pub(super) unsafe fn vnni_il<const F: u8>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        n0: usize,
+        n1: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        let mut i0 = 0;
+        while i0 < x.m {
+            let mr = (x.m - i0).min(MR);
+            let mut j0 = n0;
+            while j0 < n1 {
+                let nc = ((n1 - j0) / IL).min(NC);
+                match (mr, nc) {
+                    (4, 2) => il_tile::<F, 4, 2>(w, x, i0, j0, put),
+                    (3, 2) => il_tile::<F, 3, 2>(w, x, i0, j0, put),
+                    (2, 2) => il_tile::<F, 2, 2>(w, x, i0, j0, put),
+                    (1, 2) => il_tile::<F, 1, 2>(w, x, i0, j0, put),
+                    (4, _) => il_tile::<F, 4, 1>(w, x, i0, j0, put),
+                    (3, _) => il_tile::<F, 3, 1>(w, x, i0, j0, put),
+                    (2, _) => il_tile::<F, 2, 1>(w, x, i0, j0, put),
+                    _ => il_tile::<F, 1, 1>(w, x, i0, j0, put),
+                }
+                j0 += nc * IL;
+            }
+            i0 += mr;
+        }
+    }
+
+    /// Groups of 16 weight rows per interleaved tile.
+    const NC: usize = 2;
+
+    /// The scales (or minimums) of 16 interleaved rows, as f32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
+    unsafe fn sixteen<const HALF: bool>(f: *const f32, h: *const u16, at: usize) -> __m512 {
+        if HALF {
+            _mm512_cvtph_ps(_mm256_loadu_si256(h.add(at) as *const _))
+        } else {
+            _mm512_loadu_ps(f.add(at))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")]
+    unsafe fn il_tile<const F: u8, const M: usize, const N: usize>(
+        w: &QMatrix,
+        x: &Q8Rows,
+        i0: usize,
+        j0: usize,
+        put: &dyn Fn(usize, usize, f32),
+    ) {
+        let (k, nb) = (w.k, w.k / QK);
+        let nibbles = !(F == F_Q8_0 || F == F_Q6_K);
+        let vb = if nibbles { 16 } else { QK };
+        let chunks = vb / 4;
+        let neg_o = -offset_of(F);
+        let low = _mm512_set1_epi8(0x0F);
+        let fifth = _mm512_set1_epi8(0x10);
+        let g0 = j0 / IL;
+        let mut xp = [std::ptr::null::<i8>(); M];
+        let mut xb = [0usize; M];
+        for r in 0..M {
+            xp[r] = x.qs.as_ptr().add((i0 + r) * k);
+            xb[r] = (i0 + r) * nb;
+        }
+        let (xd, xs, xds, xs16) = (
+            x.d.as_ptr(),
+            x.sum.as_ptr(),
+            x.dsum.as_ptr(),
+            x.sum16.as_ptr(),
+        );
+        let (wd, wm, wdh, wmh) = (w.d.as_ptr(), w.m.as_ptr(), w.dh.as_ptr(), w.mh.as_ptr());
+        let (wq, qh, d16) = (w.qs.as_ptr(), w.qh64.as_ptr(), w.d16.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); N]; M];
+        let mut dot = [[_mm512_setzero_si512(); N]; M];
+        for b in 0..nb {
+            let mut gb = [0usize; N];
+            for c in 0..N {
+                gb[c] = (g0 + c) * nb + b;
+            }
+            // Integer sums start at `-o * sum(x)` (Q6_K: per 16 values; none for the formats
+            // with a minimum).
+            let start = |r: usize, h: usize| -> i32 {
+                if has_min(F) {
+                    0
+                } else if F == F_Q6_K {
+                    neg_o * *xs16.add(2 * (xb[r] + b) + h)
+                } else {
+                    neg_o * *xs.add(xb[r] + b)
+                }
+            };
+            for r in 0..M {
+                let s = _mm512_set1_epi32(start(r, 0));
+                for c in 0..N {
+                    dot[r][c] = s;
+                }
+            }
+            for t in 0..chunks {
+                let mut lo = [_mm512_setzero_si512(); N];
+                let mut hi = [_mm512_setzero_si512(); N];
+                for c in 0..N {
+                    let v = _mm512_loadu_si512(wq.add(gb[c] * IL * vb + t * 64) as *const _);
+                    if nibbles {
+                        lo[c] = _mm512_and_si512(v, low);
+                        hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+                        if F == F_Q5_0 {
+                            let masks = qh.add(gb[c] * 8 + 2 * t);
+                            lo[c] = _mm512_mask_add_epi8(lo[c], *masks, lo[c], fifth);
+                            hi[c] = _mm512_mask_add_epi8(hi[c], *masks.add(1), hi[c], fifth);
+                        }
+                    } else {
+                        lo[c] = v;
+                    }
+                }
+                for r in 0..M {
+                    let xr = xp[r].add(b * QK);
+                    let a =
+                        _mm512_set1_epi32(std::ptr::read_unaligned(xr.add(4 * t) as *const i32));
+                    for c in 0..N {
+                        dot[r][c] = _mm512_dpbusd_epi32(dot[r][c], lo[c], a);
+                    }
+                    if nibbles {
+                        let a = _mm512_set1_epi32(std::ptr::read_unaligned(
+                            xr.add(16 + 4 * t) as *const i32
+                        ));
+                        for c in 0..N {
+                            dot[r][c] = _mm512_dpbusd_epi32(dot[r][c], hi[c], a);
+                        }
+                    }
+                }
+                if F == F_Q6_K && t == 3 {
+                    // The first 16 values' scale, then the second half's sums start.
+                    for r in 0..M {
+                        let sx = _mm512_set1_ps(*xd.add(xb[r] + b));
+                        for c in 0..N {
+                            let ws = _mm512_loadu_ps(d16.add(gb[c] * 2 * IL));
+                            acc[r][c] = _mm512_fmadd_ps(
+                                _mm512_cvtepi32_ps(dot[r][c]),
+                                _mm512_mul_ps(sx, ws),
+                                acc[r][c],
+                            );
+                        }
+                        let s = _mm512_set1_epi32(start(r, 1));
+                        for c in 0..N {
+                            dot[r][c] = s;
+                        }
+                    }
+                }
+            }
+            let mut ws = [_mm512_setzero_ps(); N];
+            let mut wmin = [_mm512_setzero_ps(); N];
+            for c in 0..N {
+                ws[c] = if F == F_Q6_K {
+                    _mm512_loadu_ps(d16.add((gb[c] * 2 + 1) * IL))
+                } else if half_scales(F) {
+                    sixteen::<true>(wd, wdh, gb[c] * IL)
+                } else {
+                    sixteen::<false>(wd, wdh, gb[c] * IL)
+                };
+                if has_min(F) {
+                    wmin[c] = if half_scales(F) {
+                        sixteen::<true>(wm, wmh, gb[c] * IL)
+                    } else {
+                        sixteen::<false>(wm, wmh, gb[c] * IL)
+                    };
+                }
+            }
+            for r in 0..M {
+                // dot * (dx * dw), the order GGUF's reference kernels round in.
+                let sx = _mm512_set1_ps(*xd.add(xb[r] + b));
+                for c in 0..N {
+                    acc[r][c] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(dot[r][c]),
+                        _mm512_mul_ps(sx, ws[c]),
+                        acc[r][c],
+                    );
+                }
+                if has_min(F) {
+                    let ds = _mm512_set1_ps(*xds.add(xb[r] + b));
+                    for c in 0..N {
+                        acc[r][c] = _mm512_fmadd_ps(wmin[c], ds, acc[r][c]);
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for c in 0..N {
+                let mut out = [0f32; IL];
+                _mm512_storeu_ps(out.as_mut_ptr(), acc[r][c]);
+                for (l, v) in out.into_iter().enumerate() {
+                    put(i0 + r, j0 + c * IL + l, v);
+                }
+            }
+        }
     }
 
     /// Two consecutive per-block f32s (scales, minimums, sums) as lanes 0-7 and 8-15: one

@@ -66,7 +66,20 @@ fn simd_kernels_equal_the_reference_on_odd_shapes() {
     let mut rng = Rng(1);
     for format in Format::ALL {
         for &k in &[32, 64, 96, 576, 896, 1536] {
-            for &(m, n) in &[(1, 1), (1, 5), (3, 4), (4, 4), (5, 9), (9, 13), (17, 33)] {
+            // Multiples of 16 rows take the interleaved layout where the CPU has VNNI.
+            for &(m, n) in &[
+                (1, 1),
+                (1, 5),
+                (3, 4),
+                (4, 4),
+                (5, 9),
+                (9, 13),
+                (17, 33),
+                (1, 16),
+                (3, 32),
+                (6, 48),
+                (9, 64),
+            ] {
                 let w = QMatrix::quantize(format, &rng.vec(n * k, 0.2), n, k).unwrap();
                 let x = rng.vec(m * k, 3.0);
                 check_against_reference(&w, &x, m);
@@ -81,7 +94,13 @@ fn simd_kernels_equal_the_reference_on_raw_blocks() {
     // quantizer never writes), scales from tiny to f16's largest, negative minimums.
     let mut rng = Rng(11);
     for format in Format::ALL {
-        for &(m, n, k) in &[(1, 7, 96), (5, 9, 64), (4, 8, 576)] {
+        for &(m, n, k) in &[
+            (1, 7, 96),
+            (5, 9, 64),
+            (4, 8, 576),
+            (5, 16, 96),
+            (2, 48, 576),
+        ] {
             let nb = n * k / QK;
             let mut bytes = rng.bytes(nb * format.gguf_block_bytes());
             for (b, block) in bytes.chunks_mut(format.gguf_block_bytes()).enumerate() {
@@ -291,9 +310,15 @@ fn quantized_blocks_have_the_gguf_size() {
 /// the 32 high nibbles of the same bytes with the next), and multiply like the reference.
 #[test]
 fn q4_k_repacks_exactly_and_multiplies_like_the_reference() {
+    for n in [6, 16] {
+        q4_k_case(n);
+    }
+}
+
+fn q4_k_case(n: usize) {
     use crate::matmul::{q4_k_scale_min, Q4_K_BYTES, QK_K};
     let mut rng = Rng(21);
-    let (n, k) = (6, 2 * QK_K);
+    let k = 2 * QK_K;
     let mut bytes = rng.bytes(n * k / QK_K * Q4_K_BYTES);
     for (i, sb) in bytes.chunks_mut(Q4_K_BYTES).enumerate() {
         let d = [0.01f32, 1.5, 1e-5][i % 3];
@@ -331,7 +356,12 @@ fn q4_k_repacks_exactly_and_multiplies_like_the_reference() {
 fn q6_k_unpacks_as_the_format_says_and_multiplies_like_the_reference() {
     use crate::matmul::{Q6_K_BYTES, QK_K};
     let mut rng = Rng(33);
-    for &(m, n, k) in &[(3, 6, 2 * QK_K), (5, 9, QK_K), (1, 4, 4 * QK_K)] {
+    for &(m, n, k) in &[
+        (3, 6, 2 * QK_K),
+        (5, 9, QK_K),
+        (1, 4, 4 * QK_K),
+        (6, 32, QK_K),
+    ] {
         let mut bytes = rng.bytes(n * k / QK_K * Q6_K_BYTES);
         for (i, sb) in bytes.chunks_mut(Q6_K_BYTES).enumerate() {
             let d = [0.002f32, 0.5, 3e-6][i % 3];
@@ -391,9 +421,16 @@ fn several_matrices_in_one_pass_equal_one_at_a_time() {
 /// equals the rows taken one at a time, which read the packed blocks.
 #[test]
 fn unpacked_prefill_equals_packed_rows() {
+    // 40 rows stay row-major; 48 are interleaved where the CPU has VNNI.
+    for n in [40, 48] {
+        prefill_equals_rows_one_at_a_time(n);
+    }
+}
+
+fn prefill_equals_rows_one_at_a_time(n: usize) {
     use crate::matmul::{Q4_K_BYTES, Q6_K_BYTES, QK_K, UNPACK_ROWS};
     let mut rng = Rng(55);
-    let (m, n, k) = (UNPACK_ROWS + 3, 40, 2 * QK_K);
+    let (m, k) = (UNPACK_ROWS + 3, 2 * QK_K);
     let w = rng.vec(n * k, 1.0);
     let mut mats: Vec<QMatrix> = Format::ALL
         .iter()
@@ -574,5 +611,41 @@ fn decode_attention_equals_the_textbook_formula() {
             &mut out,
             &mut Vec::new()
         ));
+    }
+}
+
+/// Where the CPU has AVX-512 VNNI, matrices of whole groups of 16 rows are interleaved for its
+/// kernel; every row reads back (values, scales, minimums, fifth bits) as the same blocks do
+/// in a matrix of one row, which is never interleaved.
+#[test]
+fn interleaved_rows_read_back_as_the_rows() {
+    let mut rng = Rng(66);
+    let (n, k) = (32, 96);
+    for format in Format::ALL {
+        let bb = format.gguf_block_bytes();
+        let mut bytes = rng.bytes(n * k / QK * bb);
+        for (b, block) in bytes.chunks_mut(bb).enumerate() {
+            let scale = 0.01 * (1 + b % 7) as f32;
+            block[..2].copy_from_slice(&half::f16::from_f32(scale).to_bits().to_le_bytes());
+            if format == Format::Q4_1 {
+                let min = -0.1 * (b % 5) as f32;
+                block[2..4].copy_from_slice(&half::f16::from_f32(min).to_bits().to_le_bytes());
+            }
+        }
+        let w = QMatrix::from_gguf(format, &bytes, n, k).unwrap();
+        assert_eq!(
+            w.is_interleaved(),
+            Isa::detect() == Isa::Avx512Vnni,
+            "{format:?}"
+        );
+        let row_bytes = k / QK * bb;
+        let mut row = vec![0f32; k];
+        for r in 0..n {
+            let one =
+                QMatrix::from_gguf(format, &bytes[r * row_bytes..][..row_bytes], 1, k).unwrap();
+            assert!(!one.is_interleaved());
+            w.dequantize_row(r, &mut row).unwrap();
+            assert_eq!(row, one.dequantize(), "{format:?} row {r}");
+        }
     }
 }
