@@ -607,14 +607,13 @@ impl QMatrix {
             }
             out
         }
-        for row in 0..self.n {
-            let (g, j) = (row / IL, row % IL);
-            for b in 0..nb {
-                let src = &self.qs[(row * nb + b) * vb..][..vb];
-                let base = (g * nb + b) * IL * vb + 4 * j;
-                for (p, &v) in src.iter().enumerate() {
-                    qs[base + (p / 4) * 4 * IL + p % 4] = v;
-                }
+        // Four bytes at a time: byte `p` of row `16 g + j`'s block `b` goes to column `p / 4`
+        // of the group's block, in place `j`.
+        for (rb, src) in self.qs.chunks_exact(vb).enumerate() {
+            let (row, b) = (rb / nb, rb % nb);
+            let base = ((row / IL) * nb + b) * IL * vb + 4 * (row % IL);
+            for (t, four) in src.chunks_exact(4).enumerate() {
+                qs[base + t * 4 * IL..][..4].copy_from_slice(four);
             }
         }
         let mut qh64 = Vec::new();
@@ -623,10 +622,10 @@ impl QMatrix {
             for (blk, &bits) in self.qh.iter().enumerate() {
                 let (row, b) = (blk / nb, blk % nb);
                 let (g, j) = (row / IL, row % IL);
-                for e in 0..QK {
-                    if (bits >> e) & 1 == 1 {
-                        let (half, t, i) = (e / 16, (e % 16) / 4, e % 4);
-                        qh64[(g * nb + b) * 8 + 2 * t + half] |= 1 << (4 * j + i);
+                for t in 0..4 {
+                    for half in 0..2 {
+                        let four = u64::from((bits >> (16 * half + 4 * t)) & 0x0F);
+                        qh64[(g * nb + b) * 8 + 2 * t + half] |= four << (4 * j);
                     }
                 }
             }
@@ -738,21 +737,23 @@ impl QMatrix {
         let (m, n) = (xq.m, self.n);
         #[cfg(target_arch = "x86_64")]
         if self.il && isa == Isa::Avx512Vnni {
-            let put = |row: usize, col: usize, v: f32| {
-                debug_assert!(row < m && (n0..n1).contains(&col));
-                // SAFETY: as below.
-                unsafe { *out.0.add(row * n + col) = v };
-            };
             // SAFETY: `matmul_with` checked the CPU's features; interleaved matrices have
-            // whole groups of rows, and tasks start at multiples of `TILE` (of `IL`).
+            // whole groups of rows and tasks start at multiples of `TILE` (of `IL`), so the
+            // kernel writes 16 outputs at a time inside rows `0..m`, columns `n0..n1` of the
+            // `m x n` output: disjoint between tasks, and mutably borrowed (alive, unaliased)
+            // for the whole parallel loop.
             unsafe {
+                let y = Out {
+                    ptr: out.0,
+                    stride: n,
+                };
                 match self.format {
-                    Format::Q8_0 => x86::vnni_il::<F_Q8_0>(self, xq, n0, n1, &put),
-                    Format::Q4_0 => x86::vnni_il::<F_Q4_0>(self, xq, n0, n1, &put),
-                    Format::Q4_1 => x86::vnni_il::<F_Q4_1>(self, xq, n0, n1, &put),
-                    Format::Q5_0 => x86::vnni_il::<F_Q5_0>(self, xq, n0, n1, &put),
-                    Format::Q6K => x86::vnni_il::<F_Q6_K>(self, xq, n0, n1, &put),
-                    Format::Q4K => x86::vnni_il::<F_Q4_K>(self, xq, n0, n1, &put),
+                    Format::Q8_0 => x86::vnni_il::<F_Q8_0>(self, xq, n0, n1, y),
+                    Format::Q4_0 => x86::vnni_il::<F_Q4_0>(self, xq, n0, n1, y),
+                    Format::Q4_1 => x86::vnni_il::<F_Q4_1>(self, xq, n0, n1, y),
+                    Format::Q5_0 => x86::vnni_il::<F_Q5_0>(self, xq, n0, n1, y),
+                    Format::Q6K => x86::vnni_il::<F_Q6_K>(self, xq, n0, n1, y),
+                    Format::Q4K => x86::vnni_il::<F_Q4_K>(self, xq, n0, n1, y),
                 }
             }
             return;
@@ -1053,6 +1054,13 @@ pub fn matmul_many(
 }
 
 struct SharedOut(*mut f32);
+
+/// Where a kernel writes whole vectors of outputs: the `m x n` output and its row stride.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    stride: usize,
+}
 // SAFETY: used only for disjoint writes from the parallel tasks of `matmul_q`.
 unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
@@ -1296,8 +1304,8 @@ macro_rules! walk_tiles {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        half_scales, has_min, min_at, offset_of, scale_at, Q8Rows, QMatrix, F_Q5_0, F_Q6_K, F_Q8_0,
-        IL, NR, QK,
+        half_scales, has_min, min_at, offset_of, scale_at, Out, Q8Rows, QMatrix, F_Q5_0, F_Q6_K,
+        F_Q8_0, IL, NR, QK,
     };
     use std::arch::x86_64::*;
 
@@ -1331,7 +1339,7 @@ mod x86 {
         x: &Q8Rows,
         n0: usize,
         n1: usize,
-        put: &dyn Fn(usize, usize, f32),
+        put: Out,
     ) {
         let mut i0 = 0;
         while i0 < x.m {
@@ -1376,7 +1384,7 @@ mod x86 {
         x: &Q8Rows,
         i0: usize,
         j0: usize,
-        put: &dyn Fn(usize, usize, f32),
+        y: Out,
     ) {
         let (k, nb) = (w.k, w.k / QK);
         let nibbles = !(F == F_Q8_0 || F == F_Q6_K);
@@ -1514,11 +1522,7 @@ mod x86 {
         }
         for r in 0..M {
             for c in 0..N {
-                let mut out = [0f32; IL];
-                _mm512_storeu_ps(out.as_mut_ptr(), acc[r][c]);
-                for (l, v) in out.into_iter().enumerate() {
-                    put(i0 + r, j0 + c * IL + l, v);
-                }
+                _mm512_storeu_ps(y.ptr.add((i0 + r) * y.stride + j0 + c * IL), acc[r][c]);
             }
         }
     }
