@@ -1343,19 +1343,28 @@ mod x86 {
     ) {
         let mut i0 = 0;
         while i0 < x.m {
-            let mr = (x.m - i0).min(MR);
+            let mr = (x.m - i0).min(MI);
             let mut j0 = n0;
             while j0 < n1 {
                 let nc = ((n1 - j0) / IL).min(NC);
                 match (mr, nc) {
+                    (8, 2) => il_tile::<F, 8, 2>(w, x, i0, j0, put),
+                    (8, _) => il_tile::<F, 8, 1>(w, x, i0, j0, put),
+                    (7, 2) => il_tile::<F, 7, 2>(w, x, i0, j0, put),
+                    (7, _) => il_tile::<F, 7, 1>(w, x, i0, j0, put),
+                    (6, 2) => il_tile::<F, 6, 2>(w, x, i0, j0, put),
+                    (6, _) => il_tile::<F, 6, 1>(w, x, i0, j0, put),
+                    (5, 2) => il_tile::<F, 5, 2>(w, x, i0, j0, put),
+                    (5, _) => il_tile::<F, 5, 1>(w, x, i0, j0, put),
                     (4, 2) => il_tile::<F, 4, 2>(w, x, i0, j0, put),
-                    (3, 2) => il_tile::<F, 3, 2>(w, x, i0, j0, put),
-                    (2, 2) => il_tile::<F, 2, 2>(w, x, i0, j0, put),
-                    (1, 2) => il_tile::<F, 1, 2>(w, x, i0, j0, put),
                     (4, _) => il_tile::<F, 4, 1>(w, x, i0, j0, put),
+                    (3, 2) => il_tile::<F, 3, 2>(w, x, i0, j0, put),
                     (3, _) => il_tile::<F, 3, 1>(w, x, i0, j0, put),
+                    (2, 2) => il_tile::<F, 2, 2>(w, x, i0, j0, put),
                     (2, _) => il_tile::<F, 2, 1>(w, x, i0, j0, put),
-                    _ => il_tile::<F, 1, 1>(w, x, i0, j0, put),
+                    (1, 2) => il_tile::<F, 1, 2>(w, x, i0, j0, put),
+                    (1, _) => il_tile::<F, 1, 1>(w, x, i0, j0, put),
+                    _ => unreachable!("tiles have 1 to {MI} rows"),
                 }
                 j0 += nc * IL;
             }
@@ -1363,6 +1372,8 @@ mod x86 {
         }
     }
 
+    /// Activation rows per interleaved tile.
+    const MI: usize = 6;
     /// Groups of 16 weight rows per interleaved tile.
     const NC: usize = 2;
 
