@@ -26,10 +26,12 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(biased << 23)
 }
 
-/// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU), where `silu(g) = g / (1 + e^-g)`.
-pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + exp(-*g)) * u;
+widest! {
+    /// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU), where `silu(g) = g / (1 + e^-g)`.
+    pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = *g / (1.0 + exp(-*g)) * u;
+        }
     }
 }
 

@@ -120,11 +120,26 @@ pub fn attend(
     true
 }
 
-/// [`attend`] for the query heads that share one key/value head: `q` and `out` hold those
-/// heads (`heads * head_dim` values, head-major), `k` and `v` that head's context
-/// (`total * head_dim` values each, position-major). The unit of work a caller spreads
-/// over threads. Panics if the lengths do not fit together (callers check, as `attend` does).
-pub fn attend_group(
+widest! {
+    /// [`attend`] for the query heads that share one key/value head: `q` and `out` hold those
+    /// heads (`heads * head_dim` values, head-major), `k` and `v` that head's context
+    /// (`total * head_dim` values each, position-major). The unit of work a caller spreads
+    /// over threads. Panics if the lengths do not fit together (callers check, as `attend` does).
+    pub fn attend_group(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        head_dim: usize,
+        scale: f32,
+        out: &mut [f32],
+        scores: &mut Vec<f32>,
+    ) {
+        attend_group_body(q, k, v, head_dim, scale, out, scores)
+    }
+}
+
+#[inline(always)]
+fn attend_group_body(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -183,6 +198,7 @@ pub fn attend_group(
 /// `out[j] += sum_t weights[j * total + t] * v[t]` for heads of `HD` values: each head's sum
 /// stays in registers over a block of positions (summing into memory costs a load and a store
 /// per multiply-add), and the block's values stay in the L1 cache for the group's heads.
+#[inline(always)]
 fn weighted_sum<const HD: usize>(weights: &[f32], v: &[f32], total: usize, out: &mut [f32]) {
     const BLOCK: usize = 64;
     let mut t0 = 0;

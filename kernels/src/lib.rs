@@ -9,6 +9,54 @@
 // says why it holds. Nothing outside this crate's kernels uses it.
 #![allow(unsafe_code)]
 
+/// Defines `$name`, a function whose body is compiled for the widest vector extension the CPU
+/// has (AVX-512, else AVX2 with FMA, else the baseline), chosen at run time: for loops written
+/// so the compiler vectorizes them, which the baseline x86-64 target would compile to 128-bit
+/// SSE2 (and calls for rounding and fused multiply-adds). The body sees the same lanes in
+/// every version, so the results do not depend on the CPU.
+macro_rules! widest {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if $crate::wide_x86() {
+                    // SAFETY: the CPU has every feature `avx512` is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// Whether this x86 CPU has the AVX-512 subsets [`widest!`] compiles for.
+#[cfg(target_arch = "x86_64")]
+fn wide_x86() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
 pub mod activation;
 pub mod attention;
 pub mod matmul;

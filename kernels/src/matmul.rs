@@ -1072,6 +1072,7 @@ unsafe impl Send for SharedOut {}
 /// (the maximum taken by comparison, not `f32::max`, whose NaN rule keeps it scalar).
 // Lane loops index two arrays by the same lane.
 #[allow(clippy::needless_range_loop)]
+#[inline(always)]
 fn quantize_activations(x: &[f32], q: &mut [i8]) -> Option<f32> {
     let mut amax = [0f32; 8];
     let mut bad = [false; 8];
@@ -1170,6 +1171,29 @@ pub fn quantize_gguf_block(format: Format, x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+widest! {
+    /// Every 32-value block of `x` quantized into `qs`, its scale into `d`.
+    fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+        for ((chunk, q), s) in x.chunks(QK).zip(qs.chunks_exact_mut(QK)).zip(d.iter_mut()) {
+            *s = if let Some(s) = quantize_activations(chunk, q) {
+                // The scale as GGUF stores it (f16), as llama.cpp's activations do: the same
+                // rounding keeps greedy streams equal to its. Beyond f16's range (|x| above
+                // about 8e6) the f32 scale stays, where llama.cpp would overflow.
+                let h = half::f16::from_f32(s).to_f32();
+                if h.is_finite() {
+                    h
+                } else {
+                    s
+                }
+            } else {
+                // Non-finite activations propagate as NaN, as an f32 product would.
+                q.fill(0);
+                f32::NAN
+            };
+        }
+    }
+}
+
 impl Q8Rows {
     /// Quantizes `m` rows of `k` (a multiple of 32) values.
     pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
@@ -1198,23 +1222,7 @@ impl Q8Rows {
         let blocks = x.len().div_ceil(QK);
         qs.resize(blocks * QK, 0);
         d.resize(blocks, 0.0);
-        for ((chunk, q), s) in x.chunks(QK).zip(qs.chunks_exact_mut(QK)).zip(d.iter_mut()) {
-            *s = if let Some(s) = quantize_activations(chunk, q) {
-                // The scale as GGUF stores it (f16), as llama.cpp's activations do: the same
-                // rounding keeps greedy streams equal to its. Beyond f16's range (|x| above
-                // about 8e6) the f32 scale stays, where llama.cpp would overflow.
-                let h = half::f16::from_f32(s).to_f32();
-                if h.is_finite() {
-                    h
-                } else {
-                    s
-                }
-            } else {
-                // Non-finite activations propagate as NaN, as an f32 product would.
-                q.fill(0);
-                f32::NAN
-            };
-        }
+        quantize_blocks(x, qs, d);
         debug_assert_eq!(x.len(), m * k);
         sum.extend(
             qs.chunks(QK)
