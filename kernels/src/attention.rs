@@ -155,19 +155,54 @@ fn attend_group_body(
         hd > 0 && q.len() == heads * hd && out.len() == q.len() && v.len() == k.len(),
         "attention group shapes"
     );
-    scores.clear();
-    scores.resize(heads * total, 0.0);
     out.fill(0.0);
     if total == 0 {
+        scores.clear();
         return;
     }
-    // Scores of every query head of the group, each key read once.
+    // The keys transposed in blocks of KB positions (`keys[(b * hd + d) * KB + i]` is value
+    // `d` of position `b * KB + i`, zeros past the end), so a block's scores are KB lanes of
+    // multiply-adds over `d`, with no sum across lanes per score; then the scores, each
+    // head's row `padded` long.
+    let blocks = total.div_ceil(KB);
+    let padded = blocks * KB;
+    scores.clear();
+    scores.resize(blocks * hd * KB + heads * padded, 0.0);
+    let (keys, scores) = scores.split_at_mut(blocks * hd * KB);
     for (t, kt) in k.chunks_exact(hd).enumerate() {
-        for (j, qh) in q.chunks_exact(hd).enumerate() {
-            scores[j * total + t] = dot(qh, kt) * scale;
+        let (b, i) = (t / KB, t % KB);
+        for (d, &x) in kt.iter().enumerate() {
+            keys[(b * hd + d) * KB + i] = x;
         }
     }
-    for p in scores.chunks_exact_mut(total) {
+    // Query heads four at a time (four independent chains of multiply-adds), a zero query
+    // in the places past the last head.
+    let zero = vec![0f32; hd];
+    let mut j0 = 0;
+    while j0 < heads {
+        let qs: [&[f32]; QH] =
+            std::array::from_fn(|jj| q.get((j0 + jj) * hd..(j0 + jj + 1) * hd).unwrap_or(&zero));
+        for (b, kb) in keys.chunks_exact(hd * KB).enumerate() {
+            let mut acc = [[0f32; KB]; QH];
+            for (d, kr) in kb.chunks_exact(KB).enumerate() {
+                for jj in 0..QH {
+                    let qd = qs[jj][d];
+                    for i in 0..KB {
+                        acc[jj][i] = qd.mul_add(kr[i], acc[jj][i]);
+                    }
+                }
+            }
+            for (jj, a) in acc.iter().enumerate().take(heads - j0) {
+                let row = &mut scores[(j0 + jj) * padded + b * KB..][..KB];
+                for i in 0..KB {
+                    row[i] = a[i] * scale;
+                }
+            }
+        }
+        j0 += QH;
+    }
+    for row in scores.chunks_exact_mut(padded) {
+        let p = &mut row[..total];
         let max = p
             .iter()
             .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
@@ -180,14 +215,14 @@ fn attend_group_body(
         }
     }
     match hd {
-        64 => weighted_sum::<64>(scores, v, total, out),
-        128 => weighted_sum::<128>(scores, v, total, out),
+        64 => weighted_sum::<64>(scores, padded, v, total, out),
+        128 => weighted_sum::<128>(scores, padded, v, total, out),
         _ => {
             for (t, vt) in v.chunks_exact(hd).enumerate() {
                 for (j, o) in out.chunks_exact_mut(hd).enumerate() {
-                    let w = scores[j * total + t];
+                    let w = scores[j * padded + t];
                     for (a, b) in o.iter_mut().zip(vt) {
-                        *a += w * b;
+                        *a = w.mul_add(*b, *a);
                     }
                 }
             }
@@ -195,11 +230,22 @@ fn attend_group_body(
     }
 }
 
-/// `out[j] += sum_t weights[j * total + t] * v[t]` for heads of `HD` values: each head's sum
+/// Key positions per transposed block: one 512-bit vector of scores.
+const KB: usize = 16;
+/// Query heads whose scores are computed together.
+const QH: usize = 4;
+
+/// `out[j] += sum_t weights[j * stride + t] * v[t]` for heads of `HD` values: each head's sum
 /// stays in registers over a block of positions (summing into memory costs a load and a store
 /// per multiply-add), and the block's values stay in the L1 cache for the group's heads.
 #[inline(always)]
-fn weighted_sum<const HD: usize>(weights: &[f32], v: &[f32], total: usize, out: &mut [f32]) {
+fn weighted_sum<const HD: usize>(
+    weights: &[f32],
+    stride: usize,
+    v: &[f32],
+    total: usize,
+    out: &mut [f32],
+) {
     const BLOCK: usize = 64;
     let mut t0 = 0;
     while t0 < total {
@@ -208,10 +254,10 @@ fn weighted_sum<const HD: usize>(weights: &[f32], v: &[f32], total: usize, out: 
         for (j, o) in out.chunks_exact_mut(HD).enumerate() {
             let mut acc = [0f32; HD];
             acc.copy_from_slice(o);
-            let wj = &weights[j * total + t0..j * total + t1];
+            let wj = &weights[j * stride + t0..j * stride + t1];
             for (&w, vt) in wj.iter().zip(vb.chunks_exact(HD)) {
                 for d in 0..HD {
-                    acc[d] += w * vt[d];
+                    acc[d] = w.mul_add(vt[d], acc[d]);
                 }
             }
             o.copy_from_slice(&acc);

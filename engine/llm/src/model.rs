@@ -815,21 +815,30 @@ impl Model {
         )?)
     }
 
-    /// One decode step on the CPU, on plain buffers: every segment brings exactly one token,
-    /// and each layer is RMSNorm, one pass for Q/K/V, RoPE, the cache written and attended in
-    /// place, the output matrix, RMSNorm, one pass for gate/up, SwiGLU and the down matrix,
-    /// all in this thread's scratch buffers, which stop growing after the first steps: the
-    /// only allocation per step is the returned logits. `None` when the step does not apply
-    /// (another device or architecture, candle's kernels, a prompt), and the tensor path runs.
+    /// One forward pass on the CPU, on plain buffers, for any mix of segments (decode steps of
+    /// one token, prompt chunks of many): each layer is RMSNorm, one pass for Q/K/V over every
+    /// new token, RoPE, the cache written in place, each token's attention over its own
+    /// context read in place (causal: a prompt token sees the cache and the tokens before
+    /// it), the output matrix, RMSNorm, one pass for gate/up, SwiGLU and the down matrix, all
+    /// in this thread's scratch buffers. The running batch mixes prompt chunks into its
+    /// decode steps, so this is the path nearly every step takes. Only the wanted logits rows
+    /// go through the output matrix. `None` when it does not apply (another device or
+    /// architecture, candle's kernels), and the tensor path runs.
     fn decode_host(&self, segments: &mut [Segment<'_>]) -> Result<Option<Vec<Tensor>>, ModelError> {
         let Some(host) = &self.host else {
             return Ok(None);
         };
-        if segments.is_empty() || segments.iter().any(|s| s.tokens.len() != 1) {
+        if segments.iter().all(|s| s.tokens.is_empty()) {
             return Ok(None);
         }
         let c = &self.config;
-        let (m, dim, nh, nkv, hd) = (segments.len(), c.dim, c.n_heads, c.n_kv_heads, c.head_dim);
+        // Each new token: its segment and its position.
+        let rows: Vec<(usize, usize)> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(si, s)| (0..s.tokens.len()).map(move |i| (si, s.cache.len + i)))
+            .collect();
+        let (m, dim, nh, nkv, hd) = (rows.len(), c.dim, c.n_heads, c.n_kv_heads, c.head_dim);
         let (dq, dkv, half) = (nh * hd, nkv * hd, hd / 2);
         let ffn = host.layers.first().map_or(0, |l| l.gate.rows());
         let eps = c.eps as f32;
@@ -867,8 +876,9 @@ impl Model {
                 buf.clear();
                 buf.resize(len, 0.0);
             }
-            for (s, row) in segments.iter().zip(x.chunks_exact_mut(dim)) {
-                embed_row(&host.embed, s.tokens[0], row)?;
+            let tokens = segments.iter().flat_map(|s| s.tokens.iter());
+            for (&t, row) in tokens.zip(x.chunks_exact_mut(dim)) {
+                embed_row(&host.embed, t, row)?;
             }
             for (li, hv) in host.layers.iter().enumerate() {
                 rms_norm_rows(x, &hv.attn_norm, eps, h);
@@ -890,8 +900,7 @@ impl Model {
                         }
                     }
                 }
-                for (i, s) in segments.iter_mut().enumerate() {
-                    let pos = s.cache.len;
+                for (i, &(si, pos)) in rows.iter().enumerate() {
                     let (cos, sin) = (
                         &host.cos[pos * half..][..half],
                         &host.sin[pos * half..][..half],
@@ -900,12 +909,15 @@ impl Model {
                     let ki = &mut k[i * dkv..][..dkv];
                     rope_heads(qi, hd, cos, sin, interleaved);
                     rope_heads(ki, hd, cos, sin, interleaved);
-                    if !s.cache.write_row(li, pos, ki, &v[i * dkv..][..dkv]) {
+                    if !segments[si]
+                        .cache
+                        .write_row(li, pos, ki, &v[i * dkv..][..dkv])
+                    {
                         return Err(not_host());
                     }
                 }
-                // Each sequence attends over its whole context (a thousand positions after a
-                // reading prompt): the sequences' key/value heads are spread over the threads,
+                // Each token attends over its own context (a thousand positions after a
+                // reading prompt): the tokens' key/value heads are spread over the threads,
                 // so even one sequence's attention runs on more than one core.
                 let width = (nh / nkv) * hd;
                 let attended = att
@@ -913,8 +925,9 @@ impl Model {
                     .zip(q.par_chunks(width))
                     .enumerate()
                     .all(|(i, (out, qg))| {
-                        let cache = &segments[i / nkv].cache;
-                        let Some((kg, vg)) = cache.head_context(li, i % nkv, cache.len + 1) else {
+                        let (si, pos) = rows[i / nkv];
+                        let cache = &segments[si].cache;
+                        let Some((kg, vg)) = cache.head_context(li, i % nkv, pos + 1) else {
                             return false;
                         };
                         SCORES.with(|cell| {
@@ -950,22 +963,52 @@ impl Model {
                 matmul_many(&[&hv.down], g, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
             }
+            // The rows whose logits are wanted: every new token's, or the last one's.
+            let mut wanted: Vec<usize> = Vec::new();
+            let mut counts = Vec::with_capacity(segments.len());
+            let mut first = 0;
             for s in segments.iter_mut() {
-                s.cache.len += 1;
+                let l = s.tokens.len();
+                s.cache.len += l;
+                let count = if s.all_logits { l } else { l.min(1) };
+                wanted.extend(first + l - count..first + l);
+                counts.push(count);
+                first += l;
             }
-            rms_norm_rows(x, &host.norm, eps, h);
+            let n = wanted.len();
+            let (hx, hn) = (&mut *o, &mut *h);
+            hx.clear();
+            for &r in &wanted {
+                hx.extend_from_slice(&x[r * dim..(r + 1) * dim]);
+            }
+            hn.clear();
+            hn.resize(n * dim, 0.0);
+            rms_norm_rows(hx, &host.norm, eps, hn);
             let out = &host.output;
-            let mut logits = vec![0f32; m * out.rows()];
-            matmul_many(&[out], h, m, &mut [&mut logits[..]]).map_err(kerr)?;
-            let t = Tensor::from_vec(logits, (m, out.rows()), &Device::Cpu)?;
-            Ok(Some(
-                (0..m)
-                    .map(|i| t.narrow(0, i, 1))
-                    .collect::<candle_core::Result<_>>()?,
-            ))
+            let mut logits = vec![0f32; n * out.rows()];
+            matmul_many(&[out], hn, n, &mut [&mut logits[..]]).map_err(kerr)?;
+            let t = Tensor::from_vec(logits, (n, out.rows()), &Device::Cpu)?;
+            let mut at = 0;
+            let mut outs = Vec::with_capacity(counts.len());
+            for count in counts {
+                outs.push(if count == 0 {
+                    Tensor::zeros((0, out.rows()), DType::F32, &Device::Cpu)?
+                } else {
+                    t.narrow(0, at, count)?
+                });
+                at += count;
+            }
+            // A long prompt's buffers are not kept for the decode steps that follow.
+            if m > SCRATCH_ROWS {
+                *guard = Scratch::default();
+            }
+            Ok(Some(outs))
         })
     }
 }
+
+/// Rows of new tokens whose scratch buffers a thread keeps between forward passes.
+const SCRATCH_ROWS: usize = 64;
 
 thread_local! {
     /// Attention scores of the decode step's heads on this thread, reused from step to step.
@@ -1514,9 +1557,10 @@ mod tests {
         );
     }
 
-    /// The CPU decode step on plain buffers computes what the tensor path computes with the
-    /// same kernels, for llama and qwen2 layouts, one sequence and two together, and grows
-    /// the cache past its first capacity.
+    /// The CPU forward pass on plain buffers computes what the tensor path computes with the
+    /// same kernels, for llama and qwen2 layouts: a prompt, decode steps of one sequence and
+    /// two together, a prompt chunk beside a decode step, a segment with no tokens; and it
+    /// grows the cache past its first capacity.
     #[test]
     fn host_decode_step_equals_the_tensor_path() {
         use crate::synth::{write_tiny, TinySpec};
@@ -1546,7 +1590,14 @@ mod tests {
                     }])
                     .unwrap();
                 for t in 0..6u32 {
-                    let (ta, tb) = ([t * 31 % 500], [t * 7]);
+                    let ta = [t * 31 % 500];
+                    // b joins with one token, then a prompt chunk of three (every row's
+                    // logits) beside a's decode token, then nothing beside it.
+                    let tb: &[u32] = match t {
+                        3 => &[21],
+                        4 => &[22, 23, 24],
+                        _ => &[],
+                    };
                     let mut segs = vec![Segment {
                         cache: &mut a,
                         tokens: &ta,
@@ -1555,15 +1606,15 @@ mod tests {
                     if t >= 3 {
                         segs.push(Segment {
                             cache: &mut b,
-                            tokens: &tb,
-                            all_logits: false,
+                            tokens: tb,
+                            all_logits: t == 4,
                         });
                     }
                     for l in model.forward(&mut segs).unwrap() {
                         out.push(l.flatten_all().unwrap().to_vec1().unwrap());
                     }
                 }
-                assert_eq!((a.len(), b.len()), (9, 3));
+                assert_eq!((a.len(), b.len()), (9, 4));
                 out
             };
             let (want, got) = (steps(&slow), steps(&fast));
