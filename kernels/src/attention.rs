@@ -120,109 +120,172 @@ pub fn attend(
     true
 }
 
-widest! {
-    /// [`attend`] for the query heads that share one key/value head: `q` and `out` hold those
-    /// heads (`heads * head_dim` values, head-major), `k` and `v` that head's context
-    /// (`total * head_dim` values each, position-major). The unit of work a caller spreads
-    /// over threads. Panics if the lengths do not fit together (callers check, as `attend` does).
-    pub fn attend_group(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        head_dim: usize,
-        scale: f32,
-        out: &mut [f32],
-        scores: &mut Vec<f32>,
-    ) {
-        attend_group_body(q, k, v, head_dim, scale, out, scores)
-    }
-}
-
-#[inline(always)]
-fn attend_group_body(
+/// Pass-through of [`attend_rows`] for one token: `q` and `out` hold the query heads that
+/// share one key/value head (`heads * head_dim` values, head-major), `k` and `v` that head's
+/// context (`total * head_dim` values each, position-major), all of which the token sees.
+/// Panics if the lengths do not fit together (callers check, as `attend` does).
+pub fn attend_group(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     head_dim: usize,
     scale: f32,
     out: &mut [f32],
-    scores: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
 ) {
+    let first = k.len() / head_dim.max(1);
+    let rows = Queries {
+        q,
+        stride: q.len(),
+        rows: 1,
+        first,
+    };
+    attend_rows(rows, k, v, head_dim, scale, out, scratch);
+}
+
+/// Consecutive tokens of one sequence, as [`attend_rows`] reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct Queries<'a> {
+    /// Row `r` at `q[r * stride..]`: the query heads that share one key/value head
+    /// (`heads * head_dim` values, head-major).
+    pub q: &'a [f32],
+    /// Values from one row to the next.
+    pub stride: usize,
+    /// Tokens.
+    pub rows: usize,
+    /// The positions row 0 sees (its own included); row `r` sees `first + r`.
+    pub first: usize,
+}
+
+widest! {
+    /// Causal attention of consecutive tokens over one key/value head: row `r` of `queries`
+    /// attends over the first `first + r` positions of `k` and `v` (position-major, `head_dim`
+    /// values each) into `out[r * width..]` (`width = heads * head_dim`, rows contiguous).
+    /// The keys are transposed once for all the rows (`scratch` holds them and the scores).
+    /// The unit of work a caller spreads over threads: a decode step's token, or a prompt
+    /// chunk's tokens. Panics if the lengths do not fit together (callers check).
+    pub fn attend_rows(
+        queries: Queries<'_>,
+        k: &[f32],
+        v: &[f32],
+        head_dim: usize,
+        scale: f32,
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        attend_rows_body(queries, k, v, head_dim, scale, out, scratch)
+    }
+}
+
+#[inline(always)]
+fn attend_rows_body(
+    queries: Queries<'_>,
+    k: &[f32],
+    v: &[f32],
+    head_dim: usize,
+    scale: f32,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let Queries {
+        q,
+        stride,
+        rows,
+        first,
+    } = queries;
     let hd = head_dim;
-    let total = k.len() / hd;
-    let heads = q.len() / hd;
     assert!(
-        hd > 0 && q.len() == heads * hd && out.len() == q.len() && v.len() == k.len(),
-        "attention group shapes"
+        hd > 0 && rows > 0 && out.len().is_multiple_of(rows),
+        "attention shapes"
+    );
+    let width = out.len() / rows;
+    let heads = width / hd;
+    let seen = first + rows - 1;
+    assert!(
+        heads * hd == width
+            && width <= stride
+            && (rows - 1) * stride + width <= q.len()
+            && k.len() >= seen * hd
+            && v.len() >= seen * hd,
+        "attention shapes"
     );
     out.fill(0.0);
-    if total == 0 {
-        scores.clear();
+    scratch.clear();
+    if seen == 0 {
         return;
     }
     // The keys transposed in blocks of KB positions (`keys[(b * hd + d) * KB + i]` is value
     // `d` of position `b * KB + i`, zeros past the end), so a block's scores are KB lanes of
     // multiply-adds over `d`, with no sum across lanes per score; then the scores, each
     // head's row `padded` long.
-    let blocks = total.div_ceil(KB);
+    let blocks = seen.div_ceil(KB);
     let padded = blocks * KB;
-    scores.clear();
-    scores.resize(blocks * hd * KB + heads * padded, 0.0);
-    let (keys, scores) = scores.split_at_mut(blocks * hd * KB);
-    for (t, kt) in k.chunks_exact(hd).enumerate() {
+    scratch.resize(blocks * hd * KB + heads * padded, 0.0);
+    let (keys, scores) = scratch.split_at_mut(blocks * hd * KB);
+    for (t, kt) in k[..seen * hd].chunks_exact(hd).enumerate() {
         let (b, i) = (t / KB, t % KB);
         for (d, &x) in kt.iter().enumerate() {
             keys[(b * hd + d) * KB + i] = x;
         }
     }
-    // Query heads four at a time (four independent chains of multiply-adds), a zero query
-    // in the places past the last head.
     let zero = vec![0f32; hd];
-    let mut j0 = 0;
-    while j0 < heads {
-        let qs: [&[f32]; QH] =
-            std::array::from_fn(|jj| q.get((j0 + jj) * hd..(j0 + jj + 1) * hd).unwrap_or(&zero));
-        for (b, kb) in keys.chunks_exact(hd * KB).enumerate() {
-            let mut acc = [[0f32; KB]; QH];
-            for (d, kr) in kb.chunks_exact(KB).enumerate() {
-                for jj in 0..QH {
-                    let qd = qs[jj][d];
+    for (r, o) in out.chunks_exact_mut(width).enumerate() {
+        let total = first + r;
+        if total == 0 {
+            continue;
+        }
+        let q = &q[r * stride..][..width];
+        let nb = total.div_ceil(KB);
+        // Query heads four at a time (four independent chains of multiply-adds), a zero
+        // query in the places past the last head.
+        let mut j0 = 0;
+        while j0 < heads {
+            let qs: [&[f32]; QH] = std::array::from_fn(|jj| {
+                q.get((j0 + jj) * hd..(j0 + jj + 1) * hd).unwrap_or(&zero)
+            });
+            for (b, kb) in keys.chunks_exact(hd * KB).take(nb).enumerate() {
+                let mut acc = [[0f32; KB]; QH];
+                for (d, kr) in kb.chunks_exact(KB).enumerate() {
+                    for jj in 0..QH {
+                        let qd = qs[jj][d];
+                        for i in 0..KB {
+                            acc[jj][i] = qd.mul_add(kr[i], acc[jj][i]);
+                        }
+                    }
+                }
+                for (jj, a) in acc.iter().enumerate().take(heads - j0) {
+                    let row = &mut scores[(j0 + jj) * padded + b * KB..][..KB];
                     for i in 0..KB {
-                        acc[jj][i] = qd.mul_add(kr[i], acc[jj][i]);
+                        row[i] = a[i] * scale;
                     }
                 }
             }
-            for (jj, a) in acc.iter().enumerate().take(heads - j0) {
-                let row = &mut scores[(j0 + jj) * padded + b * KB..][..KB];
-                for i in 0..KB {
-                    row[i] = a[i] * scale;
-                }
+            j0 += QH;
+        }
+        // Only the positions this token sees: later ones in its last block are left out.
+        for row in scores.chunks_exact_mut(padded) {
+            let p = &mut row[..total];
+            let max = p
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+            for x in p.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let inv = 1.0 / sum(p);
+            for x in p.iter_mut() {
+                *x *= inv;
             }
         }
-        j0 += QH;
-    }
-    for row in scores.chunks_exact_mut(padded) {
-        let p = &mut row[..total];
-        let max = p
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-        for x in p.iter_mut() {
-            *x = exp(*x - max);
-        }
-        let inv = 1.0 / sum(p);
-        for x in p.iter_mut() {
-            *x *= inv;
-        }
-    }
-    match hd {
-        64 => weighted_sum::<64>(scores, padded, v, total, out),
-        128 => weighted_sum::<128>(scores, padded, v, total, out),
-        _ => {
-            for (t, vt) in v.chunks_exact(hd).enumerate() {
-                for (j, o) in out.chunks_exact_mut(hd).enumerate() {
-                    let w = scores[j * padded + t];
-                    for (a, b) in o.iter_mut().zip(vt) {
-                        *a = w.mul_add(*b, *a);
+        match hd {
+            64 => weighted_sum::<64>(scores, padded, v, total, o),
+            128 => weighted_sum::<128>(scores, padded, v, total, o),
+            _ => {
+                for (t, vt) in v[..total * hd].chunks_exact(hd).enumerate() {
+                    for (j, oj) in o.chunks_exact_mut(hd).enumerate() {
+                        let w = scores[j * padded + t];
+                        for (a, b) in oj.iter_mut().zip(vt) {
+                            *a = w.mul_add(*b, *a);
+                        }
                     }
                 }
             }

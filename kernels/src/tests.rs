@@ -649,3 +649,47 @@ fn interleaved_rows_read_back_as_the_rows() {
         }
     }
 }
+
+/// Several tokens of one sequence attended together (keys arranged once) equal each token
+/// attended alone over the positions it sees, for rows strided as a model's query buffer
+/// holds them.
+#[test]
+fn attended_rows_equal_each_row_alone() {
+    use crate::attention::{attend_group, attend_rows, Queries};
+    let mut rng = Rng(88);
+    for (heads, hd, first, rows) in [
+        (7, 64, 20, 5),
+        (3, 20, 1, 4),
+        (2, 128, 33, 17),
+        (4, 8, 0, 3),
+    ] {
+        let seen = first + rows - 1;
+        let k = rng.vec(seen * hd, 2.0);
+        let v = rng.vec(seen * hd, 1.0);
+        let stride = heads * hd + 5;
+        let q = rng.vec(rows * stride, 2.0);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![f32::NAN; rows * heads * hd];
+        let queries = Queries {
+            q: &q,
+            stride,
+            rows,
+            first,
+        };
+        attend_rows(queries, &k, &v, hd, scale, &mut out, &mut Vec::new());
+        for r in 0..rows {
+            let total = first + r;
+            let mut one = vec![f32::NAN; heads * hd];
+            attend_group(
+                &q[r * stride..][..heads * hd],
+                &k[..total * hd],
+                &v[..total * hd],
+                hd,
+                scale,
+                &mut one,
+                &mut Vec::new(),
+            );
+            assert_eq!(&out[r * heads * hd..][..heads * hd], &one[..], "row {r}");
+        }
+    }
+}

@@ -838,6 +838,16 @@ impl Model {
             .enumerate()
             .flat_map(|(si, s)| (0..s.tokens.len()).map(move |i| (si, s.cache.len + i)))
             .collect();
+        // Each segment with new tokens: its index, its first row and its count.
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        let mut r0 = 0;
+        for (si, s) in segments.iter().enumerate() {
+            let l = s.tokens.len();
+            if l > 0 {
+                spans.push((si, r0, l));
+            }
+            r0 += l;
+        }
         let (m, dim, nh, nkv, hd) = (rows.len(), c.dim, c.n_heads, c.n_kv_heads, c.head_dim);
         let (dq, dkv, half) = (nh * hd, nkv * hd, hd / 2);
         let ffn = host.layers.first().map_or(0, |l| l.gate.rows());
@@ -917,42 +927,55 @@ impl Model {
                     }
                 }
                 // Each token attends over its own context (a thousand positions after a
-                // reading prompt): the tokens' key/value heads are spread over the threads,
-                // so even one sequence's attention runs on more than one core.
+                // reading prompt), a segment's tokens together (their keys are arranged
+                // once): the segments' key/value heads are spread over the threads, so even
+                // one sequence's attention runs on more than one core.
                 let width = (nh / nkv) * hd;
-                let attended = att
-                    .par_chunks_mut(width)
-                    .zip(q.par_chunks(width))
-                    .enumerate()
-                    .all(|(i, (out, qg))| {
-                        let (si, pos) = rows[i / nkv];
+                let q = &*q;
+                let parts: Vec<Option<Vec<f32>>> = spans
+                    .par_iter()
+                    .flat_map_iter(|&(si, r0, l)| (0..nkv).map(move |g| (si, r0, l, g)))
+                    .map(|(si, r0, l, g)| {
                         let cache = &segments[si].cache;
-                        let Some((kg, vg)) = cache.head_context(li, i % nkv, pos + 1) else {
-                            return false;
+                        let first = rows[r0].1 + 1;
+                        let (kg, vg) = cache.head_context(li, g, first + l - 1)?;
+                        let mut part = vec![0f32; l * width];
+                        let queries = tessera_kernels::attention::Queries {
+                            q: &q[r0 * dq + g * width..],
+                            stride: dq,
+                            rows: l,
+                            first,
                         };
                         SCORES.with(|cell| {
-                            // This thread's score buffer (a fresh one if a call on this
-                            // thread holds it), so a step allocates nothing per head.
+                            // This thread's scratch (a fresh one if a call on this thread
+                            // holds it), so a step allocates little per head.
                             let mut fresh = Vec::new();
                             let mut held = cell.try_borrow_mut();
                             let p = match held.as_deref_mut() {
                                 Ok(p) => p,
                                 Err(_) => &mut fresh,
                             };
-                            tessera_kernels::attention::attend_group(
-                                qg,
+                            tessera_kernels::attention::attend_rows(
+                                queries,
                                 kg,
                                 vg,
                                 hd,
                                 scale as f32,
-                                out,
+                                &mut part,
                                 p,
                             );
                         });
-                        true
-                    });
-                if !attended {
-                    return Err(not_host());
+                        Some(part)
+                    })
+                    .collect();
+                let tasks = spans
+                    .iter()
+                    .flat_map(|&(_, r0, _)| (0..nkv).map(move |g| (r0, g)));
+                for ((r0, g), part) in tasks.zip(parts) {
+                    let part = part.ok_or_else(not_host)?;
+                    for (i, pr) in part.chunks_exact(width).enumerate() {
+                        att[(r0 + i) * dq + g * width..][..width].copy_from_slice(pr);
+                    }
                 }
                 matmul_many(&[&hv.wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
