@@ -140,7 +140,17 @@ pub fn attend_group(
         rows: 1,
         first,
     };
-    attend_rows(rows, k, v, head_dim, scale, out, scratch);
+    attend_rows(rows, Keys::Rows(k), v, head_dim, scale, out, scratch);
+}
+
+/// The keys [`attend_rows`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys<'a> {
+    /// Position-major, `head_dim` values a position (arranged into blocks per call).
+    Rows(&'a [f32]),
+    /// Already in blocks of [`KB`] positions: value `d` of position `b * KB + i` at
+    /// `(b * head_dim + d) * KB + i`, whole blocks.
+    Blocks(&'a [f32]),
 }
 
 /// Consecutive tokens of one sequence, as [`attend_rows`] reads them.
@@ -166,7 +176,7 @@ widest! {
     /// chunk's tokens. Panics if the lengths do not fit together (callers check).
     pub fn attend_rows(
         queries: Queries<'_>,
-        k: &[f32],
+        k: Keys<'_>,
         v: &[f32],
         head_dim: usize,
         scale: f32,
@@ -180,7 +190,7 @@ widest! {
 #[inline(always)]
 fn attend_rows_body(
     queries: Queries<'_>,
-    k: &[f32],
+    k: Keys<'_>,
     v: &[f32],
     head_dim: usize,
     scale: f32,
@@ -205,7 +215,6 @@ fn attend_rows_body(
         heads * hd == width
             && width <= stride
             && (rows - 1) * stride + width <= q.len()
-            && k.len() >= seen * hd
             && v.len() >= seen * hd,
         "attention shapes"
     );
@@ -220,14 +229,28 @@ fn attend_rows_body(
     // head's row `padded` long.
     let blocks = seen.div_ceil(KB);
     let padded = blocks * KB;
-    scratch.resize(blocks * hd * KB + heads * padded, 0.0);
-    let (keys, scores) = scratch.split_at_mut(blocks * hd * KB);
-    for (t, kt) in k[..seen * hd].chunks_exact(hd).enumerate() {
-        let (b, i) = (t / KB, t % KB);
-        for (d, &x) in kt.iter().enumerate() {
-            keys[(b * hd + d) * KB + i] = x;
+    let own = match k {
+        Keys::Rows(_) => blocks * hd * KB,
+        Keys::Blocks(_) => 0,
+    };
+    scratch.resize(own + heads * padded, 0.0);
+    let (buf, scores) = scratch.split_at_mut(own);
+    let keys: &[f32] = match k {
+        Keys::Rows(k) => {
+            assert!(k.len() >= seen * hd, "attention shapes");
+            for (t, kt) in k[..seen * hd].chunks_exact(hd).enumerate() {
+                let (b, i) = (t / KB, t % KB);
+                for (d, &x) in kt.iter().enumerate() {
+                    buf[(b * hd + d) * KB + i] = x;
+                }
+            }
+            buf
         }
-    }
+        Keys::Blocks(b) => {
+            assert!(b.len() >= blocks * hd * KB, "attention shapes");
+            b
+        }
+    };
     let zero = vec![0f32; hd];
     for (r, o) in out.chunks_exact_mut(width).enumerate() {
         let total = first + r;
@@ -294,7 +317,7 @@ fn attend_rows_body(
 }
 
 /// Key positions per transposed block: one 512-bit vector of scores.
-const KB: usize = 16;
+pub const KB: usize = 16;
 /// Query heads whose scores are computed together.
 const QH: usize = 4;
 

@@ -655,7 +655,7 @@ fn interleaved_rows_read_back_as_the_rows() {
 /// holds them.
 #[test]
 fn attended_rows_equal_each_row_alone() {
-    use crate::attention::{attend_group, attend_rows, Queries};
+    use crate::attention::{attend_group, attend_rows, Keys, Queries, KB};
     let mut rng = Rng(88);
     for (heads, hd, first, rows) in [
         (7, 64, 20, 5),
@@ -676,7 +676,34 @@ fn attended_rows_equal_each_row_alone() {
             rows,
             first,
         };
-        attend_rows(queries, &k, &v, hd, scale, &mut out, &mut Vec::new());
+        attend_rows(
+            queries,
+            Keys::Rows(&k),
+            &v,
+            hd,
+            scale,
+            &mut out,
+            &mut Vec::new(),
+        );
+        // The same keys handed over already in blocks (stale values past the last one).
+        let blocks = seen.div_ceil(KB);
+        let mut arranged = vec![f32::NAN; blocks * KB * hd];
+        for t in 0..seen {
+            for d in 0..hd {
+                arranged[(t / KB * hd + d) * KB + t % KB] = k[t * hd + d];
+            }
+        }
+        let mut pre = vec![f32::NAN; rows * heads * hd];
+        attend_rows(
+            queries,
+            Keys::Blocks(&arranged),
+            &v,
+            hd,
+            scale,
+            &mut pre,
+            &mut Vec::new(),
+        );
+        assert_eq!(pre, out);
         for r in 0..rows {
             let total = first + r;
             let mut one = vec![f32::NAN; heads * hd];

@@ -926,6 +926,11 @@ impl Model {
                         return Err(not_host());
                     }
                 }
+                for &(si, r0, l) in &spans {
+                    if !segments[si].cache.arrange_keys(li, rows[r0].1 + l) {
+                        return Err(not_host());
+                    }
+                }
                 // Each token attends over its own context (a thousand positions after a
                 // reading prompt), a segment's tokens together (their keys are arranged
                 // once): the segments' key/value heads are spread over the threads, so even
@@ -938,7 +943,7 @@ impl Model {
                     .map(|(si, r0, l, g)| {
                         let cache = &segments[si].cache;
                         let first = rows[r0].1 + 1;
-                        let (kg, vg) = cache.head_context(li, g, first + l - 1)?;
+                        let (kg, vg) = cache.head_blocks(li, g, first + l - 1)?;
                         let mut part = vec![0f32; l * width];
                         let queries = tessera_kernels::attention::Queries {
                             q: &q[r0 * dq + g * width..],
@@ -957,7 +962,7 @@ impl Model {
                             };
                             tessera_kernels::attention::attend_rows(
                                 queries,
-                                kg,
+                                tessera_kernels::attention::Keys::Blocks(kg),
                                 vg,
                                 hd,
                                 scale as f32,
@@ -1125,6 +1130,13 @@ pub struct KvCache {
     max: usize,
     shape: (usize, usize),
     device: Device,
+    /// Host caches: per layer, the keys again in the blocked layout attention reads
+    /// ([`tessera_kernels::attention::Keys::Blocks`], per head `capacity` rounded up to a
+    /// block), brought up to date before each layer's attention ([`KvCache::arrange_keys`]),
+    /// so a decode step arranges only its new position, not the whole context.
+    blocked: Vec<Vec<f32>>,
+    /// Per layer, the positions `blocked` holds.
+    blocked_len: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -1203,6 +1215,8 @@ impl KvCache {
             max: c.context,
             shape,
             device: dev.clone(),
+            blocked: vec![Vec::new(); c.n_layers],
+            blocked_len: vec![0; c.n_layers],
         })
     }
 
@@ -1261,6 +1275,67 @@ impl KvCache {
     /// Forgets every token after the first `len`.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+        self.forget_blocked(self.len);
+    }
+
+    /// The blocked keys of every layer keep at most their first `len` positions.
+    fn forget_blocked(&mut self, len: usize) {
+        for n in &mut self.blocked_len {
+            *n = (*n).min(len);
+        }
+    }
+
+    /// Brings layer `layer`'s blocked keys up to its first `total` positions (host caches;
+    /// false for a device cache or a position past the cache).
+    fn arrange_keys(&mut self, layer: usize, total: usize) -> bool {
+        use tessera_kernels::attention::KB;
+        let (h, d) = self.shape;
+        let cap = self.capacity;
+        let KvStore::Host { k, .. } = &self.store else {
+            return false;
+        };
+        if total > cap || layer >= k.len() {
+            return false;
+        }
+        let per = cap.div_ceil(KB) * KB * d;
+        let blocked = &mut self.blocked[layer];
+        if blocked.len() != h * per {
+            blocked.clear();
+            blocked.resize(h * per, 0.0);
+            self.blocked_len[layer] = 0;
+        }
+        let from = self.blocked_len[layer];
+        for (src, dst) in k[layer].chunks(cap * d).zip(blocked.chunks_mut(per)) {
+            for t in from..total {
+                let (b, i) = (t / KB, t % KB);
+                for (j, &x) in src[t * d..(t + 1) * d].iter().enumerate() {
+                    dst[(b * d + j) * KB + i] = x;
+                }
+            }
+        }
+        self.blocked_len[layer] = self.blocked_len[layer].max(total);
+        true
+    }
+
+    /// Head `head` of layer `layer`: its blocked keys (whole blocks covering `total`
+    /// positions) and its first `total` values, read in place; `None` when the blocked keys
+    /// do not hold them (see [`KvCache::arrange_keys`]) or the cache is on a device.
+    fn head_blocks(&self, layer: usize, head: usize, total: usize) -> Option<(&[f32], &[f32])> {
+        use tessera_kernels::attention::KB;
+        let KvStore::Host { v, .. } = &self.store else {
+            return None;
+        };
+        let (kv_heads, d) = self.shape;
+        if head >= kv_heads || total > self.capacity || self.blocked_len.get(layer)? < &total {
+            return None;
+        }
+        let per = self.capacity.div_ceil(KB) * KB * d;
+        let keys = self.blocked.get(layer)?.get(head * per..)?;
+        let at = head * self.capacity * d;
+        Some((
+            keys.get(..total.div_ceil(KB) * KB * d)?,
+            v.get(layer)?.get(at..at + total * d)?,
+        ))
     }
 
     /// Moves the first `len` positions into fresh buffers of `cap` positions.
@@ -1279,6 +1354,7 @@ impl KvCache {
         let cap = needed.max(self.capacity * 2).min(self.max);
         self.store = self.resized(self.len, cap)?;
         self.capacity = cap;
+        self.forget_blocked(0);
         Ok(())
     }
 
@@ -1292,6 +1368,9 @@ impl KvCache {
     ) -> candle_core::Result<()> {
         let (_, d) = self.shape;
         let cap = self.capacity;
+        if let Some(n) = self.blocked_len.get_mut(layer) {
+            *n = (*n).min(pos);
+        }
         match &mut self.store {
             KvStore::Host { k: ks, v: vs } => {
                 for (t, dst) in [(k, &mut ks[layer]), (v, &mut vs[layer])] {
@@ -1315,6 +1394,9 @@ impl KvCache {
     fn write_row(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> bool {
         let (_, d) = self.shape;
         let cap = self.capacity;
+        if let Some(n) = self.blocked_len.get_mut(layer) {
+            *n = (*n).min(pos);
+        }
         let KvStore::Host { k: ks, v: vs } = &mut self.store else {
             return false;
         };
@@ -1326,23 +1408,6 @@ impl KvCache {
         true
     }
 
-    /// The first `total` cached keys and values of key/value head `head` of `layer`
-    /// (`total * head_dim` values each), read in place; `None` for a device cache or a
-    /// position past the cache.
-    fn head_context(&self, layer: usize, head: usize, total: usize) -> Option<(&[f32], &[f32])> {
-        let KvStore::Host { k, v } = &self.store else {
-            return None;
-        };
-        let (kv_heads, d) = self.shape;
-        if head >= kv_heads || total > self.capacity {
-            return None;
-        }
-        let at = head * self.capacity * d;
-        Some((
-            k.get(layer)?.get(at..at + total * d)?,
-            v.get(layer)?.get(at..at + total * d)?,
-        ))
-    }
 
     /// Attention of one query token (`q`: `heads` heads of `hd` values, head-major) over the
     /// first `total` cached positions of `layer`, read in place, into `out` (`heads * hd`):
@@ -1412,6 +1477,7 @@ impl KvCache {
     /// Replaces the contents with a snapshot.
     pub fn restore(&mut self, snap: &KvSnapshot) -> Result<(), ModelError> {
         self.len = 0;
+        self.forget_blocked(0);
         self.reserve(snap.len)?;
         let (_, d) = self.shape;
         let len = snap.len;
