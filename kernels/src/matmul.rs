@@ -21,6 +21,14 @@
 //! them tile the output over rows of activations and rows of weights so that each unpacked
 //! weight block serves several activation rows (prefill) and each activation block several
 //! weight rows.
+//!
+//! On a CPU with AVX-512 VNNI, matrices whose rows fill groups of 16 are laid out at load with
+//! their rows interleaved ([`QMatrix::interleave`]): one 64-byte load holds four values of 16
+//! rows, one `vpdpbusd` against four broadcast activation bytes adds into 16 integer lanes,
+//! one per output, so a block's sum stays an exact integer in its lane and meets the scales
+//! once, with no sum across lanes (the row-major VNNI kernel spends three float operations and
+//! a final horizontal sum for each instruction's worth of products). Other kernels read such a
+//! matrix through a row-major copy of their tile (tests, mostly).
 
 use crate::KernelError;
 use rayon::prelude::*;
