@@ -595,6 +595,10 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     writeln!(out, "model        {} ({})", lm.name(), path.display())?;
                     writeln!(out, "threads      {threads}")?;
                     writeln!(out, "device       {device}")?;
+                    if device == "cpu" {
+                        let isa = tessera_llm::bench::cpu_kernels();
+                        writeln!(out, "kernels      {isa} (measured at start-up)")?;
+                    }
                     writeln!(out, "batch        {b}")?;
                     writeln!(
                         out,

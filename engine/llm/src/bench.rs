@@ -428,6 +428,12 @@ pub fn matmul_params(path: &std::path::Path) -> Result<u64, crate::gguf::GgufErr
     Ok(params)
 }
 
+/// The matrix kernels this CPU runs (AVX-512 VNNI against AVX2 is measured at the first use:
+/// see `tessera_kernels::matmul::Isa::detect`).
+pub fn cpu_kernels() -> String {
+    format!("{:?}", tessera_kernels::matmul::Isa::detect())
+}
+
 /// The machine's int8 dot-product peak on `threads` threads at once, in operations per
 /// second (`tessera_kernels::peak`, the instruction the matrix kernels are built on), measured
 /// for about `seconds`; `None` where this CPU has no such loop.

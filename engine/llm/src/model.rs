@@ -1408,7 +1408,6 @@ impl KvCache {
         true
     }
 
-
     /// Attention of one query token (`q`: `heads` heads of `hd` values, head-major) over the
     /// first `total` cached positions of `layer`, read in place, into `out` (`heads * hd`):
     /// per head, scaled dot products, a softmax and the weighted sum of values (grouped-query
