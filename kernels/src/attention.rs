@@ -251,7 +251,16 @@ fn attend_rows_body(
             b
         }
     };
-    let zero = vec![0f32; hd];
+    // A zero query for the places past the last head (from a constant for the usual head
+    // sizes: a decode step allocates nothing here).
+    const ZEROS: [f32; 256] = [0.0; 256];
+    let long;
+    let zero: &[f32] = if hd <= ZEROS.len() {
+        &ZEROS[..hd]
+    } else {
+        long = vec![0f32; hd];
+        &long
+    };
     for (r, o) in out.chunks_exact_mut(width).enumerate() {
         let total = first + r;
         if total == 0 {

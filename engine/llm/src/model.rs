@@ -113,7 +113,7 @@ struct Layer {
     sliding: bool,
 }
 
-/// A layer as the CPU decode step reads it: norms and biases as plain vectors, matrices as
+/// A layer as the CPU forward path reads it: norms and biases as plain vectors, matrices as
 /// the kernels hold them.
 struct HostLayer {
     attn_norm: Vec<f32>,
@@ -130,7 +130,7 @@ struct HostLayer {
     down: Arc<QMatrix>,
 }
 
-/// Everything the CPU decode step ([`Model::decode_host`]) reads: present when every matrix
+/// Everything the CPU forward path ([`Model::forward_host`]) reads: present when every matrix
 /// runs on Tessera's kernels and the architecture is one the step implements (llama, qwen2).
 struct HostModel {
     /// The embedding table (shared with the output matrix when they are tied).
@@ -556,7 +556,7 @@ impl Model {
             }
             s.cache.reserve(needed)?;
         }
-        if let Some(out) = self.decode_host(segments)? {
+        if let Some(out) = self.forward_host(segments)? {
             return Ok(out);
         }
         let ids: Vec<u32> = segments.iter().flat_map(|s| s.tokens).copied().collect();
@@ -824,7 +824,10 @@ impl Model {
     /// decode steps, so this is the path nearly every step takes. Only the wanted logits rows
     /// go through the output matrix. `None` when it does not apply (another device or
     /// architecture, candle's kernels), and the tensor path runs.
-    fn decode_host(&self, segments: &mut [Segment<'_>]) -> Result<Option<Vec<Tensor>>, ModelError> {
+    fn forward_host(
+        &self,
+        segments: &mut [Segment<'_>],
+    ) -> Result<Option<Vec<Tensor>>, ModelError> {
         let Some(host) = &self.host else {
             return Ok(None);
         };
@@ -937,50 +940,75 @@ impl Model {
                 // one sequence's attention runs on more than one core.
                 let width = (nh / nkv) * hd;
                 let q = &*q;
-                let parts: Vec<Option<Vec<f32>>> = spans
-                    .par_iter()
-                    .flat_map_iter(|&(si, r0, l)| (0..nkv).map(move |g| (si, r0, l, g)))
-                    .map(|(si, r0, l, g)| {
-                        let cache = &segments[si].cache;
-                        let first = rows[r0].1 + 1;
-                        let (kg, vg) = cache.head_blocks(li, g, first + l - 1)?;
-                        let mut part = vec![0f32; l * width];
-                        let queries = tessera_kernels::attention::Queries {
-                            q: &q[r0 * dq + g * width..],
-                            stride: dq,
-                            rows: l,
-                            first,
+                // One key/value head `g` of span `(si, r0, l)` into `out` (`l` rows of
+                // `width`); false when the cache cannot be read in place.
+                let attend = |(si, r0, l): (usize, usize, usize), g: usize, out: &mut [f32]| {
+                    let cache = &segments[si].cache;
+                    let first = rows[r0].1 + 1;
+                    let Some((kg, vg)) = cache.head_blocks(li, g, first + l - 1) else {
+                        return false;
+                    };
+                    let queries = tessera_kernels::attention::Queries {
+                        q: &q[r0 * dq + g * width..],
+                        stride: dq,
+                        rows: l,
+                        first,
+                    };
+                    SCORES.with(|cell| {
+                        // This thread's scratch (a fresh one if a call on this thread
+                        // holds it), so a step allocates nothing per head.
+                        let mut fresh = Vec::new();
+                        let mut held = cell.try_borrow_mut();
+                        let p = match held.as_deref_mut() {
+                            Ok(p) => p,
+                            Err(_) => &mut fresh,
                         };
-                        SCORES.with(|cell| {
-                            // This thread's scratch (a fresh one if a call on this thread
-                            // holds it), so a step allocates little per head.
-                            let mut fresh = Vec::new();
-                            let mut held = cell.try_borrow_mut();
-                            let p = match held.as_deref_mut() {
-                                Ok(p) => p,
-                                Err(_) => &mut fresh,
-                            };
-                            tessera_kernels::attention::attend_rows(
-                                queries,
-                                tessera_kernels::attention::Keys::Blocks(kg),
-                                vg,
-                                hd,
-                                scale as f32,
-                                &mut part,
-                                p,
-                            );
-                        });
-                        Some(part)
-                    })
-                    .collect();
-                let tasks = spans
-                    .iter()
-                    .flat_map(|&(_, r0, _)| (0..nkv).map(move |g| (r0, g)));
-                for ((r0, g), part) in tasks.zip(parts) {
-                    let part = part.ok_or_else(not_host)?;
-                    for (i, pr) in part.chunks_exact(width).enumerate() {
-                        att[(r0 + i) * dq + g * width..][..width].copy_from_slice(pr);
+                        tessera_kernels::attention::attend_rows(
+                            queries,
+                            tessera_kernels::attention::Keys::Blocks(kg),
+                            vg,
+                            hd,
+                            scale as f32,
+                            out,
+                            p,
+                        );
+                    });
+                    true
+                };
+                let attended = if spans.len() == m {
+                    // Decode: one token a segment, written in place (head `g` of row `r`
+                    // is the `r * nkv + g`-th piece of the output).
+                    att.par_chunks_mut(width)
+                        .enumerate()
+                        .all(|(i, out)| attend(spans[i / nkv], i % nkv, out))
+                } else {
+                    // Prompt chunks: each task's rows are strided in the output, so tasks
+                    // write pieces of their own, copied into place after.
+                    let tasks: Vec<((usize, usize, usize), usize)> = spans
+                        .iter()
+                        .flat_map(|&span| (0..nkv).map(move |g| (span, g)))
+                        .collect();
+                    let parts: Vec<Option<Vec<f32>>> = tasks
+                        .par_iter()
+                        .map(|&(span, g)| {
+                            let mut part = vec![0f32; span.2 * width];
+                            attend(span, g, &mut part).then_some(part)
+                        })
+                        .collect();
+                    let mut ok = true;
+                    for (&((_, r0, _), g), part) in tasks.iter().zip(parts) {
+                        let Some(part) = part else {
+                            ok = false;
+                            break;
+                        };
+                        for (i, pr) in part.chunks_exact(width).enumerate() {
+                            att[(r0 + i) * dq + g * width..][..width].copy_from_slice(pr);
+                        }
                     }
+                    ok
+                };
+                if !attended {
+                    return Err(not_host());
                 }
                 matmul_many(&[&hv.wo], att, m, &mut [&mut o[..]]).map_err(kerr)?;
                 x.iter_mut().zip(o.iter()).for_each(|(a, b)| *a += b);
@@ -1039,18 +1067,19 @@ impl Model {
 const SCRATCH_ROWS: usize = 64;
 
 thread_local! {
-    /// Attention scores of the decode step's heads on this thread, reused from step to step.
+    /// Attention scratch (arranged keys, scores) of the CPU forward path on this thread,
+    /// reused from pass to pass.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A decode step met a KV cache it cannot write or read in place.
+/// The CPU forward path met a KV cache it cannot write or read in place.
 fn not_host() -> ModelError {
     ModelError::Compute(candle_core::Error::Msg(
-        "decode step: the KV cache is not a host cache of this model".into(),
+        "forward pass: the KV cache is not a host cache of this model".into(),
     ))
 }
 
-/// The decode step's buffers (see [`Model::decode_host`]).
+/// The CPU forward path's buffers (see [`Model::forward_host`]).
 #[derive(Default)]
 struct Scratch {
     x: Vec<f32>,
@@ -1650,7 +1679,7 @@ mod tests {
     /// two together, a prompt chunk beside a decode step, a segment with no tokens; and it
     /// grows the cache past its first capacity.
     #[test]
-    fn host_decode_step_equals_the_tensor_path() {
+    fn host_forward_equals_the_tensor_path() {
         use crate::synth::{write_tiny, TinySpec};
         let dir = tempfile::tempdir().unwrap();
         for arch in ["llama", "qwen2"] {
