@@ -272,9 +272,8 @@ fn attend_rows_body(
         // query in the places past the last head.
         let mut j0 = 0;
         while j0 < heads {
-            let qs: [&[f32]; QH] = std::array::from_fn(|jj| {
-                q.get((j0 + jj) * hd..(j0 + jj + 1) * hd).unwrap_or(&zero)
-            });
+            let qs: [&[f32]; QH] =
+                std::array::from_fn(|jj| q.get((j0 + jj) * hd..(j0 + jj + 1) * hd).unwrap_or(zero));
             for (b, kb) in keys.chunks_exact(hd * KB).take(nb).enumerate() {
                 let mut acc = [[0f32; KB]; QH];
                 for (d, kr) in kb.chunks_exact(KB).enumerate() {
