@@ -155,17 +155,9 @@ pub enum Isa {
     Neon,
 }
 impl Isa {
-    /// The implementation the kernels run on this CPU: the widest it supports, except that
-    /// where it has both AVX-512 VNNI and AVX2 the two are raced once, at first use, on a
-    /// Q5_0 product at a reading width (each with its own layout), and the faster one is
-    /// kept: whether 512-bit VNNI beats AVX2 depends on the microarchitecture, not on the
-    /// feature flags.
+    /// The implementation the kernels run on this CPU: the widest it supports.
     pub fn detect() -> Self {
-        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-        *CHOSEN.get_or_init(|| match Self::widest_supported() {
-            Isa::Avx512Vnni if Isa::Avx2.supported() => race_vnni_avx2(),
-            isa => isa,
-        })
+        Self::widest_supported()
     }
 
     /// The widest implementation this CPU supports.
@@ -219,50 +211,6 @@ impl Isa {
             #[allow(unreachable_patterns)]
             _ => false,
         }
-    }
-}
-
-/// AVX-512 VNNI (interleaved rows) against AVX2 (rows in order) on the same Q5_0 matrix
-/// (the default model's commonest type) at 8 activation rows: the faster of the best of
-/// five runs each. A few milliseconds, once per process.
-fn race_vnni_avx2() -> Isa {
-    let (n, k, m) = (256, 896, 8);
-    // Deterministic values in [-1, 1).
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    };
-    let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
-    let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-    let mut bytes = Vec::with_capacity(n * k / QK * Format::Q5_0.gguf_block_bytes());
-    for chunk in w.chunks(QK) {
-        quantize_gguf_block(Format::Q5_0, chunk, &mut bytes);
-    }
-    let Ok(rows) = QMatrix::from_gguf_rows(Format::Q5_0, &bytes, n, k) else {
-        return Isa::Avx512Vnni;
-    };
-    let interleaved = rows.clone().interleave();
-    let mut y = vec![0f32; m * n];
-    let mut time = |w: &QMatrix, isa: Isa| {
-        (0..5)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                let _ = w.matmul_with(isa, &x, m, &mut y);
-                t.elapsed()
-            })
-            .min()
-            .unwrap_or_default()
-    };
-    // One untimed run each first (caches, the thread pool's first wake-up).
-    time(&interleaved, Isa::Avx512Vnni);
-    time(&rows, Isa::Avx2);
-    if time(&rows, Isa::Avx2) < time(&interleaved, Isa::Avx512Vnni) {
-        Isa::Avx2
-    } else {
-        Isa::Avx512Vnni
     }
 }
 

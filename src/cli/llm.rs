@@ -597,7 +597,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<()> {
                     writeln!(out, "device       {device}")?;
                     if device == "cpu" {
                         let isa = tessera_llm::bench::cpu_kernels();
-                        writeln!(out, "kernels      {isa} (measured at start-up)")?;
+                        writeln!(out, "kernels      {isa}")?;
                     }
                     writeln!(out, "batch        {b}")?;
                     writeln!(

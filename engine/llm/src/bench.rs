@@ -428,8 +428,7 @@ pub fn matmul_params(path: &std::path::Path) -> Result<u64, crate::gguf::GgufErr
     Ok(params)
 }
 
-/// The matrix kernels this CPU runs (AVX-512 VNNI against AVX2 is measured at the first use:
-/// see `tessera_kernels::matmul::Isa::detect`).
+/// The matrix kernels this CPU runs (`tessera_kernels::matmul::Isa::detect`).
 pub fn cpu_kernels() -> String {
     format!("{:?}", tessera_kernels::matmul::Isa::detect())
 }

@@ -859,10 +859,15 @@ impl Model {
         let interleaved = c.arch == Arch::Llama;
         let kerr = |e: tessera_kernels::KernelError| candle_core::Error::Msg(e.to_string());
         SCRATCH.with(|cell| -> Result<Option<Vec<Tensor>>, ModelError> {
-            // Re-entered on this thread (a nested call from a task it ran while waiting):
-            // the tensor path serves that call.
-            let Ok(mut guard) = cell.try_borrow_mut() else {
-                return Ok(None);
+            // Re-entered on this thread (a nested call from a task it ran while waiting): that
+            // call gets buffers of its own, and the same arithmetic as every other pass (the
+            // tensor path rounds differently, and a sequence's tokens would then depend on
+            // which thread ran its steps).
+            let mut fresh = Scratch::default();
+            let mut held = cell.try_borrow_mut();
+            let scratch: &mut Scratch = match held.as_deref_mut() {
+                Ok(s) => s,
+                Err(_) => &mut fresh,
             };
             let Scratch {
                 x,
@@ -874,7 +879,7 @@ impl Model {
                 o,
                 g,
                 u,
-            } = &mut *guard;
+            } = &mut *scratch;
             for (buf, len) in [
                 (&mut *x, m * dim),
                 (&mut *h, m * dim),
@@ -1056,7 +1061,7 @@ impl Model {
             }
             // A long prompt's buffers are not kept for the decode steps that follow.
             if m > SCRATCH_ROWS {
-                *guard = Scratch::default();
+                *scratch = Scratch::default();
             }
             Ok(Some(outs))
         })
