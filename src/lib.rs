@@ -15,8 +15,8 @@ pub use tessera_storage::{vocab, GraphWrite, Storage};
 /// Reading text: the EDC+R pipeline, entity linking, provenance, the INSERT TEXT grammar.
 pub use tessera_text as text;
 pub use tessera_text::{
-    Align, LoadProgress, ModelStatus, ModelsInfo, ReaderMetrics, TextConfig, TextError,
-    TextOptions, TextReport,
+    Align, LoadProgress, ModelStatus, ModelsInfo, ReaderMetrics, StoreExample, TextConfig,
+    TextError, TextOptions, TextReport,
 };
 
 /// RDF terms, formats and SPARQL results from oxigraph, re-exported so callers need no
@@ -244,6 +244,19 @@ impl Database {
         Ok(self
             .reader
             .read_many(&self.storage, texts, opts, batch, done)?)
+    }
+
+    /// Writes texts with their triples given by hand as sources marked as examples: later
+    /// reads into the same graph show the model the examples nearest each text in place of
+    /// the built-in ones. Relations are the target schema's, by name; subjects and objects
+    /// are names as the text spells them. Any source can also be marked later with
+    /// `tessera:example true` in the sources graph (see [`tessera_text::examples`]).
+    pub fn insert_examples(
+        &self,
+        examples: &[StoreExample],
+        opts: &TextOptions,
+    ) -> Result<Vec<Result<TextReport, TextError>>, Error> {
+        Ok(self.reader.write_examples(&self.storage, examples, opts)?)
     }
 
     /// Removes a source (`DROP SOURCE`): its metadata, its graph, and each of its triples from

@@ -52,6 +52,7 @@ pub(crate) fn execute(
                     align: t.align,
                     refine: t.refine,
                     source: t.source,
+                    example: t.example,
                     cancel: match &request.cancellation {
                         Some(token) => {
                             let token = token.clone();

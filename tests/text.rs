@@ -665,3 +665,101 @@ fn a_source_naming_a_graph_with_other_data_is_refused_and_nothing_is_lost() {
     assert!(e.to_string().contains("the target graph"), "{e}");
     assert_eq!(count(&db, &users), 2, "the user's triples are intact");
 }
+
+#[test]
+fn store_examples_are_written_marked_and_guide_later_reads() {
+    use tessera::text::examples::store_examples;
+    use tessera::StoreExample;
+    let _l = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let people = NamedNode::new_unchecked(PEOPLE);
+    let opts = TextOptions {
+        graph: Some(people.clone()),
+        schema: Some(NamedNode::new_unchecked(SCHEMA_GRAPH)),
+        ..TextOptions::default()
+    };
+    let example = StoreExample {
+        text: "Ines Moreau, born in Lille, works for the Arden Trust.".into(),
+        triples: vec![
+            ["Ines Moreau".into(), "birthPlace".into(), "Lille".into()],
+            [
+                "Ines Moreau".into(),
+                "employer".into(),
+                "Arden Trust".into(),
+            ],
+        ],
+    };
+    let off_schema = StoreExample {
+        text: "Ines Moreau is married to Paul Girard.".into(),
+        triples: vec![["Ines Moreau".into(), "spouse".into(), "Paul Girard".into()]],
+    };
+    {
+        let db = open(&path);
+        with_schema(&db);
+        let written = db
+            .insert_examples(&[example.clone(), off_schema], &opts)
+            .expect("write examples");
+        assert_eq!(written[0].as_ref().expect("the example").triples.len(), 2);
+        let refused = written[1]
+            .as_ref()
+            .expect_err("a relation outside the schema");
+        assert!(refused.to_string().contains("\"spouse\""), "{refused}");
+        db.flush().expect("flush");
+    }
+    // Reopened: the source is marked, its facts are in the graph, and it reads back as the
+    // example it was written as (in the graph it was written to only).
+    let db = open(&path);
+    assert!(ask(
+        &db,
+        "ASK { GRAPH <urn:tessera:sources> { ?s <https://tessera.dev/ns#example> true ; <https://tessera.dev/ns#text> ?t } }"
+    ));
+    assert_eq!(count(&db, FACTS), 2);
+    assert_eq!(
+        store_examples(db.storage(), Some(&people)).expect("examples"),
+        vec![example]
+    );
+    assert!(store_examples(db.storage(), None)
+        .expect("examples")
+        .is_empty());
+
+    // A read into the graph is guided by it: the same shape of sentence, read by the small
+    // model, gives the same two facts.
+    let report = db
+        .insert_text(
+            "Marc Olivier, born in Nantes, works for the Calder Institute.",
+            &opts,
+        )
+        .expect("insert text");
+    let mut facts: Vec<[String; 3]> = report.facts.clone();
+    facts.sort();
+    assert_eq!(
+        facts,
+        [
+            ["Marc Olivier", "birthPlace", "Nantes"],
+            ["Marc Olivier", "employer", "Calder Institute"],
+        ]
+        .map(|t| t.map(str::to_owned)),
+        "{report:?}"
+    );
+    assert!(!ask(&db, OFF_SCHEMA));
+
+    // Unmarked (plain SPARQL), it is no longer an example.
+    db.update(
+        "DELETE WHERE { GRAPH <urn:tessera:sources> { ?s <https://tessera.dev/ns#example> ?x } }",
+    )
+    .expect("unmark");
+    assert!(store_examples(db.storage(), Some(&people))
+        .expect("examples")
+        .is_empty());
+
+    // `AS EXAMPLE` marks a source as it is read.
+    db.update(&format!(
+        "INSERT TEXT \"Lea Brandt, born in Graz, works for the Harlow Foundation.\" INTO GRAPH <{PEOPLE}> SCHEMA <{SCHEMA_GRAPH}> SOURCE <urn:example:lea> AS EXAMPLE"
+    ))
+    .expect("insert text as example");
+    assert!(ask(
+        &db,
+        "ASK { GRAPH <urn:tessera:sources> { <urn:example:lea> <https://tessera.dev/ns#example> true } }"
+    ));
+}

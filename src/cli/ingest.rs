@@ -153,6 +153,9 @@ pub struct IngestArgs {
     /// EDC+R refinement rounds.
     #[arg(long, default_value_t = 0)]
     pub refine: usize,
+    /// Mark every source read as an example for later reads into the graph (`AS EXAMPLE`).
+    #[arg(long)]
+    pub as_example: bool,
     /// Texts decoded together through the model.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -237,6 +240,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         },
         refine: args.refine,
         source: None,
+        example: args.as_example,
         ..TextOptions::default()
     };
     let bar = ProgressBar::new(texts.len() as u64);

@@ -88,6 +88,10 @@ pub mod tessera {
     /// How many texts' commits an entity index must hold (see the reader).
     pub const INDEX_SEQ: NamedNodeRef<'_> =
         NamedNodeRef::new_unchecked("https://tessera.dev/ns#indexSeq");
+    /// Marks a source as an example (`true`): its text and its triples are few-shot examples
+    /// for later reads into the same graph.
+    pub const EXAMPLE: NamedNodeRef<'_> =
+        NamedNodeRef::new_unchecked("https://tessera.dev/ns#example");
     /// The source whose reading added a relation to the schema.
     pub const INTRODUCED_BY: NamedNodeRef<'_> =
         NamedNodeRef::new_unchecked("https://tessera.dev/ns#introducedBy");

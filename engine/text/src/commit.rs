@@ -464,6 +464,14 @@ pub(crate) fn commit(
             })
             .into(),
         );
+        if opts.example {
+            meta(
+                tx,
+                &source,
+                tessera::EXAMPLE.into_owned(),
+                Literal::new_typed_literal("true", xsd::BOOLEAN).into(),
+            );
+        }
         let target_term: Term = match &target {
             GraphName::NamedNode(g) => g.clone().into(),
             _ => tessera::DEFAULT_GRAPH.into_owned().into(),

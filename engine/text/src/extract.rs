@@ -27,13 +27,31 @@ impl Pipeline<'_> {
             return Ok(Vec::new());
         }
         let fixed = prompts::extract_fixed(hints.is_some());
+        // Open extraction with a pool of store examples: each chunk is shown the examples
+        // nearest to it.
+        let pool = self
+            .examples
+            .filter(|_| hints.is_none() && self.opts.examples > 0);
+        let near: Vec<Vec<tessera_llm::ChatMessage>> = match pool {
+            Some(pool) => {
+                let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();
+                self.embedder
+                    .embed(&bodies)?
+                    .iter()
+                    .map(|e| prompts::extract_fixed_from(&pool.nearest(e, self.opts.examples)))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let prompts = items
             .iter()
             .enumerate()
             .map(|(i, item)| {
                 let h = hints.map(|h| &h[i]);
-                self.model
-                    .render(&fixed, &prompts::extract_user(&item.body, h))
+                self.model.render(
+                    near.get(i).unwrap_or(&fixed),
+                    &prompts::extract_user(&item.body, h),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let opts = GenerateOptions {

@@ -7,7 +7,7 @@
 //! extension operations is returned whole as one standard part. Syntax:
 //!
 //! ```text
-//! INSERT TEXT "..." [INTO GRAPH iri] [SCHEMA iri] [ALIGN TARGET|SELF] [REFINE n] [SOURCE iri]
+//! INSERT TEXT "..." [INTO GRAPH iri] [SCHEMA iri] [ALIGN TARGET|SELF] [REFINE n] [SOURCE iri] [AS EXAMPLE]
 //! DROP SOURCE iri
 //! ```
 //!
@@ -35,6 +35,8 @@ pub struct InsertText {
     pub refine: usize,
     /// `SOURCE`.
     pub source: Option<NamedNode>,
+    /// `AS EXAMPLE`: the source becomes an example for later reads (see [`crate::examples`]).
+    pub example: bool,
 }
 
 /// One operation of a request, in order.
@@ -554,9 +556,12 @@ impl<'a> Parser<'a> {
                 once(self, "SOURCE")?;
                 self.skip_ws();
                 op.source = Some(self.iri(prefixes, base)?);
+            } else if self.keywords(&["AS", "EXAMPLE"]) {
+                once(self, "AS EXAMPLE")?;
+                op.example = true;
             } else {
                 return Err(self.error(format!(
-                    "unexpected {:?} after INSERT TEXT (expected INTO GRAPH, SCHEMA, ALIGN, REFINE, SOURCE or ';')",
+                    "unexpected {:?} after INSERT TEXT (expected INTO GRAPH, SCHEMA, ALIGN, REFINE, SOURCE, AS EXAMPLE or ';')",
                     self.rest().chars().take(20).collect::<String>()
                 )));
             }
@@ -626,7 +631,7 @@ INSERT DATA { GRAPH ex:notes { ex:a ex:b ex:c } }"#;
         assert_eq!(t.text, "tab\tquote\" é😀");
         assert_eq!(t.align, Align::Target);
         let t = one(
-            "BASE <http://b/> PREFIX s: <schema/> INSERT TEXT '''multi\nline''' INTO GRAPH <g> SCHEMA s:main ALIGN SELF REFINE 2 SOURCE <doc/1>",
+            "BASE <http://b/> PREFIX s: <schema/> INSERT TEXT '''multi\nline''' INTO GRAPH <g> SCHEMA s:main ALIGN SELF REFINE 2 SOURCE <doc/1> as example",
         );
         assert_eq!(t.text, "multi\nline");
         assert_eq!(t.graph.unwrap().as_str(), "http://b/g");
@@ -634,6 +639,8 @@ INSERT DATA { GRAPH ex:notes { ex:a ex:b ex:c } }"#;
         assert_eq!(t.align, Align::SelfCanonical);
         assert_eq!(t.refine, 2);
         assert_eq!(t.source.unwrap().as_str(), "http://b/doc/1");
+        assert!(t.example);
+        assert!(!one("INSERT TEXT 'x'").example);
         let t = one("INSERT TEXT \"x\"^^<http://www.w3.org/2001/XMLSchema#string>");
         assert_eq!(t.text, "x");
         match parse("DROP SOURCE <http://e/s1>", None).unwrap().as_slice() {
@@ -694,6 +701,7 @@ INSERT DATA { GRAPH ex:notes { ex:a ex:b ex:c } }"#;
             "9",
             "99999999999999999999",
             " SOURCE ",
+            " AS EXAMPLE ",
             ";",
             "{",
             "}",

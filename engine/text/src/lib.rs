@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod commit;
 pub mod csv;
 mod define;
+pub mod examples;
 mod extract;
 pub mod grammar;
 pub mod link;
@@ -31,6 +32,7 @@ pub mod schema;
 
 pub use commit::{entity_iri, entity_label, DroppedTriple, ReportStats, TextReport};
 pub use define::{DefinitionCache, Definitions};
+pub use examples::{ExamplePool, StoreExample};
 pub use model::{TextEmbedder, TextModel};
 pub use options::{Align, MAX_TEXT_BYTES};
 pub use output::parse_triples;
@@ -76,6 +78,12 @@ pub enum InputError {
     /// Several texts with one `SOURCE`.
     #[error("SOURCE names one text; several texts each get their own source")]
     OneSourceManyTexts,
+    /// An example triple names a relation the target schema does not hold.
+    #[error("the relation {0:?} of an example triple is not a relation of the schema")]
+    ExampleRelation(String),
+    /// An example triple with an empty subject or object.
+    #[error("an example triple has an empty subject or object")]
+    ExampleTriple,
 }
 
 /// Refuses texts the pipeline cannot read.

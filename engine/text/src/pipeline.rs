@@ -68,6 +68,10 @@ pub struct EdcOptions {
     /// triples of refinement rounds (at [`SUPPORT_THRESHOLD`]); above 0 every triple is
     /// checked.
     pub support: f32,
+    /// Store examples per chunk: with an example pool ([`Pipeline::with_examples`]), open
+    /// extraction shows the chunk this many of the nearest examples in place of the built-in
+    /// ones.
+    pub examples: usize,
     /// Stops the run between decode steps and between stages (a timeout, a client gone).
     pub cancel: Cancel,
 }
@@ -104,6 +108,8 @@ impl Default for EdcOptions {
             // model answers Yes or No with nearly the same probability whatever the fact), so
             // by default only refinement rounds' triples are checked.
             support: 0.0,
+            // As many as the built-in examples.
+            examples: 3,
             cancel: Cancel::default(),
         }
     }
@@ -383,6 +389,7 @@ pub struct Pipeline<'a> {
     pub(crate) embedder: &'a dyn TextEmbedder,
     pub(crate) opts: EdcOptions,
     pub(crate) definitions: Option<&'a crate::define::DefinitionCache>,
+    pub(crate) examples: Option<&'a crate::examples::ExamplePool>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -393,6 +400,7 @@ impl<'a> Pipeline<'a> {
             embedder,
             opts,
             definitions: None,
+            examples: None,
         }
     }
 
@@ -400,6 +408,13 @@ impl<'a> Pipeline<'a> {
     /// ones there): a phrase is defined once per cache, not once per chunk.
     pub fn with_definition_cache(mut self, cache: &'a crate::define::DefinitionCache) -> Self {
         self.definitions = Some(cache);
+        self
+    }
+
+    /// Extracts with the examples of `pool` nearest each chunk in place of the built-in ones
+    /// (an empty pool changes nothing).
+    pub fn with_examples(mut self, pool: &'a crate::examples::ExamplePool) -> Self {
+        self.examples = (!pool.is_empty()).then_some(pool);
         self
     }
 

@@ -24,6 +24,8 @@ struct ScriptedFakeModel {
     supported: Vec<&'static str>,
     constraints: Mutex<Vec<String>>,
     scored: Mutex<Vec<String>>,
+    /// The fixed part of every generation prompt.
+    prefixes: Mutex<Vec<String>>,
 }
 
 impl TextModel for ScriptedFakeModel {
@@ -47,6 +49,10 @@ impl TextModel for ScriptedFakeModel {
             _ => String::new(),
         };
         self.constraints.lock().unwrap().push(grammar);
+        self.prefixes
+            .lock()
+            .unwrap()
+            .extend(prompts.iter().map(|p| p.prefix.clone()));
         Ok(prompts
             .iter()
             .map(|p| {
@@ -119,6 +125,7 @@ fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFake
         supported: Vec::new(),
         constraints: Mutex::new(Vec::new()),
         scored: Mutex::new(Vec::new()),
+        prefixes: Mutex::new(Vec::new()),
     }
 }
 
@@ -673,4 +680,78 @@ fn a_relation_phrase_is_defined_once_per_definition_cache() {
         .run(&["Bob is at the site in Paris."], &Schema::new(&schema))
         .unwrap();
     assert_eq!(define_calls(&model), 2);
+}
+
+#[test]
+fn store_examples_replace_the_built_in_ones_nearest_last() {
+    use crate::examples::{ExamplePool, StoreExample};
+    let example = |text: &str, s: &str, r: &str, o: &str| StoreExample {
+        text: text.into(),
+        triples: vec![[s.into(), r.into(), o.into()]],
+    };
+    let examples = vec![
+        example("Bruno was born in Turin.", "Bruno", "birthPlace", "Turin"),
+        example("The mill is located in Esk.", "mill", "location", "Esk"),
+        example("Cleo likes jazz.", "Cleo", "likes", "jazz"),
+    ];
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let pool = ExamplePool::new(examples.clone(), KeywordEmbedder.embed(&texts).unwrap());
+    let schema = schema();
+    let extraction = |model: &ScriptedFakeModel| -> String {
+        model
+            .prefixes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|p| p.contains("knowledge-graph triples"))
+            .cloned()
+            .unwrap()
+    };
+    let text = "Ada was born in Lyon.";
+    let model = fake(vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)], 0);
+    let opts = EdcOptions {
+        examples: 2,
+        ..EdcOptions::default()
+    };
+    let plans = Pipeline::new(&model, &KeywordEmbedder, opts.clone())
+        .with_examples(&pool)
+        .run(&[text], &Schema::new(&schema))
+        .unwrap();
+    assert_eq!(spo(&plans[0]).len(), 1);
+    let prefix = extraction(&model);
+    // The two nearest examples, the nearest last; no built-in example.
+    let (born, other) = (
+        prefix.find("Bruno was born in Turin.").unwrap(),
+        prefix
+            .find("The mill is located in Esk.")
+            .or_else(|| prefix.find("Cleo likes jazz."))
+            .unwrap(),
+    );
+    assert!(other < born, "{prefix}");
+    assert!(
+        prefix.contains(r#"[["Bruno","birthPlace","Turin"]]"#),
+        "{prefix}"
+    );
+    assert!(!prefix.contains("Varnholm"), "{prefix}");
+
+    // No pool, an empty pool, or no examples asked for: the built-in examples.
+    let empty = ExamplePool::default();
+    for (pool, k) in [(None, 2), (Some(&empty), 2), (Some(&pool), 0)] {
+        let model = fake(vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)], 0);
+        let mut p = Pipeline::new(
+            &model,
+            &KeywordEmbedder,
+            EdcOptions {
+                examples: k,
+                ..opts.clone()
+            },
+        );
+        if let Some(pool) = pool {
+            p = p.with_examples(pool);
+        }
+        p.run(&[text], &Schema::new(&schema)).unwrap();
+        let prefix = extraction(&model);
+        assert!(prefix.contains("Varnholm"), "{prefix}");
+        assert!(!prefix.contains("Bruno"), "{prefix}");
+    }
 }

@@ -5,6 +5,7 @@
 //! these examples; none comes from an evaluation set. [`PROMPT_VERSION`] is recorded with every
 //! ingested source: change it whenever a prompt changes.
 
+use crate::examples::StoreExample;
 use serde_json::json;
 use tessera_llm::ChatMessage;
 
@@ -89,20 +90,7 @@ const DISTRACTORS: &[(&str, &str)] = &[
 /// The fixed part of the extraction prompt; `guided` when the user turns carry relation hints
 /// (schema relations retrieved for the text, or a previous round's relations).
 pub fn extract_fixed(guided: bool) -> Vec<ChatMessage> {
-    let guidance = if guided {
-        " The user lists relations with their meaning: use the listed relation that fits \
-         each fact, with the subject the fact is about and the object the relation's \
-         definition calls the object. Leave out facts that no listed relation fits."
-    } else {
-        ""
-    };
-    let mut messages = vec![ChatMessage::system(format!(
-        "You turn text into knowledge-graph triples [subject, relation, object]. Write one \
-         triple per fact the text states, with the names of entities as the text writes them \
-         (the full name, not a pronoun). A relation is a short camelCase name such as \
-         birthPlace, capital or leaderName. Write dates, numbers and quantities as the text \
-         does.{guidance} {DATA_NOT_INSTRUCTIONS}"
-    ))];
+    let mut messages = vec![extract_system(guided)];
     for e in EXAMPLES {
         let hints = guided.then(|| {
             let mut relations: Vec<(String, String)> = e
@@ -122,6 +110,34 @@ pub fn extract_fixed(guided: bool) -> Vec<ChatMessage> {
         messages.push(ChatMessage::assistant(triples_json(e.triples)));
     }
     messages
+}
+
+/// The fixed part of the extraction prompt with examples from the store in place of the
+/// built-in ones (open extraction, no hints).
+pub fn extract_fixed_from(examples: &[&StoreExample]) -> Vec<ChatMessage> {
+    let mut messages = vec![extract_system(false)];
+    for e in examples {
+        messages.push(ChatMessage::user(extract_user(&e.text, None)));
+        messages.push(ChatMessage::assistant(json!(e.triples).to_string()));
+    }
+    messages
+}
+
+fn extract_system(guided: bool) -> ChatMessage {
+    let guidance = if guided {
+        " The user lists relations with their meaning: use the listed relation that fits \
+         each fact, with the subject the fact is about and the object the relation's \
+         definition calls the object. Leave out facts that no listed relation fits."
+    } else {
+        ""
+    };
+    ChatMessage::system(format!(
+        "You turn text into knowledge-graph triples [subject, relation, object]. Write one \
+         triple per fact the text states, with the names of entities as the text writes them \
+         (the full name, not a pronoun). A relation is a short camelCase name such as \
+         birthPlace, capital or leaderName. Write dates, numbers and quantities as the text \
+         does.{guidance} {DATA_NOT_INSTRUCTIONS}"
+    ))
 }
 
 /// Hints for a refinement round (EDC+R): entities and relations already found, and schema

@@ -15,6 +15,7 @@
 //! ```
 
 use crate::commit::{commit, hex, Provenance, TextReport};
+use crate::examples::{store_examples, ExamplePool, StoreExample};
 use crate::link::{link, LinkOptions};
 use crate::model::TextModel;
 use crate::pipeline::{Align, EdcOptions, Pipeline};
@@ -98,6 +99,9 @@ pub struct TextOptions {
     /// The source's IRI (`None`: derived from the text's SHA-256). Inserting a text under an
     /// existing source IRI replaces that source.
     pub source: Option<NamedNode>,
+    /// Marks the source as an example: its text and triples become few-shot examples for
+    /// later reads into the same graph (see [`crate::examples`]).
+    pub example: bool,
     /// Stops reading between decode steps and before each commit (a timeout, a client
     /// gone): a text not yet committed is not written at all.
     pub cancel: Cancel,
@@ -231,7 +235,17 @@ pub struct Reader {
     /// Shared with the reads in progress, which hold the version they started with.
     indexes: Mutex<HashMap<String, Arc<SchemaIndex>>>,
     entities: Mutex<HashMap<String, EntityIndex>>,
+    /// Store examples per target graph, with the embeddings of every example text seen.
+    examples: Mutex<HashMap<String, ExampleCache>>,
     queued: AtomicUsize,
+}
+
+/// A graph's example pool as last read, and the embeddings of example texts (kept across
+/// changes to the pool, so a new example embeds only its own text).
+#[derive(Default)]
+struct ExampleCache {
+    pool: Arc<ExamplePool>,
+    embeddings: HashMap<String, Vec<f32>>,
 }
 
 /// Batches that [`Reader::read_many`] reads at once: while one batch's long extractions end
@@ -265,6 +279,7 @@ impl Reader {
             definitions: crate::define::DefinitionCache::default(),
             indexes: Mutex::new(HashMap::new()),
             entities: Mutex::new(HashMap::new()),
+            examples: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
         }
     }
@@ -573,17 +588,48 @@ impl Reader {
                 cancel: opts.cancel.clone(),
                 ..self.config.edc.clone()
             };
+            let pool = self.example_pool(storage, &models, opts.graph.as_ref())?;
             let pipeline = Pipeline::new(&*models.llm, &models.embedder, edc_opts)
-                .with_definition_cache(&self.definitions);
+                .with_definition_cache(&self.definitions)
+                .with_examples(&pool);
             let batch: Vec<&str> = good.iter().map(|&i| texts[i]).collect();
             let plans = pipeline.run(&batch, &schema)?;
             let fingerprint = schema.fingerprint().to_owned();
+            self.commit_plans(
+                storage,
+                &models,
+                texts,
+                &good,
+                plans,
+                &fingerprint,
+                opts,
+                &mut results,
+            )?;
+        }
+        Ok(settled(results))
+    }
+
+    /// Links the mentions of `plans` (one for each text `good` names) to known entities and
+    /// commits each text on its own; results go to `results`.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_plans(
+        &self,
+        storage: &Storage,
+        models: &Models,
+        texts: &[&str],
+        good: &[usize],
+        plans: Vec<crate::Plan>,
+        fingerprint: &str,
+        opts: &TextOptions,
+        results: &mut [Option<Result<TextReport, TextError>>],
+    ) -> Result<(), TextError> {
+        {
             // Entity linking, still outside the write lock; the entity index stays locked
             // until each text's labels are appended, so its sequence follows the store's.
             let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
             let key = graph_key(opts.graph.as_ref());
             let entity_index =
-                self.entity_index(storage, &models, &mut entities, opts.graph.as_ref())?;
+                self.entity_index(storage, models, &mut entities, opts.graph.as_ref())?;
             let (links, link_stats) = link(
                 &plans,
                 entity_index,
@@ -601,7 +647,7 @@ impl Reader {
                 let prov = Provenance {
                     model: models.llm.identity(),
                     embedder: models.embedder.identity().to_owned(),
-                    schema_fingerprint: fingerprint.clone(),
+                    schema_fingerprint: fingerprint.to_owned(),
                     index_node: node.clone(),
                     seq: entity_index.seq() + 1,
                 };
@@ -632,13 +678,96 @@ impl Reader {
             // Relations added by self-canonicalization join the schema index.
             if grew_schema {
                 let mut indexes = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
-                self.schema_index(storage, &models, &mut indexes, opts.schema.as_ref())?;
+                self.schema_index(storage, models, &mut indexes, opts.schema.as_ref())?;
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(InputError::Empty.into())))
-            .collect())
+        Ok(())
+    }
+
+    /// The example pool of target graph `graph`: the sources marked as examples, their texts
+    /// embedded once.
+    fn example_pool(
+        &self,
+        storage: &Storage,
+        models: &Models,
+        graph: Option<&NamedNode>,
+    ) -> Result<Arc<ExamplePool>, TextError> {
+        let examples = store_examples(storage, graph)?;
+        let mut caches = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = caches.entry(graph_key(graph)).or_default();
+        if cache.pool.examples() == examples.as_slice() {
+            return Ok(cache.pool.clone());
+        }
+        let missing: Vec<&str> = examples
+            .iter()
+            .map(|e| e.text.as_str())
+            .filter(|t| !cache.embeddings.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(examples = missing.len(), "embedding store examples");
+            let embedded = models.embedder.embed(&missing).map_err(EdcError::from)?;
+            for (t, e) in missing.iter().zip(embedded) {
+                cache.embeddings.insert((*t).to_owned(), e);
+            }
+        }
+        let embeddings = examples
+            .iter()
+            .map(|e| cache.embeddings.get(&e.text).cloned().unwrap_or_default())
+            .collect();
+        cache.pool = Arc::new(ExamplePool::new(examples, embeddings));
+        Ok(cache.pool.clone())
+    }
+
+    /// Writes texts with their triples given by hand (no extraction) as sources marked as
+    /// examples: later reads into the same graph take their few-shot examples from them. A
+    /// triple's relation is a relation of the target schema, by label or local name; its
+    /// subject and object are names as the text spells them, linked to known entities as a
+    /// read's are. Each example is committed on its own.
+    pub fn write_examples(
+        &self,
+        storage: &Storage,
+        examples: &[StoreExample],
+        opts: &TextOptions,
+    ) -> Result<Vec<Result<TextReport, TextError>>, TextError> {
+        if examples.len() > 1 && opts.source.is_some() {
+            return Err(InputError::OneSourceManyTexts.into());
+        }
+        let relations = storage.schema_relations(opts.schema.as_ref().map(NamedNode::as_ref))?;
+        let schema = crate::schema::RelationsByName::new(&relations);
+        let mut results: Vec<Option<Result<TextReport, TextError>>> = Vec::new();
+        let mut plans = Vec::new();
+        let mut good = Vec::new();
+        for (i, e) in examples.iter().enumerate() {
+            match example_plan(e, &schema) {
+                Ok(plan) => {
+                    good.push(i);
+                    plans.push(plan);
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        if !good.is_empty() {
+            let _admitted = self.admit()?;
+            let models = self.models()?;
+            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+            let opts = TextOptions {
+                example: true,
+                ..opts.clone()
+            };
+            let fingerprint = tessera_storage::schema::fingerprint(&relations);
+            self.commit_plans(
+                storage,
+                &models,
+                &texts,
+                &good,
+                plans,
+                &fingerprint,
+                &opts,
+                &mut results,
+            )?;
+        }
+        Ok(settled(results))
     }
 
     /// Reads many texts in batches of `batch`, [`READS_IN_FLIGHT`] batches at a time: the
@@ -917,6 +1046,52 @@ fn append_labels(
         })
         .collect();
     Ok(index.append(records, seq)?)
+}
+
+/// Every text's result once all are settled.
+fn settled(
+    results: Vec<Option<Result<TextReport, TextError>>>,
+) -> Vec<Result<TextReport, TextError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(InputError::Empty.into())))
+        .collect()
+}
+
+/// The plan of an example given by hand: its text as one chunk, its triples resolved by
+/// relation name.
+fn example_plan(
+    e: &StoreExample,
+    schema: &crate::schema::RelationsByName<'_>,
+) -> Result<crate::Plan, TextError> {
+    check_text(&e.text)?;
+    let mut plan = crate::Plan {
+        chunks: vec![crate::chunk::Chunk {
+            start: 0,
+            end: e.text.chars().count(),
+            text: e.text.clone(),
+        }],
+        ..crate::Plan::default()
+    };
+    for t in &e.triples {
+        let relation = schema
+            .get(&t[1])
+            .ok_or_else(|| InputError::ExampleRelation(t[1].clone()))?;
+        let (subject, object) = (t[0].trim(), t[2].trim());
+        if subject.is_empty() || object.is_empty() {
+            return Err(InputError::ExampleTriple.into());
+        }
+        plan.triples.push(crate::pipeline::PlannedTriple {
+            subject: subject.to_owned(),
+            relation: crate::pipeline::RelationRef::Schema(relation.clone()),
+            object: crate::literal::type_object(object, relation.range.as_deref()),
+            chunk: 0,
+            extracted: t.clone(),
+            decision: crate::pipeline::Decision::Name,
+            support: None,
+        });
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]

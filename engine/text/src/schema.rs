@@ -64,6 +64,31 @@ impl<'a> Schema<'a> {
     }
 }
 
+/// Relations found by label or by their IRI's local name (compared by [`name_key`]), without
+/// an index.
+pub struct RelationsByName<'a> {
+    relations: &'a [Relation],
+    by_name: HashMap<String, usize>,
+}
+
+impl<'a> RelationsByName<'a> {
+    /// Looks up `relations` by name.
+    pub fn new(relations: &'a [Relation]) -> Self {
+        let mut by_name = HashMap::new();
+        for (i, r) in relations.iter().enumerate() {
+            by_name.entry(name_key(&r.label)).or_insert(i);
+            by_name.entry(name_key(local_name(&r.iri))).or_insert(i);
+        }
+        Self { relations, by_name }
+    }
+
+    /// The relation named `name`.
+    pub fn get(&self, name: &str) -> Option<&'a Relation> {
+        let relations: &'a [Relation] = self.relations;
+        self.by_name.get(&name_key(name)).map(|&i| &relations[i])
+    }
+}
+
 /// The text embedded for a relation, on the schema side and the extracted side alike:
 /// its name in words, then its definition.
 pub fn definition_text(label: &str, definition: &str) -> String {

@@ -38,6 +38,14 @@ pub struct EvalArgs {
     /// scored sample), in dataset order.
     #[arg(long, requires = "sample")]
     pub outside_sample: bool,
+    /// Store examples: before reading, write up to this many items with their gold triples as
+    /// sources marked as examples (extraction then shows each text the nearest of them in
+    /// place of the built-in examples). They come from the items `--sample` does not score,
+    /// in its seeded order, leaving out every item that shares a gold triple with a sampled
+    /// one: the dataset states each fact in several texts, so an item-disjoint pool would
+    /// show the model most of the answers.
+    #[arg(long, requires = "sample")]
+    pub store_examples: Option<usize>,
     /// EDC+R refinement rounds.
     #[arg(long, default_value_t = 0)]
     pub refine: usize,
@@ -68,6 +76,21 @@ fn py_list(triples: &[Triple]) -> String {
         .map(|t| format!("[{}, {}, {}]", q(&t[0]), q(&t[1]), q(&t[2])))
         .collect();
     format!("[{}]", items.join(", "))
+}
+
+/// A gold name as a store label: words apart, no quotes.
+fn label_of(s: &str) -> String {
+    let s = s.replace('_', " ");
+    let t = s.trim();
+    t.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t)
+        .to_owned()
+}
+
+/// A gold triple, compared without case, spacing or punctuation.
+fn fact_key(t: &Triple) -> String {
+    t.iter().map(|s| key(s)).collect::<Vec<_>>().join("|")
 }
 
 fn key(s: &str) -> String {
@@ -128,6 +151,7 @@ fn analyse(a: &mut Analysis, pred: &[Triple], gold: &[Triple]) {
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let data = Dataset::load(&args.data, &args.name)?;
     let mut items: Vec<usize> = (args.start..data.texts.len()).collect();
+    let mut pool: Vec<usize> = Vec::new();
     if let Some(n) = args.sample {
         // A seeded shuffle (splitmix64), then dataset order.
         let mut x = args.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -142,12 +166,21 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             let j = (next() % (i as u64 + 1)) as usize;
             items.swap(i, j);
         }
+        let rest = items.split_off(n.min(items.len()));
+        let sample = std::mem::replace(&mut items, rest);
+        // The example pool is always the part not scored, in the seeded order.
         if args.outside_sample {
-            items.drain(..n.min(items.len()));
+            pool = sample;
         } else {
-            items.truncate(n);
+            pool = std::mem::replace(&mut items, sample);
         }
         items.sort_unstable();
+        let facts: std::collections::HashSet<String> = items
+            .iter()
+            .flat_map(|&i| data.gold[i].iter().map(fact_key))
+            .collect();
+        pool.retain(|&i| !data.gold[i].iter().any(|t| facts.contains(&fact_key(t))));
+        pool.truncate(args.store_examples.unwrap_or(0));
     }
     if let Some(l) = args.limit {
         items.truncate(l);
@@ -173,6 +206,35 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         source: None,
         ..TextOptions::default()
     };
+    if !pool.is_empty() {
+        let examples: Vec<tessera::StoreExample> = pool
+            .iter()
+            .map(|&i| tessera::StoreExample {
+                text: data.texts[i].clone(),
+                triples: data.gold[i]
+                    .iter()
+                    .map(|t| t.clone().map(|s| label_of(&s)))
+                    .collect(),
+            })
+            .collect();
+        let written = db.insert_examples(&examples, &opts)?;
+        let failed: Vec<String> = written
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        if let Some(e) = failed.first() {
+            anyhow::bail!(
+                "{} of {} store examples could not be written: {e}",
+                failed.len(),
+                examples.len()
+            );
+        }
+        writeln!(
+            out,
+            "store examples: {} items that share no gold triple with the sampled ones",
+            pool.len(),
+        )?;
+    }
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -236,7 +298,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let n = items.len().max(1) as f64;
     writeln!(
         out,
-        "{} on {} items (from {}{}), model {}, refine {}",
+        "{} on {} items (from {}{}), model {}, refine {}, {}",
         args.name,
         items.len(),
         args.start,
@@ -252,7 +314,12 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             ))
             .unwrap_or_default(),
         args.models.describe(),
-        args.refine
+        args.refine,
+        if pool.is_empty() {
+            "built-in examples".to_owned()
+        } else {
+            format!("{} store examples", pool.len())
+        }
     )?;
     print_scores(&mut out, &s)?;
     writeln!(
