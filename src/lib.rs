@@ -247,8 +247,8 @@ impl Database {
     }
 
     /// Writes texts with their triples given by hand as sources marked as examples: later
-    /// reads into the same graph show the model the examples nearest each text in place of
-    /// the built-in ones. Relations are the target schema's, by name; subjects and objects
+    /// reads into the same graph show the model the examples nearest each text after the
+    /// built-in ones. Relations are the target schema's, by name; subjects and objects
     /// are names as the text spells them. Any source can also be marked later with
     /// `tessera:example true` in the sources graph (see [`tessera_text::examples`]).
     pub fn insert_examples(

@@ -1,6 +1,6 @@
 //! Examples from the store: sources marked as examples (`tessera:example true` on the source's
 //! record in the sources graph), whose texts and triples become the few-shot examples of
-//! extraction for later reads into the same graph, in place of the built-in ones. A source is
+//! extraction for later reads into the same graph, shown after the built-in ones. A source is
 //! marked when it is written ([`TextOptions::example`](crate::TextOptions), or
 //! [`Reader::write_examples`](crate::Reader::write_examples) for texts with triples given by
 //! hand) or later with plain SPARQL:

@@ -32,13 +32,13 @@ impl Pipeline<'_> {
         let pool = self
             .examples
             .filter(|_| hints.is_none() && self.opts.examples > 0);
-        let near: Vec<Vec<tessera_llm::ChatMessage>> = match pool {
+        let near: Vec<Vec<&crate::examples::StoreExample>> = match pool {
             Some(pool) => {
                 let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();
                 self.embedder
                     .embed(&bodies)?
                     .iter()
-                    .map(|e| prompts::extract_fixed_from(&pool.nearest(e, self.opts.examples)))
+                    .map(|e| pool.nearest(e, self.opts.examples))
                     .collect()
             }
             None => Vec::new(),
@@ -47,11 +47,11 @@ impl Pipeline<'_> {
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                let h = hints.map(|h| &h[i]);
-                self.model.render(
-                    near.get(i).unwrap_or(&fixed),
-                    &prompts::extract_user(&item.body, h),
-                )
+                let user = match near.get(i) {
+                    Some(examples) => prompts::extract_user_with(&item.body, examples),
+                    None => prompts::extract_user(&item.body, hints.map(|h| &h[i])),
+                };
+                self.model.render(&fixed, &user)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let opts = GenerateOptions {

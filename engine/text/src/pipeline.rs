@@ -69,8 +69,7 @@ pub struct EdcOptions {
     /// checked.
     pub support: f32,
     /// Store examples per chunk: with an example pool ([`Pipeline::with_examples`]), open
-    /// extraction shows the chunk this many of the nearest examples in place of the built-in
-    /// ones.
+    /// extraction shows the chunk this many of the nearest examples after the built-in ones.
     pub examples: usize,
     /// Stops the run between decode steps and between stages (a timeout, a client gone).
     pub cancel: Cancel,
@@ -411,7 +410,7 @@ impl<'a> Pipeline<'a> {
         self
     }
 
-    /// Extracts with the examples of `pool` nearest each chunk in place of the built-in ones
+    /// Extracts with the examples of `pool` nearest each chunk after the built-in ones
     /// (an empty pool changes nothing).
     pub fn with_examples(mut self, pool: &'a crate::examples::ExamplePool) -> Self {
         self.examples = (!pool.is_empty()).then_some(pool);

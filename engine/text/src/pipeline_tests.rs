@@ -24,8 +24,8 @@ struct ScriptedFakeModel {
     supported: Vec<&'static str>,
     constraints: Mutex<Vec<String>>,
     scored: Mutex<Vec<String>>,
-    /// The fixed part of every generation prompt.
-    prefixes: Mutex<Vec<String>>,
+    /// Every generation prompt, fixed part and rest.
+    prompts: Mutex<Vec<String>>,
 }
 
 impl TextModel for ScriptedFakeModel {
@@ -49,10 +49,10 @@ impl TextModel for ScriptedFakeModel {
             _ => String::new(),
         };
         self.constraints.lock().unwrap().push(grammar);
-        self.prefixes
+        self.prompts
             .lock()
             .unwrap()
-            .extend(prompts.iter().map(|p| p.prefix.clone()));
+            .extend(prompts.iter().map(|p| format!("{}{}", p.prefix, p.text)));
         Ok(prompts
             .iter()
             .map(|p| {
@@ -125,7 +125,7 @@ fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFake
         supported: Vec::new(),
         constraints: Mutex::new(Vec::new()),
         scored: Mutex::new(Vec::new()),
-        prefixes: Mutex::new(Vec::new()),
+        prompts: Mutex::new(Vec::new()),
     }
 }
 
@@ -683,7 +683,7 @@ fn a_relation_phrase_is_defined_once_per_definition_cache() {
 }
 
 #[test]
-fn store_examples_replace_the_built_in_ones_nearest_last() {
+fn store_examples_join_the_built_in_ones_nearest_last() {
     use crate::examples::{ExamplePool, StoreExample};
     let example = |text: &str, s: &str, r: &str, o: &str| StoreExample {
         text: text.into(),
@@ -699,7 +699,7 @@ fn store_examples_replace_the_built_in_ones_nearest_last() {
     let schema = schema();
     let extraction = |model: &ScriptedFakeModel| -> String {
         model
-            .prefixes
+            .prompts
             .lock()
             .unwrap()
             .iter()
@@ -718,21 +718,21 @@ fn store_examples_replace_the_built_in_ones_nearest_last() {
         .run(&[text], &Schema::new(&schema))
         .unwrap();
     assert_eq!(spo(&plans[0]).len(), 1);
-    let prefix = extraction(&model);
-    // The two nearest examples, the nearest last; no built-in example.
-    let (born, other) = (
-        prefix.find("Bruno was born in Turin.").unwrap(),
-        prefix
-            .find("The mill is located in Esk.")
-            .or_else(|| prefix.find("Cleo likes jazz."))
-            .unwrap(),
-    );
-    assert!(other < born, "{prefix}");
+    let prompt = extraction(&model);
+    // The built-in examples, then the two nearest store examples, the nearest last, then
+    // the text.
+    let at = |s: &str| prompt.find(s).unwrap_or_else(|| panic!("{s} in {prompt}"));
+    let other = prompt
+        .find("The mill is located in Esk.")
+        .or_else(|| prompt.find("Cleo likes jazz."))
+        .unwrap();
+    assert!(at("Varnholm") < other, "{prompt}");
+    assert!(other < at("Bruno was born in Turin."), "{prompt}");
+    assert!(at("Bruno was born in Turin.") < at(text), "{prompt}");
     assert!(
-        prefix.contains(r#"[["Bruno","birthPlace","Turin"]]"#),
-        "{prefix}"
+        prompt.contains(r#"[["Bruno","birthPlace","Turin"]]"#),
+        "{prompt}"
     );
-    assert!(!prefix.contains("Varnholm"), "{prefix}");
 
     // No pool, an empty pool, or no examples asked for: the built-in examples.
     let empty = ExamplePool::default();
@@ -750,8 +750,8 @@ fn store_examples_replace_the_built_in_ones_nearest_last() {
             p = p.with_examples(pool);
         }
         p.run(&[text], &Schema::new(&schema)).unwrap();
-        let prefix = extraction(&model);
-        assert!(prefix.contains("Varnholm"), "{prefix}");
-        assert!(!prefix.contains("Bruno"), "{prefix}");
+        let prompt = extraction(&model);
+        assert!(prompt.contains("Varnholm"), "{prompt}");
+        assert!(!prompt.contains("Bruno"), "{prompt}");
     }
 }

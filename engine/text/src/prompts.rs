@@ -112,15 +112,22 @@ pub fn extract_fixed(guided: bool) -> Vec<ChatMessage> {
     messages
 }
 
-/// The fixed part of the extraction prompt with examples from the store in place of the
-/// built-in ones (open extraction, no hints).
-pub fn extract_fixed_from(examples: &[&StoreExample]) -> Vec<ChatMessage> {
-    let mut messages = vec![extract_system(false)];
+/// The user turn of an open extraction with examples from the store: the examples, nearest
+/// last, then the text. (In the user turn, not the fixed part: the fixed part stays the one
+/// every extraction shares, served from the prefix cache, while the examples of each chunk
+/// are prefilled with the rest of its batch.)
+pub fn extract_user_with(text: &str, examples: &[&StoreExample]) -> String {
+    let mut s = String::from("Texts read into this database before, with their triples:");
     for e in examples {
-        messages.push(ChatMessage::user(extract_user(&e.text, None)));
-        messages.push(ChatMessage::assistant(json!(e.triples).to_string()));
+        s.push_str(&format!(
+            "\nText: {}\nTriples: {}",
+            e.text,
+            json!(e.triples)
+        ));
     }
-    messages
+    s.push_str("\n\nNow the text to read.\n");
+    s.push_str(&extract_user(text, None));
+    s
 }
 
 fn extract_system(guided: bool) -> ChatMessage {

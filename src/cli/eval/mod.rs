@@ -39,8 +39,8 @@ pub struct EvalArgs {
     #[arg(long, requires = "sample")]
     pub outside_sample: bool,
     /// Store examples: before reading, write up to this many items with their gold triples as
-    /// sources marked as examples (extraction then shows each text the nearest of them in
-    /// place of the built-in examples). They come from the items `--sample` does not score,
+    /// sources marked as examples (extraction then shows each text the nearest of them after
+    /// the built-in examples). They come from the items `--sample` does not score,
     /// in its seeded order, leaving out every item that shares a gold triple with a sampled
     /// one: the dataset states each fact in several texts, so an item-disjoint pool would
     /// show the model most of the answers.
