@@ -12,7 +12,8 @@ TARGETS=${LLAMACPP_TARGETS:-llama-tokenize llama-bench llama-server}
 HOME_DIR=${TESSERA_HOME:-$HOME/.cache/tessera}
 ROOT="$HOME_DIR/llamacpp/$VERSION"
 SRC="$ROOT/llama_cpp_python-$VERSION/vendor/llama.cpp"
-BUILD="$SRC/build"
+# The build directory names its flags: a cached build with other flags is not reused.
+BUILD="$SRC/build-noamx"
 missing=0
 for t in $TARGETS; do [[ -x "$BUILD/bin/$t" ]] || missing=1; done
 if [[ $missing == 0 ]]; then echo "$BUILD"; exit 0; fi
@@ -34,8 +35,14 @@ if [[ ! -d "$SRC" ]]; then
   rm -rf "$DL"
 fi
 export PATH="$ROOT/venv/bin:$PATH"
-# Native flags: the reference should run at its best on the machine that measures it.
+# Native flags: the reference should run at its best on the machine that measures it. AMX
+# excepted: some virtual machines advertise AMX without enabling its tile state, and ggml's
+# AMX path then dies with SIGILL at the first matrix product (seen on an "Intel(R) Xeon(R)
+# Processor" VM); Tessera's kernels use AVX-512 VNNI, not AMX, so the comparison stays between
+# the same instruction sets.
+NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
+  -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX" \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=ON >&2
 # shellcheck disable=SC2086
 ninja -C "$BUILD" $TARGETS >&2

@@ -25,8 +25,9 @@ fn llama_server() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera")
         });
-    let p = home
-        .join("llamacpp/0.3.36/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-server");
+    let p = home.join(
+        "llamacpp/0.3.36/llama_cpp_python-0.3.36/vendor/llama.cpp/build-noamx/bin/llama-server",
+    );
     assert!(
         p.exists(),
         "llama-server not found at {} (build it with bench/llamacpp.sh, or set TESSERA_LLAMA_SERVER)",
