@@ -15,19 +15,17 @@ use tessera_storage::{name_key, Relation, SchemaIndex};
 /// A schema index with lookup by name.
 pub struct Schema<'a> {
     index: &'a SchemaIndex,
-    by_name: HashMap<String, usize>,
+    names: RelationsByName<'a>,
 }
 
 impl<'a> Schema<'a> {
     /// The schema of `index`; relations are found by label and by their IRI's local name
     /// (compared by [`name_key`]).
     pub fn new(index: &'a SchemaIndex) -> Self {
-        let mut by_name = HashMap::new();
-        for (i, r) in index.relations().iter().enumerate() {
-            by_name.entry(name_key(&r.label)).or_insert(i);
-            by_name.entry(name_key(local_name(&r.iri))).or_insert(i);
+        Self {
+            index,
+            names: RelationsByName::new(index.relations()),
         }
-        Self { index, by_name }
     }
 
     /// How many relations the schema holds.
@@ -43,10 +41,7 @@ impl<'a> Schema<'a> {
 
     /// The relation named `name`.
     pub fn by_name(&self, name: &str) -> Option<&'a Relation> {
-        let index: &'a SchemaIndex = self.index;
-        self.by_name
-            .get(&name_key(name))
-            .map(|&i| &index.relations()[i])
+        self.names.get(name)
     }
 
     /// The names of every relation.
