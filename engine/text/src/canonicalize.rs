@@ -120,6 +120,36 @@ impl Pipeline<'_> {
         Ok(out)
     }
 
+    /// Another schema relation for a triple whose relation asks for a date or a year while
+    /// its object is neither ("died on the date given by" California): the schema relation
+    /// nearest to that relation's definition that asks for neither ("died in the place given
+    /// by"), if one is near enough. Small models pick the date-or-year sibling of the right
+    /// relation; the definitions say which sibling fits the object.
+    pub(crate) fn reroute<'s>(
+        &self,
+        label: &str,
+        definition: &str,
+        schema: &Schema<'s>,
+    ) -> Result<Option<&'s tessera_storage::Relation>, EdcError> {
+        let embedding = self
+            .embedder
+            .embed(&[definition_text(label, definition).as_str()])?;
+        let Some(e) = embedding.first() else {
+            return Ok(None);
+        };
+        Ok(schema
+            .nearest(e, REROUTE_CANDIDATES)
+            .into_iter()
+            .find(|(r, s)| {
+                *s >= REROUTE_SIMILARITY
+                    && name_key(&r.label) != name_key(label)
+                    && r.range.is_none()
+                    && crate::literal::expects(&r.label, &r.definition)
+                        == crate::literal::Expects::Any
+            })
+            .map(|(r, _)| r))
+    }
+
     /// The nearest schema (and new) relations of a definition's embedding, best first, at
     /// most `top_k`, none below `reject`.
     fn candidates(
@@ -266,6 +296,12 @@ impl Pipeline<'_> {
         }
     }
 }
+
+/// Schema relations [`Pipeline::reroute`] looks at, nearest first.
+const REROUTE_CANDIDATES: usize = 5;
+/// Definition similarity below which [`Pipeline::reroute`] finds no sibling (the triple is
+/// then dropped).
+const REROUTE_SIMILARITY: f32 = 0.5;
 
 /// A relation the canonicalizer may choose, with its similarity to the definition.
 struct Candidate {

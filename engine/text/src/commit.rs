@@ -99,6 +99,9 @@ pub struct ReportStats {
     pub reversed: usize,
     /// Triples the support check dropped (the text does not state them).
     pub unsupported: usize,
+    /// Triples moved from a relation asking for a date or year, which their object is not,
+    /// to the nearest schema relation asking for neither.
+    pub rerouted: usize,
     /// Model tokens per stage, in the order of [`TOKEN_STAGES`](crate::TOKEN_STAGES).
     pub tokens: [crate::StageTokens; 5],
 }
@@ -267,6 +270,7 @@ pub(crate) fn commit(
             relations_by_model: plan.stats.by_model,
             reversed: plan.stats.reversed,
             unsupported: plan.stats.unsupported,
+            rerouted: plan.stats.rerouted,
             tokens: plan.stats.tokens,
         },
         labels_written: Vec::new(),

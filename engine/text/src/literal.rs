@@ -101,6 +101,94 @@ pub fn range_violation(object: &str, range: Option<&str>) -> Option<String> {
     })
 }
 
+/// The kind of value a relation's definition asks for as its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expects {
+    /// A calendar date ("... on the date given by the object").
+    Date,
+    /// A year ("... in the year given by the object").
+    Year,
+    /// Anything: the definition names no temporal value.
+    Any,
+}
+
+/// What the relation named `label` with `definition` asks for as its object, read from the
+/// definition's words ("date", "year"; the label's camelCase words when the definition has
+/// neither). Schema definitions of any domain say this in words, whatever the datatype
+/// declarations say.
+pub fn expects(label: &str, definition: &str) -> Expects {
+    let words = crate::names::words;
+    let find = |ws: &[String]| {
+        if ws.iter().any(|w| w == "date" || w == "dates") {
+            Some(Expects::Date)
+        } else if ws.iter().any(|w| w == "year" || w == "years") {
+            Some(Expects::Year)
+        } else {
+            None
+        }
+    };
+    find(&words(definition))
+        .or_else(|| find(&words(label)))
+        .unwrap_or(Expects::Any)
+}
+
+/// Why `object` cannot be the object of a relation that asks for `expects`: a date or a year
+/// with no digit in it ("died on the date given by" California) is a misread relation.
+pub fn expectation_violation(object: &str, expects: Expects) -> Option<&'static str> {
+    match expects {
+        Expects::Date | Expects::Year if !object.chars().any(|c| c.is_ascii_digit()) => {
+            Some("the relation asks for a date or year and the object has none")
+        }
+        _ => None,
+    }
+}
+
+/// The full date the text writes around `year` (a bare four-digit year the model wrote for a
+/// relation that asks for a date), in ISO form: small models shorten "October 13, 1964" to
+/// "1964". `None` unless the text writes exactly one date in that year.
+pub fn full_date(text: &str, year: &str) -> Option<String> {
+    let y = year.trim();
+    self::year(y)?;
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut found: Vec<String> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let bare = w.trim_end_matches(|c: char| !c.is_ascii_digit());
+        if bare != y {
+            continue;
+        }
+        // The longest run of up to five words ending here (or starting here: "1923 November
+        // 18th") that reads as a date.
+        let mut best = None;
+        for start in i.saturating_sub(5)..=i {
+            for end in i..(i + 3).min(words.len()) {
+                if end - start < 2 {
+                    continue;
+                }
+                let span = words[start..=end].join(" ");
+                let span = span.trim_end_matches(|c: char| !c.is_alphanumeric());
+                if let Some(d) = parse_date(span) {
+                    best.get_or_insert(d);
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+        if let Some(d) = best {
+            if !found.contains(&d) {
+                found.push(d);
+            }
+        }
+    }
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 fn literal(value: String, datatype: impl Into<String>) -> Object {
     Object::Literal {
         value,
@@ -274,13 +362,14 @@ fn parse_date(s: &str) -> Option<String> {
             .filter(|w| !w.is_empty() && !matches!(w.to_lowercase().as_str(), "the" | "of"))
             .collect();
         match words.as_slice() {
+            // A year, a month name and a day, in any order ("18 November 1923", "Nov 18,
+            // 1923", "1923 November 18th").
             [a, b, c] => {
-                let y = year(c)?;
-                if let (Some(m), Some(d)) = (month(a), day(b)) {
-                    (y, m, d)
-                } else {
-                    (y, month(b)?, day(a)?)
-                }
+                let ws = [*a, *b, *c];
+                let y = ws.iter().position(|w| year(w).is_some())?;
+                let m = ws.iter().position(|w| month(w).is_some())?;
+                let d = (0..3).find(|&k| k != y && k != m)?;
+                (year(ws[y])?, month(ws[m])?, day(ws[d])?)
             }
             _ => return None,
         }
@@ -339,6 +428,58 @@ mod tests {
         assert_eq!(
             type_object("February 30, 2001", None),
             Object::Entity("February 30, 2001".into())
+        );
+    }
+
+    #[test]
+    fn definitions_say_what_object_they_ask_for() {
+        let born = "The subject entity was born on the date specified by the object entity.";
+        assert_eq!(expects("birthDate", born), Expects::Date);
+        assert_eq!(
+            expects(
+                "foundingYear",
+                "The subject entity was founded in the year given by the object."
+            ),
+            Expects::Year
+        );
+        assert_eq!(expects("releaseDate", "When it came out."), Expects::Date);
+        assert_eq!(
+            expects(
+                "location",
+                "The subject entity is located in the place given by the object entity."
+            ),
+            Expects::Any
+        );
+        // "update" is not "date".
+        assert_eq!(
+            expects("updates", "The subject entity updates the object."),
+            Expects::Any
+        );
+        assert!(expectation_violation("California", Expects::Date).is_some());
+        assert!(expectation_violation("1959", Expects::Year).is_none());
+        assert!(expectation_violation("California", Expects::Any).is_none());
+    }
+
+    #[test]
+    fn a_year_becomes_the_full_date_the_text_writes() {
+        let text = "Nie Haisheng was born on October 13, 1964 in Zaoyang. He flew in 2005.";
+        assert_eq!(full_date(text, "1964").as_deref(), Some("1964-10-13"));
+        // No date around it.
+        assert_eq!(full_date(text, "2005"), None);
+        assert_eq!(full_date(text, "1965"), None);
+        let text = "Born on the 18th of November, 1923, she retired on 1 August 1974.";
+        assert_eq!(full_date(text, "1923").as_deref(), Some("1923-11-18"));
+        assert_eq!(full_date(text, "1974").as_deref(), Some("1974-08-01"));
+        assert_eq!(
+            full_date("It ran from May 2nd, 1908 (to 1990).", "1908").as_deref(),
+            Some("1908-05-02")
+        );
+        // Two dates in one year: which one is not for this step to guess.
+        let text = "It opened on 2 May 1990 and closed on 3 June 1990.";
+        assert_eq!(full_date(text, "1990"), None);
+        assert_eq!(
+            type_object("1923 November 18th", None),
+            lit("1923-11-18", xsd::DATE.as_str())
         );
     }
 

@@ -9,6 +9,32 @@
 //! last subject named before it in the chunk's output (models list facts in the text's order);
 //! with none before it, or as an object, a pronoun names nothing and its triple is dropped.
 
+/// The lowercased alphanumeric words of a text or name, in order, camelCase split
+/// ("birthDate" -> "birth", "date").
+pub(crate) fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if c.is_uppercase() && prev_lower && !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            prev_lower = c.is_lowercase();
+            word.extend(c.to_lowercase());
+        } else {
+            prev_lower = false;
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
 /// Words that refer to an entity without naming it.
 const PRONOUNS: &[&str] = &[
     "he", "she", "it", "they", "him", "her", "them", "his", "hers", "its", "their", "theirs",

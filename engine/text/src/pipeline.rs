@@ -208,6 +208,9 @@ pub struct Stats {
     pub reversed: usize,
     /// Triples the support check dropped.
     pub unsupported: usize,
+    /// Triples moved from a relation asking for a date or year, which their object is not,
+    /// to the nearest schema relation asking for neither ([`Pipeline::reroute`]).
+    pub rerouted: usize,
     /// Model tokens per stage, in the order of [`TOKEN_STAGES`] (generated and scored
     /// prompts alike; the totals above are their sums).
     pub tokens: [StageTokens; 5],
@@ -331,6 +334,7 @@ impl Stats {
         self.by_model += o.by_model;
         self.reversed += o.reversed;
         self.unsupported += o.unsupported;
+        self.rerouted += o.rerouted;
         for (t, o) in self.tokens.iter_mut().zip(&o.tokens) {
             t.add(o);
         }
@@ -537,16 +541,16 @@ impl<'a> Pipeline<'a> {
                             reason,
                         })
                     };
-                    let (relation, decision) = match res {
+                    let (mut relation, decision) = match res {
                         Resolution::Relation(r, d) => (r.clone(), *d),
                         Resolution::Unmatched(reason) => {
                             drop(reason.clone());
                             continue;
                         }
                     };
-                    let (range, definition, label) = match &relation {
+                    let describe = |relation: &RelationRef| match relation {
                         RelationRef::Schema(r) => {
-                            (r.range.as_deref(), r.definition.clone(), r.label.clone())
+                            (r.range.clone(), r.definition.clone(), r.label.clone())
                         }
                         RelationRef::New(g) => (
                             None,
@@ -554,6 +558,7 @@ impl<'a> Pipeline<'a> {
                             new_relations[*g].name.clone(),
                         ),
                     };
+                    let (mut range, mut definition, mut label) = describe(&relation);
                     let named = names
                         .subject(&triple[0], &item.body)
                         .and_then(|s| Ok((s, names.object(&triple[2], &item.body)?)));
@@ -564,7 +569,33 @@ impl<'a> Pipeline<'a> {
                             continue;
                         }
                     };
-                    let object = literal::type_object(object_text, range);
+                    // Without a declared range, the definition's words say whether a date
+                    // or a year is asked for: a bare year the text writes as part of a full
+                    // date becomes that date, and a relation asking for one whose object has
+                    // no digit is a misread relation.
+                    let expects = if range.is_none() {
+                        literal::expects(&label, &definition)
+                    } else {
+                        literal::Expects::Any
+                    };
+                    if let Some(reason) = literal::expectation_violation(object_text, expects) {
+                        let sibling = match &relation {
+                            RelationRef::Schema(_) => self.reroute(&label, &definition, schema)?,
+                            RelationRef::New(_) => None,
+                        };
+                        let Some(r) = sibling else {
+                            drop(reason.to_owned());
+                            continue;
+                        };
+                        stats[i].rerouted += 1;
+                        relation = RelationRef::Schema(r.clone());
+                        (range, definition, label) = describe(&relation);
+                    }
+                    let full_date = (expects == literal::Expects::Date)
+                        .then(|| literal::full_date(&item.body, object_text))
+                        .flatten();
+                    let object_text = full_date.as_deref().unwrap_or(object_text);
+                    let object = literal::type_object(object_text, range.as_deref());
                     let object_grounded = match &object {
                         literal::Object::Entity(e) => grounded(e, &words),
                         literal::Object::Literal { datatype, .. }
@@ -587,7 +618,7 @@ impl<'a> Pipeline<'a> {
                     } else if !object_grounded {
                         Some("a value the text does not state".to_owned())
                     } else {
-                        literal::range_violation(object_text, range)
+                        literal::range_violation(object_text, range.as_deref())
                     };
                     if let Some(reason) = problem {
                         drop(reason);
@@ -722,29 +753,9 @@ impl<'a> Pipeline<'a> {
     }
 }
 
-/// The lowercased alphanumeric words of a text (camelCase split).
+/// The lowercased alphanumeric words of a text (camelCase split), as a set.
 fn word_set(text: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
-    let mut word = String::new();
-    let mut prev_lower = false;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && prev_lower && !word.is_empty() {
-                out.insert(std::mem::take(&mut word));
-            }
-            prev_lower = c.is_lowercase();
-            word.extend(c.to_lowercase());
-        } else {
-            prev_lower = false;
-            if !word.is_empty() {
-                out.insert(std::mem::take(&mut word));
-            }
-        }
-    }
-    if !word.is_empty() {
-        out.insert(word);
-    }
-    out
+    crate::names::words(text).into_iter().collect()
 }
 
 /// Whether a name the model wrote is grounded in the text: at least one of its words occurs

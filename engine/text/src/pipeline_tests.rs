@@ -755,3 +755,48 @@ fn store_examples_join_the_built_in_ones_nearest_last() {
         assert!(!prompt.contains("Bruno"), "{prompt}");
     }
 }
+
+#[test]
+fn objects_that_are_no_date_leave_date_relations_and_years_become_the_texts_dates() {
+    let model = fake(
+        vec![(
+            "Ada",
+            r#"[["Ada","deathDate","Bergen"],["Ada","birthDate","1815"]]"#,
+        )],
+        0,
+    );
+    let died_on = "The subject entity died on the date given by the object.";
+    let died_in = "The subject entity died in the place given by the object entity.";
+    let born_on = "The subject entity was born on the date given by the object.";
+    let text = "Ada was born on 10 December 1815 and died in Bergen.";
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+
+    // No declared ranges: the definitions' words say what each relation asks for.
+    let full = index(&[
+        ("deathDate", died_on, None),
+        ("deathPlace", died_in, None),
+        ("birthDate", born_on, None),
+    ]);
+    let plans = p.run(&[text], &Schema::new(&full)).unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        vec![
+            ("Ada".into(), "deathPlace".into(), "Bergen".into()),
+            ("Ada".into(), "birthDate".into(), "1815-12-10".into()),
+        ]
+    );
+    assert_eq!(plans[0].stats.rerouted, 1);
+
+    // With no relation asking for something else near it, the misread triple is dropped.
+    let dates_only = index(&[("deathDate", died_on, None), ("birthDate", born_on, None)]);
+    let plans = p.run(&[text], &Schema::new(&dates_only)).unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        vec![("Ada".into(), "birthDate".into(), "1815-12-10".into())]
+    );
+    assert_eq!(plans[0].stats.rerouted, 0);
+    assert!(plans[0]
+        .dropped
+        .iter()
+        .any(|d| d.triple[2] == "Bergen" && d.reason.contains("asks for a date")));
+}

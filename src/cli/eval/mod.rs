@@ -247,7 +247,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stage_ms = [0u64; 5];
     let mut stage_tokens = [tessera::text::StageTokens::default(); 5];
-    let (mut reversed, mut unsupported) = (0, 0);
+    let (mut reversed, mut unsupported, mut rerouted) = (0, 0, 0);
     let mut predicted: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
     let texts: Vec<&str> = items.iter().map(|&i| data.texts[i].as_str()).collect();
     db.insert_texts_each(&texts, &opts, args.batch, &mut |k, r| {
@@ -267,6 +267,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
                     t.add(o);
                 }
                 unsupported += r.stats.unsupported;
+                rerouted += r.stats.rerouted;
                 for d in &r.dropped {
                     let why = d.reason.split(" (").next().unwrap_or(&d.reason);
                     let why = if why.starts_with("no schema relation") {
@@ -348,6 +349,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "support check: {reversed} triples turned round, {unsupported} dropped as not stated"
+    )?;
+    writeln!(
+        out,
+        "relation kind: {rerouted} triples moved from a date or year relation their object is not to the nearest relation asking for neither"
     )?;
     let mut a = Analysis::default();
     for (p, g) in predicted.iter().zip(&gold) {
