@@ -367,3 +367,84 @@ fn bench_ingest_reports_tokens_per_text_and_the_floor_they_imply() {
         );
     }
 }
+
+/// The main job's reading (`scripts/run.sh`): the four sample texts of `examples/data`,
+/// ingested with the default model against the sample schema, give exactly these facts.
+/// (The default model read "Santiago capital Chile" and "Norwegian Polar Institute employer
+/// Ingrid Solberg" the wrong way round, and Valparaíso as an employer, before the text's
+/// phrasing was consulted for direction.)
+#[test]
+fn the_sample_texts_read_exactly_with_the_default_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = location(dir.path());
+    let sample = "http://tessera.local/sample";
+    let (schema, facts) = (format!("{sample}/schema"), format!("{sample}/facts"));
+    let run = |args: &[&str]| {
+        let out = tessera(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let file = |f: &str| root.join("examples/data").join(f).display().to_string();
+    run(&[
+        "load",
+        "--location",
+        &store,
+        "--file",
+        &file("sample-schema.ttl"),
+        "--graph",
+        &schema,
+    ]);
+    run(&[
+        "ingest",
+        "--location",
+        &store,
+        &file("sample-texts.txt"),
+        "--graph",
+        &facts,
+        "--schema",
+        &schema,
+        "--model",
+        "qwen2.5-0.5b",
+        "--threads",
+        "2",
+    ]);
+    let query = format!(
+        "SELECT ?subject ?relation ?object WHERE {{
+           GRAPH <{facts}> {{ ?s ?p ?o FILTER(?p != <http://www.w3.org/2000/01/rdf-schema#label>) }}
+           GRAPH <{schema}> {{ ?p <http://www.w3.org/2000/01/rdf-schema#label> ?relation }}
+           OPTIONAL {{ GRAPH <{facts}> {{ ?s <http://www.w3.org/2000/01/rdf-schema#label> ?sl }} }}
+           OPTIONAL {{ GRAPH <{facts}> {{ ?o <http://www.w3.org/2000/01/rdf-schema#label> ?ol }} }}
+           BIND(STR(COALESCE(?sl, ?s)) AS ?subject)
+           BIND(STR(COALESCE(?ol, ?o)) AS ?object)
+         }} ORDER BY ?subject ?relation ?object"
+    );
+    let got = run(&[
+        "query",
+        "--location",
+        &store,
+        "--format",
+        "tsv",
+        "--query",
+        &query,
+    ]);
+    let got: Vec<&str> = got.lines().skip(1).collect();
+    assert_eq!(
+        got,
+        [
+            "\"Chile\"\t\"capital\"\t\"Santiago\"",
+            "\"Ingrid Solberg\"\t\"birthDate\"\t\"1972-03-14\"",
+            "\"Ingrid Solberg\"\t\"birthPlace\"\t\"Bergen\"",
+            "\"Ingrid Solberg\"\t\"employer\"\t\"Norwegian Polar Institute\"",
+            "\"Ingrid Solberg\"\t\"occupation\"\t\"marine biologist\"",
+            "\"Norwegian Polar Institute\"\t\"country\"\t\"Norway\"",
+            "\"Norwegian Polar Institute\"\t\"foundingYear\"\t\"1928\"",
+            "\"Norwegian Polar Institute\"\t\"location\"\t\"Tromsø\"",
+            "\"Tomás Herrera\"\t\"employer\"\t\"Herrera y Lagos\"",
+        ]
+    );
+}

@@ -95,7 +95,8 @@ pub struct ReportStats {
     pub relations_by_similarity: usize,
     /// See `relations_by_name`.
     pub relations_by_model: usize,
-    /// Triples the support check turned round (the text states them the other way).
+    /// Triples turned round (the text states them the other way: by its phrasing, or by the
+    /// support check).
     pub reversed: usize,
     /// Triples the support check dropped (the text does not state them).
     pub unsupported: usize,

@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod commit;
 pub mod csv;
 mod define;
+mod direction;
 pub mod examples;
 mod extract;
 pub mod grammar;

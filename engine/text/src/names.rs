@@ -75,6 +75,44 @@ pub(crate) fn without_possessive<'a>(name: &'a str, text: &str) -> &'a str {
     name
 }
 
+/// `name` without the words of its triple's `relation` glued to it, when the text uses the
+/// rest as a name: small models write the attribute into the subject ("1147 Stavropolis
+/// epoch", "Bedford Aerodrome runway surface" for runwaySurfaceType, "epoch of 1147
+/// Stavropolis"). `None` when nothing is to be taken off.
+pub(crate) fn without_relation_words(name: &str, relation: &str, text: &str) -> Option<String> {
+    let rel = words(relation);
+    let tokens: Vec<&str> = name.split_whitespace().collect();
+    if rel.is_empty() || tokens.len() < 2 {
+        return None;
+    }
+    let token_words: Vec<String> = tokens.iter().map(|t| words(t).concat()).collect();
+    // The relation's leading words, as many as `k`.
+    let is_relation_start = |ws: &[String]| {
+        !ws.is_empty() && ws.len() <= rel.len() && ws.iter().zip(&rel).all(|(a, b)| a == b)
+    };
+    let used = |rest: &[&str]| {
+        let rest = rest.join(" ");
+        (rest.chars().any(char::is_alphanumeric) && used_bare(text, &rest)).then_some(rest)
+    };
+    // Trailing: "1147 Stavropolis epoch".
+    for k in 1..tokens.len() {
+        if is_relation_start(&token_words[k..]) {
+            if let Some(rest) = used(&tokens[..k]) {
+                return Some(rest);
+            }
+        }
+    }
+    // Leading, with "of": "epoch of 1147 Stavropolis".
+    for k in 1..tokens.len().saturating_sub(1) {
+        if token_words[k] == "of" && is_relation_start(&token_words[..k]) {
+            if let Some(rest) = used(&tokens[k + 1..]) {
+                return Some(rest);
+            }
+        }
+    }
+    None
+}
+
 /// Names the subjects and objects of one chunk's triples, in order.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
@@ -128,6 +166,29 @@ mod tests {
         assert_eq!(without_possessive("Detroit", text), "Detroit");
         // "Rage" occurs only inside "Rageous": not a use of the bare name.
         assert_eq!(without_possessive("Rage's", text), "Rage's");
+    }
+
+    #[test]
+    fn relation_words_come_off_subjects_the_text_names_without_them() {
+        let text = "The Bedford Aerodrome runway surface is concrete. The epoch of 1147 \
+                    Stavropolis is 31 July 2016. The Population Council met.";
+        let strip = |n, r| without_relation_words(n, r, text);
+        assert_eq!(
+            strip("Bedford Aerodrome runway surface", "runwaySurfaceType").as_deref(),
+            Some("Bedford Aerodrome")
+        );
+        assert_eq!(
+            strip("1147 Stavropolis epoch", "epoch").as_deref(),
+            Some("1147 Stavropolis")
+        );
+        assert_eq!(
+            strip("epoch of 1147 Stavropolis", "epoch").as_deref(),
+            Some("1147 Stavropolis")
+        );
+        // Words of another relation, or a rest the text never uses alone, stay.
+        assert_eq!(strip("Bedford Aerodrome runway surface", "length"), None);
+        assert_eq!(strip("Population Council", "population"), None);
+        assert_eq!(strip("Bedford", "bedford"), None);
     }
 
     #[test]

@@ -14,9 +14,10 @@
 
 use crate::check::{Claim, Verdict};
 use crate::chunk::{self, Chunk};
+use crate::direction::{stated_for_another, stated_reversed};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
-use crate::names::Names;
+use crate::names::{without_relation_words, Names};
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -204,7 +205,8 @@ pub struct Stats {
     pub by_similarity: usize,
     /// Relations verified by the model.
     pub by_model: usize,
-    /// Triples the support check turned round.
+    /// Triples turned round: by the text's own phrasing ("Santiago is the capital of
+    /// Chile", `direction.rs`) or by the support check.
     pub reversed: usize,
     /// Triples the support check dropped.
     pub unsupported: usize,
@@ -530,6 +532,22 @@ impl<'a> Pipeline<'a> {
             let words = word_set(&item.body);
             let numbers = digit_runs(&item.body);
             let mut names = Names::default();
+            // A subject with its relation's words glued on is renamed in every triple of
+            // the chunk that uses it.
+            let mut renamed: HashMap<&str, String> = HashMap::new();
+            for (triples, _) in &rounds {
+                for t in &triples[i] {
+                    if let Some(n) = without_relation_words(t[0].trim(), &t[1], &item.body) {
+                        renamed.entry(t[0].trim()).or_insert(n);
+                    }
+                }
+            }
+            let rename = |n: &str| {
+                renamed
+                    .get(n.trim())
+                    .cloned()
+                    .unwrap_or_else(|| n.to_owned())
+            };
             let mut seen = HashSet::new();
             let mut out = Vec::new();
             for (round, (triples, resolved)) in rounds.iter().enumerate() {
@@ -559,9 +577,10 @@ impl<'a> Pipeline<'a> {
                         ),
                     };
                     let (mut range, mut definition, mut label) = describe(&relation);
+                    let (raw_subject, raw_object) = (rename(&triple[0]), rename(&triple[2]));
                     let named = names
-                        .subject(&triple[0], &item.body)
-                        .and_then(|s| Ok((s, names.object(&triple[2], &item.body)?)));
+                        .subject(&raw_subject, &item.body)
+                        .and_then(|s| Ok((s, names.object(&raw_object, &item.body)?)));
                     let (subject, object_text) = match named {
                         Ok(n) => n,
                         Err(reason) => {
@@ -624,6 +643,25 @@ impl<'a> Pipeline<'a> {
                         drop(reason);
                         continue;
                     }
+                    // "Santiago is the capital of Chile" read as [Santiago, capital, Chile]:
+                    // the text's own phrasing says which end holds the relation.
+                    let (subject, object, object_text) = match &object {
+                        literal::Object::Entity(o)
+                            if stated_reversed(&item.body, &subject, &label, &definition, o)
+                                || (name_key(&triple[1]) != name_key(&label)
+                                    && stated_reversed(
+                                        &item.body, &subject, &triple[1], "", o,
+                                    )) =>
+                        {
+                            stats[i].reversed += 1;
+                            (
+                                o.clone(),
+                                literal::Object::Entity(subject.clone()),
+                                subject.as_str(),
+                            )
+                        }
+                        _ => (subject.clone(), object, object_text),
+                    };
                     if !seen.insert((name_key(&subject), relation_key(&relation), object.clone())) {
                         continue;
                     }
@@ -650,6 +688,13 @@ impl<'a> Pipeline<'a> {
                     });
                 }
             }
+            stated_for_another_once(&item.body, &mut out, |c, why| {
+                plan.dropped.push(Dropped {
+                    triple: c.triple.extracted.clone(),
+                    chunk: item.chunk,
+                    reason: why.to_owned(),
+                })
+            });
             refined_pairs_once(&mut out, |c, why| {
                 plan.dropped.push(Dropped {
                     triple: c.triple.extracted.clone(),
@@ -798,6 +843,45 @@ fn numbers_grounded(value: &str, text_runs: &[String]) -> bool {
         .iter()
         .filter(|r| r.len() >= 3)
         .all(|r| text_runs.iter().any(|t| t.contains(r.as_str())))
+}
+
+/// Drops a triple whose relation the text states, with the definition's verb phrase, for
+/// another object of the same subject and never for this one ([`stated_for_another`]).
+fn stated_for_another_once(
+    text: &str,
+    cands: &mut Vec<Candidate>,
+    mut dropped: impl FnMut(&Candidate, &str),
+) {
+    let entity = |c: &Candidate| matches!(c.triple.object, literal::Object::Entity(_));
+    let doubtful: Vec<bool> = cands
+        .iter()
+        .map(|c| {
+            let others: Vec<&str> = cands
+                .iter()
+                .filter(|d| {
+                    entity(d)
+                        && !std::ptr::eq(*d, c)
+                        && name_key(&d.triple.subject) == name_key(&c.triple.subject)
+                        && relation_key(&d.triple.relation) == relation_key(&c.triple.relation)
+                })
+                .map(|d| d.triple.object.text())
+                .collect();
+            entity(c)
+                && stated_for_another(text, &c.claim.definition, c.triple.object.text(), &others)
+        })
+        .collect();
+    let mut k = 0;
+    cands.retain(|c| {
+        let drop = doubtful[k];
+        k += 1;
+        if drop {
+            dropped(
+                c,
+                "the text states the relation, in its definition's words, for another object",
+            );
+        }
+        !drop
+    });
 }
 
 /// Keeps a refinement round's triple only for a pair of entities that no other triple of the

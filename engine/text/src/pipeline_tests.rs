@@ -429,7 +429,8 @@ fn the_support_check_turns_reversed_triples_round_and_drops_unstated_ones() {
         .collect();
     assert_eq!(asked.len(), 5, "{asked:#?}");
     assert!(asked.iter().all(|t| t.starts_with("Text: Ada was born")));
-    // Without the check the triples stay as extracted.
+    // Without the check the triples stay, and the text's own phrasing ("born in Lyon", the
+    // definition's "born in") still turns the first round.
     let opts = EdcOptions {
         support: 0.0,
         guided: false,
@@ -442,7 +443,9 @@ fn the_support_check_turns_reversed_triples_round_and_drops_unstated_ones() {
         )
         .unwrap();
     assert_eq!(plans[0].triples.len(), 3);
-    assert_eq!(plans[0].triples[0].subject, "Lyon");
+    assert_eq!(plans[0].triples[0].subject, "Ada");
+    assert_eq!(plans[0].triples[0].object.text(), "Lyon");
+    assert_eq!(plans[0].stats.reversed, 1);
 }
 
 #[test]

@@ -348,7 +348,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "support check: {reversed} triples turned round, {unsupported} dropped as not stated"
+        "direction: {reversed} triples turned round (by the text's phrasing or the support check); support check: {unsupported} dropped as not stated"
     )?;
     writeln!(
         out,

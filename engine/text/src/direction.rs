@@ -1,0 +1,447 @@
+//! Direction from the text's own grammar: a relation named by a noun ("capital", "owner",
+//! "leader") is stated the other way round by "Santiago is the capital of Chile" (Chile's
+//! capital is Santiago). Entry point: [`stated_reversed`].
+//!
+//! Small models keep the text's word order and write [Santiago, capital, Chile]; a schema
+//! whose relations are attribute nouns (the object is the subject's capital, owner, leader)
+//! wants [Chile, capital, Santiago]. The patterns here are English phrasings of "the R of X
+//! is Y"; anything else leaves the triple as written.
+//!
+//! A relation defined by a verb ("The subject entity works or worked for the organisation
+//! given by the object entity") is stated the other way round when the text puts the
+//! triple's subject right after that verb ("... works for the Norwegian Polar Institute" for
+//! [Norwegian Polar Institute, employer, Ingrid Solberg]).
+
+use crate::names::words;
+
+/// Words that may stand between a name and "the R of": verbs of being and adverbs.
+const LINKS: &[&str] = &[
+    "is",
+    "was",
+    "are",
+    "were",
+    "has",
+    "have",
+    "had",
+    "been",
+    "be",
+    "became",
+    "becomes",
+    "remains",
+    "remained",
+    "also",
+    "still",
+    "currently",
+    "now",
+    "formerly",
+];
+/// Articles before the relation's noun or a name.
+const ARTICLES: &[&str] = &["the", "a", "an"];
+
+/// Nouns that classify rather than relate: "X is a type of Y" says what X is, not that X is
+/// Y's type.
+const CLASSIFIERS: &[&str] = &[
+    "type", "kind", "sort", "form", "part", "example", "instance", "variety", "class", "category",
+    "genre",
+];
+
+/// The words of a text (as [`words`] gives them) with its commas and sentence ends as tokens
+/// of their own, so that a pattern does not run from one clause into the next. A period
+/// after one or two letters ("B.", "Dr.") is an abbreviation's and is not kept.
+fn tokens(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut piece = String::new();
+    let flush = |piece: &mut String, out: &mut Vec<String>| {
+        out.extend(words(piece));
+        piece.clear();
+    };
+    for c in text.chars() {
+        match c {
+            ',' | ';' | ':' | '!' | '?' | '(' | ')' => {
+                flush(&mut piece, &mut out);
+                out.push(",".into());
+            }
+            '.' => {
+                flush(&mut piece, &mut out);
+                if out.last().is_some_and(|w| w.chars().count() > 2) {
+                    out.push(".".into());
+                }
+            }
+            _ => piece.push(c),
+        }
+    }
+    flush(&mut piece, &mut out);
+    out
+}
+
+/// Whether `text` states that `value` is the `relation` of `holder` ("value is the relation
+/// of holder", "value, the relation of holder", "holder's relation is value", "the relation
+/// of holder is value").
+fn states(text: &[String], relation: &[String], holder: &[String], value: &[String]) -> bool {
+    if relation
+        .last()
+        .is_some_and(|w| CLASSIFIERS.contains(&w.as_str()))
+    {
+        return false;
+    }
+    let at = |p: usize, w: &[String]| -> bool {
+        p + w.len() <= text.len() && text[p..p + w.len()] == *w
+    };
+    // Past the words of `set` at `p`, at most `most`: the position and how many.
+    let skip = |mut p: usize, set: &[&str], most: usize| -> (usize, usize) {
+        let mut n = 0;
+        while n < most && p < text.len() && set.contains(&text[p].as_str()) {
+            p += 1;
+            n += 1;
+        }
+        (p, n)
+    };
+    // The relation's noun at `p` (its last word may be plural); the position after it.
+    let noun = |p: usize| -> Option<usize> {
+        let (last, head) = relation.split_last()?;
+        if !at(p, head) {
+            return None;
+        }
+        let q = p + head.len();
+        let w = text.get(q)?;
+        (w == last || *w == format!("{last}s") || *w == format!("{last}es")).then_some(q + 1)
+    };
+    // "R of (the) holder" at `p`; the position after it.
+    let of_holder = |p: usize| -> Option<usize> {
+        let q = noun(p)?;
+        if text.get(q).map(String::as_str) != Some("of") {
+            return None;
+        }
+        let (r, _) = skip(q + 1, ARTICLES, 1);
+        at(r, holder).then_some(r + holder.len())
+    };
+    // "is (the) value" at `p`, with at least one linking verb.
+    let linked_value = |p: usize| -> bool {
+        let (q, links) = skip(p, LINKS, 3);
+        let (q, _) = skip(q, ARTICLES, 1);
+        links > 0 && at(q, value)
+    };
+    for p in 0..text.len() {
+        // value is (the) R of (the) holder; value, the R of (the) holder
+        if at(p, value) {
+            let after = p + value.len();
+            let (q, comma) = skip(after, &[","], 1);
+            let (q, links) = skip(q, LINKS, 3);
+            let (q, _) = skip(q, ARTICLES, 1);
+            if (comma + links > 0) && of_holder(q).is_some() {
+                return true;
+            }
+        }
+        // holder's R is value: the possessive "s" is a word of its own here.
+        if at(p, holder) && text.get(p + holder.len()).map(String::as_str) == Some("s") {
+            if let Some(q) = noun(p + holder.len() + 1) {
+                if linked_value(q) {
+                    return true;
+                }
+            }
+        }
+        // the R of (the) holder is value
+        if text[p] == "the" {
+            if let Some(q) = of_holder(p + 1) {
+                if linked_value(q) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Auxiliaries a definition may put before its verb ("is located in", "was designed by").
+const AUXILIARIES: &[&str] = &[
+    "is", "was", "are", "were", "has", "have", "had", "been", "be",
+];
+/// Prepositions that may follow a definition's verb and belong to its phrase.
+const PREPOSITIONS: &[&str] = &[
+    "for", "by", "in", "on", "at", "to", "with", "from", "of", "into", "as", "under", "through",
+];
+/// Words that are not verbs where a definition's verb would stand.
+const NOT_VERBS: &[&str] = &["the", "a", "an", "its", "their", "his", "her", "not"];
+
+/// The verb phrases a definition "The subject entity [aux] VERB [or VERB2] [PREP] ..." states
+/// its relation with ("works for", "worked for"; "located in"; "designed by").
+fn definition_phrases(definition: &str) -> Vec<Vec<String>> {
+    let w = words(definition);
+    let Some(at) = w
+        .windows(2)
+        .position(|p| p[0] == "subject" && p[1] == "entity")
+        .map(|p| p + 2)
+    else {
+        return Vec::new();
+    };
+    let mut p = at;
+    while w.get(p).is_some_and(|x| AUXILIARIES.contains(&x.as_str())) {
+        p += 1;
+    }
+    let Some(verb) = w.get(p) else {
+        return Vec::new();
+    };
+    if NOT_VERBS.contains(&verb.as_str()) || PREPOSITIONS.contains(&verb.as_str()) {
+        return Vec::new();
+    }
+    let mut verbs = vec![verb.clone()];
+    p += 1;
+    if w.get(p).map(String::as_str) == Some("or") {
+        if let Some(v2) = w.get(p + 1) {
+            verbs.push(v2.clone());
+            p += 2;
+        }
+    }
+    let prep = w
+        .get(p)
+        .filter(|x| PREPOSITIONS.contains(&x.as_str()))
+        .cloned();
+    verbs
+        .into_iter()
+        .map(|v| {
+            let mut phrase = vec![v];
+            phrase.extend(prep.clone());
+            phrase
+        })
+        .collect()
+}
+
+/// Whether `text` has one of `phrases` followed by `name` (after an article, and at most one
+/// more word: "works for the firm Herrera y Lagos").
+fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
+    let at = |p: usize, w: &[String]| p + w.len() <= text.len() && text[p..p + w.len()] == *w;
+    phrases.iter().filter(|ph| ph.len() >= 2).any(|ph| {
+        (0..text.len()).any(|p| {
+            if !at(p, ph) {
+                return false;
+            }
+            let mut q = p + ph.len();
+            if text.get(q).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
+                q += 1;
+            }
+            at(q, name) || at(q + 1, name)
+        })
+    })
+}
+
+/// Whether `name` comes after one of `phrases` in the same sentence.
+fn after_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
+    let at = |p: usize, w: &[String]| p + w.len() <= text.len() && text[p..p + w.len()] == *w;
+    phrases.iter().filter(|ph| ph.len() >= 2).any(|ph| {
+        (0..text.len()).filter(|&p| at(p, ph)).any(|p| {
+            (p + ph.len()..text.len())
+                .take_while(|&q| text[q] != ".")
+                .any(|q| at(q, name))
+        })
+    })
+}
+
+/// Whether the text gives the relation of `definition` another object than `object` in so
+/// many words: `other`, one of the subject's other objects of that relation, comes right
+/// after the definition's verb phrase ("he works for the firm Herrera y Lagos"), and
+/// `object` nowhere after it in that sentence ("an architect from Valparaíso, Chile; he works
+/// for ..." read as [Tomás Herrera, employer, Valparaíso]).
+pub(crate) fn stated_for_another(
+    text: &str,
+    definition: &str,
+    object: &str,
+    others: &[&str],
+) -> bool {
+    let phrases = definition_phrases(definition);
+    if phrases.is_empty() || others.is_empty() {
+        return false;
+    }
+    let t = tokens(text);
+    let o = words(object);
+    !o.is_empty()
+        && !after_phrase(&t, &phrases, &o)
+        && others.iter().any(|n| {
+            let n = words(n);
+            !n.is_empty() && follows_phrase(&t, &phrases, &n)
+        })
+}
+
+/// Whether `text` states the triple [`subject`, `relation`, `object`] the other way round:
+/// it says the subject is the relation of the object ("Santiago is the capital of Chile" for
+/// [Santiago, capital, Chile]) and never the object the relation of the subject; or it puts
+/// the subject, and never the object, right after the verb phrase of the relation's
+/// `definition`.
+pub(crate) fn stated_reversed(
+    text: &str,
+    subject: &str,
+    relation: &str,
+    definition: &str,
+    object: &str,
+) -> bool {
+    let (t, r, s, o) = (tokens(text), words(relation), words(subject), words(object));
+    if r.is_empty() || s.is_empty() || o.is_empty() || s == o {
+        return false;
+    }
+    if states(&t, &r, &o, &s) && !states(&t, &r, &s, &o) {
+        return true;
+    }
+    let phrases = definition_phrases(definition);
+    follows_phrase(&t, &phrases, &s) && !follows_phrase(&t, &phrases, &o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKS: &str =
+        "The subject entity works or worked for the organisation given by the object entity.";
+
+    #[test]
+    fn definitions_give_their_verb_phrases() {
+        let phrase = |d| {
+            definition_phrases(d)
+                .into_iter()
+                .map(|p| p.join(" "))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(phrase(WORKS), ["works for", "worked for"]);
+        assert_eq!(
+            phrase("The subject entity is located in the place given by the object entity."),
+            ["located in"]
+        );
+        assert_eq!(
+            phrase("The subject entity was designed by the architect given by the object."),
+            ["designed by"]
+        );
+        assert!(
+            phrase("The subject entity is in the country given by the object entity.").is_empty()
+        );
+        assert!(
+            phrase("The subject entity has the city given by the object as its capital.")
+                .is_empty()
+        );
+        assert!(phrase("Capital city of a country").is_empty());
+    }
+
+    #[test]
+    fn a_subject_right_after_the_definitions_verb_is_the_object() {
+        let t = "Ingrid Solberg, born in Bergen, is a marine biologist who works for the \
+                 Norwegian Polar Institute.";
+        let npi = "Norwegian Polar Institute";
+        let reversed = |s, o| stated_reversed(t, s, "employer", WORKS, o);
+        assert!(reversed(npi, "Ingrid Solberg"));
+        assert!(!reversed("Ingrid Solberg", npi));
+        let t = "Tomás Herrera is an architect; he works for the firm Herrera y Lagos.";
+        assert!(stated_reversed(
+            t,
+            "Herrera y Lagos",
+            "employer",
+            WORKS,
+            "Tomás Herrera"
+        ));
+        // A verb phrase without its preposition in the text says nothing.
+        let designed = "The subject entity was designed by the architect given by the object.";
+        assert!(!stated_reversed(
+            "Marta designed the museum.",
+            "Marta",
+            "architect",
+            designed,
+            "museum"
+        ));
+    }
+
+    #[test]
+    fn an_object_the_verb_phrase_names_outranks_one_it_does_not() {
+        let t = "Tomás Herrera is an architect from Valparaíso, Chile; he works for the firm \
+                 Herrera y Lagos and for Vela Studio.";
+        let others = ["Herrera y Lagos", "Vela Studio"];
+        assert!(stated_for_another(t, WORKS, "Valparaíso", &others));
+        assert!(!stated_for_another(
+            t,
+            WORKS,
+            "Vela Studio",
+            &["Herrera y Lagos"]
+        ));
+        assert!(!stated_for_another(
+            t,
+            WORKS,
+            "Herrera y Lagos",
+            &["Vela Studio"]
+        ));
+        // Nothing to compare with, or no verb phrase in the definition: nothing said.
+        assert!(!stated_for_another(t, WORKS, "Valparaíso", &[]));
+        let employer = "The subject entity has the employer given by the object entity.";
+        assert!(!stated_for_another(t, employer, "Valparaíso", &others));
+    }
+
+    #[test]
+    fn classifying_nouns_and_other_clauses_leave_a_triple_alone() {
+        assert!(!stated_reversed(
+            "Hypermarcas is a type of S.A.",
+            "Hypermarcas",
+            "type",
+            "",
+            "S.A"
+        ));
+        // "the country of Mexico" names Mexico; the next sentence is not its value.
+        let t = "Morelos is located in the country of Mexico. Ciudad Ayala city is big.";
+        assert!(!stated_reversed(t, "Ciudad Ayala", "country", "", "Mexico"));
+        assert_eq!(
+            tokens("Alan B. Miller Hall, in Virginia. It is old."),
+            ["alan", "b", "miller", "hall", ",", "in", "virginia", ".", "it", "is", "old", "."]
+        );
+    }
+
+    #[test]
+    fn the_relation_of_phrasings_turn_a_triple_round() {
+        let t = "Santiago is the capital of Chile.";
+        assert!(stated_reversed(t, "Santiago", "capital", "", "Chile"));
+        assert!(!stated_reversed(t, "Chile", "capital", "", "Santiago"));
+        let t = "The College of William and Mary is the owner of the Alan B. Miller Hall.";
+        assert!(stated_reversed(
+            t,
+            "College of William and Mary",
+            "owner",
+            "",
+            "Alan B. Miller Hall"
+        ));
+        assert!(stated_reversed(
+            "Dravik, the capital of the Vessen region, is old.",
+            "Dravik",
+            "capital",
+            "",
+            "Vessen region"
+        ));
+        assert!(stated_reversed(
+            "Chile's capital is Santiago.",
+            "Santiago",
+            "capital",
+            "",
+            "Chile"
+        ));
+        assert!(stated_reversed(
+            "The leaders of Ciudad Ayala were the City Manager and more.",
+            "City Manager",
+            "leader",
+            "",
+            "Ciudad Ayala"
+        ));
+        // Other phrasings, and texts that say both, leave the triple alone.
+        assert!(!stated_reversed(
+            "Santiago lies in Chile.",
+            "Santiago",
+            "capital",
+            "",
+            "Chile"
+        ));
+        assert!(!stated_reversed(
+            "Alda is the owner of Brenn, and Brenn is the owner of Alda.",
+            "Alda",
+            "owner",
+            "",
+            "Brenn"
+        ));
+        assert!(!stated_reversed(
+            "Bergen is the birth place of Ingrid Solberg.",
+            "Bergen",
+            "capital",
+            "",
+            "Ingrid Solberg"
+        ));
+    }
+}
