@@ -57,6 +57,18 @@ fn used_bare(text: &str, name: &str) -> bool {
     })
 }
 
+/// Whether `text` writes `name` as a whole name, ignoring case.
+pub(crate) fn written_in(text: &str, name: &str) -> bool {
+    let (text, name) = (text.to_lowercase(), name.trim().to_lowercase());
+    !name.is_empty()
+        && text.match_indices(&name).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + name.len()..].chars().next();
+            before.is_none_or(|c| !c.is_alphanumeric())
+                && after.is_none_or(|c| !c.is_alphanumeric())
+        })
+}
+
 /// `name` without a possessive ending ("'s", or "'" after an s) when `text` also uses the
 /// bare name; else `name` as it is.
 pub(crate) fn without_possessive<'a>(name: &'a str, text: &str) -> &'a str {
@@ -189,6 +201,16 @@ mod tests {
         assert_eq!(strip("Bedford Aerodrome runway surface", "length"), None);
         assert_eq!(strip("Population Council", "population"), None);
         assert_eq!(strip("Bedford", "bedford"), None);
+    }
+
+    #[test]
+    fn names_written_in_the_text_whole_and_in_any_case() {
+        let text = "Chile's capital is Santiago; the Alcobendas airport.";
+        assert!(written_in(text, "chile"));
+        assert!(written_in(text, "Alcobendas Airport"));
+        assert!(!written_in(text, "Alcobendas Campus"));
+        assert!(!written_in(text, "Santia"));
+        assert!(!written_in(text, " "));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::chunk::{self, Chunk};
 use crate::direction::{stated_for_another, stated_reversed};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
-use crate::names::{without_relation_words, Names};
+use crate::names::{without_relation_words, written_in, Names};
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -636,6 +636,13 @@ impl<'a> Pipeline<'a> {
                         Some("an entity the text does not mention".to_owned())
                     } else if !object_grounded {
                         Some("a value the text does not state".to_owned())
+                    } else if round > 0
+                        && (!written_in(&item.body, &subject)
+                            || matches!(&object, literal::Object::Entity(o) if !written_in(&item.body, o)))
+                    {
+                        // A hinted round copies phrases from its hints (a definition's words
+                        // as a subject, "Alcobendas Campus"): its names must be the text's.
+                        Some("a refinement round's name the text does not write".to_owned())
                     } else {
                         literal::range_violation(object_text, range.as_deref())
                     };
