@@ -74,6 +74,11 @@ fn tokens(text: &str) -> Vec<String> {
     out
 }
 
+/// Whether `text` has the words `w` at position `p`.
+fn at(text: &[String], p: usize, w: &[String]) -> bool {
+    p + w.len() <= text.len() && text[p..p + w.len()] == *w
+}
+
 /// Whether `text` states that `value` is the `relation` of `holder` ("value is the relation
 /// of holder", "value, the relation of holder", "holder's relation is value", "the relation
 /// of holder is value").
@@ -84,9 +89,7 @@ fn states(text: &[String], relation: &[String], holder: &[String], value: &[Stri
     {
         return false;
     }
-    let at = |p: usize, w: &[String]| -> bool {
-        p + w.len() <= text.len() && text[p..p + w.len()] == *w
-    };
+    let at = |p: usize, w: &[String]| at(text, p, w);
     // Past the words of `set` at `p`, at most `most`: the position and how many.
     let skip = |mut p: usize, set: &[&str], most: usize| -> (usize, usize) {
         let mut n = 0;
@@ -209,7 +212,7 @@ fn definition_phrases(definition: &str) -> Vec<Vec<String>> {
 /// Whether `text` has one of `phrases` followed by `name` (after an article, and at most one
 /// more word: "works for the firm Herrera y Lagos").
 fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
-    let at = |p: usize, w: &[String]| p + w.len() <= text.len() && text[p..p + w.len()] == *w;
+    let at = |p: usize, w: &[String]| at(text, p, w);
     phrases.iter().filter(|ph| ph.len() >= 2).any(|ph| {
         (0..text.len()).any(|p| {
             if !at(p, ph) {
@@ -226,7 +229,7 @@ fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> 
 
 /// Whether `name` comes after one of `phrases` in the same sentence.
 fn after_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
-    let at = |p: usize, w: &[String]| p + w.len() <= text.len() && text[p..p + w.len()] == *w;
+    let at = |p: usize, w: &[String]| at(text, p, w);
     phrases.iter().filter(|ph| ph.len() >= 2).any(|ph| {
         (0..text.len()).filter(|&p| at(p, ph)).any(|p| {
             (p + ph.len()..text.len())

@@ -49,24 +49,25 @@ pub(crate) fn is_pronoun(name: &str) -> bool {
 
 /// Whether `text` uses `name` as a whole name somewhere not followed by an apostrophe.
 fn used_bare(text: &str, name: &str) -> bool {
+    whole_word_match(text, name, true)
+}
+
+/// Whether `text` has `name` between word boundaries; with `bare`, not followed by an
+/// apostrophe either (a possessive is another use of the name).
+fn whole_word_match(text: &str, name: &str, bare: bool) -> bool {
     text.match_indices(name).any(|(at, _)| {
         let before = text[..at].chars().next_back();
         let after = text[at + name.len()..].chars().next();
         before.is_none_or(|c| !c.is_alphanumeric())
-            && after.is_none_or(|c| !c.is_alphanumeric() && c != '\'' && c != '\u{2019}')
+            && after
+                .is_none_or(|c| !c.is_alphanumeric() && !(bare && (c == '\'' || c == '\u{2019}')))
     })
 }
 
 /// Whether `text` writes `name` as a whole name, ignoring case.
 pub(crate) fn written_in(text: &str, name: &str) -> bool {
-    let (text, name) = (text.to_lowercase(), name.trim().to_lowercase());
-    !name.is_empty()
-        && text.match_indices(&name).any(|(at, _)| {
-            let before = text[..at].chars().next_back();
-            let after = text[at + name.len()..].chars().next();
-            before.is_none_or(|c| !c.is_alphanumeric())
-                && after.is_none_or(|c| !c.is_alphanumeric())
-        })
+    let name = name.trim().to_lowercase();
+    !name.is_empty() && whole_word_match(&text.to_lowercase(), &name, false)
 }
 
 /// `name` without a possessive ending ("'s", or "'" after an s) when `text` also uses the
