@@ -72,6 +72,10 @@ pub struct ModelArgs {
     /// nearest to each chunk and may name only schema relations.
     #[arg(long, env = "TESSERA_GUIDED")]
     pub guided: bool,
+    /// No cover pass: by default, names and numbers of the text that no extracted triple
+    /// holds are given back to the model, one more triple each.
+    #[arg(long, env = "TESSERA_NO_COVER")]
+    pub no_cover: bool,
 }
 
 impl ModelArgs {
@@ -107,6 +111,7 @@ impl ModelArgs {
         }
         c.edc.support = self.support.clamp(0.0, 1.0);
         c.edc.guided = self.guided;
+        c.edc.cover = !self.no_cover;
         let endpoints: Vec<String> = self
             .remote
             .iter()

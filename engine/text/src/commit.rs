@@ -103,6 +103,9 @@ pub struct ReportStats {
     /// Triples moved from a relation asking for a date or year, which their object is not,
     /// to the nearest schema relation asking for neither.
     pub rerouted: usize,
+    /// Triples the cover pass wrote for names the first extraction left out (before the
+    /// later stages and checks).
+    pub covered: usize,
     /// Model tokens per stage, in the order of [`TOKEN_STAGES`](crate::TOKEN_STAGES).
     pub tokens: [crate::StageTokens; 5],
 }
@@ -272,6 +275,7 @@ pub(crate) fn commit(
             reversed: plan.stats.reversed,
             unsupported: plan.stats.unsupported,
             rerouted: plan.stats.rerouted,
+            covered: plan.stats.covered,
             tokens: plan.stats.tokens,
         },
         labels_written: Vec::new(),

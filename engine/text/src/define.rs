@@ -122,13 +122,7 @@ impl Pipeline<'_> {
         if requests.is_empty() {
             return Ok(out);
         }
-        let gens = self.model.generate_each(&requests)?;
-        if gens.len() != todo.len() {
-            return Err(EdcError::Outputs {
-                asked: todo.len(),
-                got: gens.len(),
-            });
-        }
+        let gens = crate::model::generate_all(self.model, &requests)?;
         for ((i, _, _), g) in todo.iter().zip(gens) {
             stats[*i].add_generation(Stage::Define, &g);
             let written: HashMap<String, String> =

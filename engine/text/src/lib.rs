@@ -12,6 +12,7 @@ mod canonicalize;
 pub mod check;
 pub mod chunk;
 pub mod commit;
+mod cover;
 pub mod csv;
 mod define;
 mod direction;

@@ -42,6 +42,32 @@ pub trait TextModel: Send + Sync {
     fn prompt_size(&self, _prompt: &Prompt) -> Option<(usize, usize)> {
         None
     }
+    /// A chat prompt of `fixed`, one user turn and the further turns `rest` (its answer and
+    /// a follow-up question), for a generation under a Lark grammar; `None` where the model
+    /// takes neither (a chat server's API).
+    fn render_turns(
+        &self,
+        _fixed: &[ChatMessage],
+        _user: &str,
+        _rest: &[ChatMessage],
+    ) -> Result<Option<Prompt>, EdcError> {
+        Ok(None)
+    }
+}
+
+/// [`TextModel::generate_each`], checked to answer every request.
+pub(crate) fn generate_all(
+    model: &dyn TextModel,
+    requests: &[(Prompt, GenerateOptions)],
+) -> Result<Vec<Generation>, EdcError> {
+    let gens = model.generate_each(requests)?;
+    if gens.len() != requests.len() {
+        return Err(EdcError::Outputs {
+            asked: requests.len(),
+            got: gens.len(),
+        });
+    }
+    Ok(gens)
 }
 
 /// Sentence embeddings as the pipeline uses them (implemented by [`Embedder`]).
@@ -99,6 +125,45 @@ impl TextModel for LanguageModel {
 
     fn prompt_size(&self, prompt: &Prompt) -> Option<(usize, usize)> {
         LanguageModel::prompt_size(self, prompt).ok()
+    }
+
+    fn render_turns(
+        &self,
+        fixed: &[ChatMessage],
+        user: &str,
+        rest: &[ChatMessage],
+    ) -> Result<Option<Prompt>, EdcError> {
+        let mut prompt = self.render(fixed, user)?;
+        if prompt.prefix.is_empty() {
+            return Ok(None);
+        }
+        // The further turns as the template writes them after the user turn: render the whole
+        // conversation and take what follows the user turn's content. Their contents are
+        // data too (the model's answer quotes the text; the follow-up names the text's words).
+        let mut messages = fixed.to_vec();
+        messages.push(ChatMessage::user(USER_MARK));
+        messages.extend_from_slice(rest);
+        let full = self.chat(&messages)?;
+        let Some(at) = full.find(USER_MARK) else {
+            return Ok(None);
+        };
+        let after = &full[at + USER_MARK.len()..];
+        let mut text = String::with_capacity(user.len() + after.len());
+        text.push_str(user);
+        let mut data: Vec<std::ops::Range<usize>> = std::iter::once(0..user.len()).collect();
+        let mut from = 0;
+        for m in rest {
+            let Some(k) = after[from..].find(m.content.as_str()) else {
+                return Ok(None);
+            };
+            let start = user.len() + from + k;
+            data.push(start..start + m.content.len());
+            from += k + m.content.len();
+        }
+        text.push_str(after);
+        prompt.text = text;
+        prompt.data = data;
+        Ok(Some(prompt))
     }
 }
 

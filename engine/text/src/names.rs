@@ -43,7 +43,12 @@ const PRONOUNS: &[&str] = &[
 
 /// Whether `name` is only a pronoun.
 pub(crate) fn is_pronoun(name: &str) -> bool {
-    let n = name.trim().to_lowercase();
+    let name = name.trim();
+    // Written in capitals, it is an abbreviation ("US", "IT").
+    if name.chars().count() >= 2 && name.chars().all(|c| c.is_uppercase() || c == '.') {
+        return false;
+    }
+    let n = name.to_lowercase();
     PRONOUNS.contains(&n.as_str())
 }
 

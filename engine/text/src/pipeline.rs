@@ -69,6 +69,9 @@ pub struct EdcOptions {
     /// triples of refinement rounds (at [`SUPPORT_THRESHOLD`]); above 0 every triple is
     /// checked.
     pub support: f32,
+    /// Cover pass after open extraction: names and numbers of the text that no extracted
+    /// triple holds are given back to the model, one more triple each ([`Pipeline::cover`]).
+    pub cover: bool,
     /// Store examples per chunk: with an example pool ([`Pipeline::with_examples`]), open
     /// extraction shows the chunk this many of the nearest examples after the built-in ones.
     pub examples: usize,
@@ -108,6 +111,10 @@ impl Default for EdcOptions {
             // model answers Yes or No with nearly the same probability whatever the fact), so
             // by default only refinement rounds' triples are checked.
             support: 0.0,
+            // Measured on WebNLG items outside the scored sample (`--outside-sample --limit
+            // 96`) with Qwen2.5-0.5B: Partial F1 0.585 -> 0.614, at 0.48 against 0.54
+            // texts/s.
+            cover: true,
             // As many as the built-in examples.
             examples: 3,
             cancel: Cancel::default(),
@@ -213,6 +220,9 @@ pub struct Stats {
     /// Triples moved from a relation asking for a date or year, which their object is not,
     /// to the nearest schema relation asking for neither ([`Pipeline::reroute`]).
     pub rerouted: usize,
+    /// Triples written by the cover pass ([`Pipeline::cover`]) for names the first
+    /// extraction left out.
+    pub covered: usize,
     /// Model tokens per stage, in the order of [`TOKEN_STAGES`] (generated and scored
     /// prompts alike; the totals above are their sums).
     pub tokens: [StageTokens; 5],
@@ -337,6 +347,7 @@ impl Stats {
         self.reversed += o.reversed;
         self.unsupported += o.unsupported;
         self.rerouted += o.rerouted;
+        self.covered += o.covered;
         for (t, o) in self.tokens.iter_mut().zip(&o.tokens) {
             t.add(o);
         }
@@ -481,6 +492,12 @@ impl<'a> Pipeline<'a> {
             hints.as_ref().and(allowed.as_deref()),
             &mut stats,
         )?;
+        let triples = if self.opts.cover && hints.is_none() {
+            self.check_cancel()?;
+            self.cover(&items, &triples, &mut stats)?
+        } else {
+            triples
+        };
         share(&mut stats, t0.elapsed(), |s, d| s.extract += d);
 
         self.check_cancel()?;

@@ -247,7 +247,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stage_ms = [0u64; 5];
     let mut stage_tokens = [tessera::text::StageTokens::default(); 5];
-    let (mut reversed, mut unsupported, mut rerouted) = (0, 0, 0);
+    let (mut reversed, mut unsupported, mut rerouted, mut covered) = (0, 0, 0, 0);
     let mut predicted: Vec<Vec<Triple>> = vec![Vec::new(); items.len()];
     let texts: Vec<&str> = items.iter().map(|&i| data.texts[i].as_str()).collect();
     db.insert_texts_each(&texts, &opts, args.batch, &mut |k, r| {
@@ -268,6 +268,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
                 }
                 unsupported += r.stats.unsupported;
                 rerouted += r.stats.rerouted;
+                covered += r.stats.covered;
                 for d in &r.dropped {
                     let why = d.reason.split(" (").next().unwrap_or(&d.reason);
                     let why = if why.starts_with("no schema relation") {
@@ -353,6 +354,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "relation kind: {rerouted} triples moved from a date or year relation their object is not to the nearest relation asking for neither"
+    )?;
+    writeln!(
+        out,
+        "cover pass: {covered} triples written for names and numbers the first extraction left out"
     )?;
     let mut a = Analysis::default();
     for (p, g) in predicted.iter().zip(&gold) {

@@ -1,0 +1,545 @@
+//! Cover: the names and numbers a chunk writes that none of its extracted triples uses, each
+//! given back to the model as one more triple to write. Small models stop a list of facts
+//! early (with Qwen2.5-0.5B, texts of seven facts got two thirds as many triples as facts)
+//! and leave out whole entities; asked to continue their own list with a triple that holds a
+//! given name, they state the fact the text gives about it. Entry point:
+//! [`Pipeline::cover`]; its output is the extraction with the new triples appended.
+//!
+//! The continuation is the extraction prompt followed by the model's own list, reopened, and
+//! a grammar that admits, for each uncovered name in text order, exactly one triple with that
+//! name as its subject or its object. The new triples go through every later stage and check
+//! as the others do.
+
+use crate::model::generate_all;
+use crate::names::words;
+use crate::output::parse_triples;
+use crate::pipeline::{
+    Extracted, Item, Pipeline, Stage, Stats, MAX_NAME_CHARS, MAX_RELATION_CHARS,
+};
+use crate::prompts;
+use crate::EdcError;
+use serde_json::json;
+use std::collections::HashSet;
+use tessera_llm::{ChatMessage, Constraint, GenerateOptions};
+
+/// Most names given back for one chunk.
+pub const MAX_ANCHORS: usize = 6;
+
+/// Lower-case words that join the capitalised words of one name ("Republic of China",
+/// "Coaracy da Mata Fonseca").
+const CONNECTORS: &[&str] = &[
+    "of", "de", "da", "do", "dos", "das", "del", "della", "di", "du", "la", "le", "von", "van",
+    "der", "den", "y", "al", "el",
+];
+
+/// Capitalised words that are not names on their own.
+const NOT_NAMES: &[&str] = &[
+    "the", "a", "an", "this", "that", "these", "those", "it", "its", "he", "she", "his", "her",
+    "they", "their", "we", "our", "i", "in", "on", "at", "by", "for", "from", "with", "as", "and",
+    "but", "or", "also", "after", "before", "during", "since", "there", "here", "when", "while",
+    "although", "however", "both",
+];
+
+/// One word of the text with what follows it.
+#[derive(Debug)]
+struct Word<'a> {
+    text: &'a str,
+    /// Byte offset of the word in the text.
+    at: usize,
+    /// Punctuation after it ends a name (a comma, a bracket, a sentence end).
+    breaks: bool,
+    /// A comma right after it.
+    comma: bool,
+    /// The first word of a sentence.
+    starts_sentence: bool,
+}
+
+fn split_words(text: &str) -> Vec<Word<'_>> {
+    let mut out: Vec<Word<'_>> = Vec::new();
+    let mut sentence_start = true;
+    for raw in text.split_whitespace() {
+        let raw_at = raw.as_ptr() as usize - text.as_ptr() as usize;
+        let lead = raw
+            .char_indices()
+            .find(|(_, c)| c.is_alphanumeric())
+            .map(|(i, _)| i);
+        let Some(lead) = lead else {
+            // Punctuation alone ("-", "(") breaks a name.
+            if let Some(last) = out.last_mut() {
+                last.breaks = true;
+            }
+            sentence_start |= raw.ends_with(['.', '!', '?']);
+            continue;
+        };
+        if lead > 0 {
+            if let Some(last) = out.last_mut() {
+                last.breaks = true;
+            }
+        }
+        let body = &raw[lead..];
+        // Trailing punctuation, keeping the dots of initials and abbreviations ("A.M.", "Jr.").
+        let end = body
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_alphanumeric())
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let word = &body[..end];
+        let tail = &body[end..];
+        let initial = word.chars().count() <= 2 || word.contains('.');
+        let ends_sentence =
+            tail.contains(['!', '?']) || (tail.starts_with('.') && !(initial && tail == "."));
+        let (word, breaks) = if tail == "." && initial && !ends_sentence {
+            (&body[..end + 1], false)
+        } else {
+            (
+                word,
+                !tail.is_empty() && !tail.starts_with(['\'', '\u{2019}']),
+            )
+        };
+        out.push(Word {
+            text: word,
+            at: raw_at + lead,
+            breaks: breaks || ends_sentence,
+            comma: tail.starts_with(','),
+            starts_sentence: sentence_start,
+        });
+        sentence_start = ends_sentence;
+    }
+    out
+}
+
+fn capitalised(w: &str) -> bool {
+    w.chars().next().is_some_and(char::is_uppercase)
+}
+
+fn has_digit(w: &str) -> bool {
+    w.chars().any(|c| c.is_ascii_digit())
+}
+
+fn is_ordinal(w: &str) -> bool {
+    let lower = w.to_lowercase();
+    ["st", "nd", "rd", "th"].iter().any(|s| {
+        lower
+            .strip_suffix(s)
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+fn is_month(w: &str) -> bool {
+    crate::literal::month(w).is_some()
+}
+
+/// The names and numbers `text` writes, in order, once each: runs of capitalised words
+/// (joined by connectors such as "of", with numbers inside or in front: "Apollo 14", "1147
+/// Stavropolis"), dates written with a month name, and numbers. A capitalised word alone at
+/// the start of a sentence is a name only when the text also capitalises it elsewhere.
+pub(crate) fn anchors(text: &str) -> Vec<Anchor> {
+    let ws = split_words(text);
+    let mid_sentence_caps: HashSet<&str> = ws
+        .iter()
+        .filter(|w| !w.starts_sentence && capitalised(w.text))
+        .map(|w| w.text)
+        .collect();
+    let mut out: Vec<Anchor> = Vec::new();
+    let mut push = |text: String, within: Option<String>| {
+        if !text.is_empty() && !out.iter().any(|a| a.text == text) {
+            out.push(Anchor { text, within });
+        }
+    };
+    // The last name and the index of its last word: a name right after it and a comma, and
+    // ending there ("Valparaíso, Chile."), is in apposition to it.
+    let mut last_name: Option<(String, usize)> = None;
+    let mut i = 0;
+    while i < ws.len() {
+        let w = &ws[i];
+        // A date: a month name with numbers around it ("November 18th 1923", "11 June 1929",
+        // "the 30th of March, 2007").
+        let month_next = |k: usize| {
+            ws.get(k).is_some_and(|n| is_month(n.text))
+                || (ws.get(k).is_some_and(|n| n.text == "of" && !n.breaks)
+                    && ws.get(k + 1).is_some_and(|n| is_month(n.text)))
+        };
+        if is_month(w.text) || (has_digit(w.text) && !w.breaks && month_next(i + 1)) {
+            let mut j = i;
+            let mut parts = Vec::new();
+            while let Some(x) = ws.get(j) {
+                if !(is_month(x.text) || has_digit(x.text) || x.text == "of") {
+                    break;
+                }
+                parts.push(x);
+                j += 1;
+                // "October 13, 1964", "March, 2007": a comma before the year.
+                let year_next = ws.get(j).is_some_and(|n| {
+                    n.text.len() == 4 && n.text.chars().all(|c| c.is_ascii_digit())
+                });
+                if x.breaks && !year_next {
+                    break;
+                }
+            }
+            if parts.iter().any(|p| has_digit(p.text)) {
+                push(span(text, &parts), None);
+                i = j;
+                continue;
+            }
+        }
+        let starts_name = capitalised(w.text)
+            || (has_digit(w.text)
+                && !w.breaks
+                && ws
+                    .get(i + 1)
+                    .is_some_and(|n| capitalised(n.text) && !is_month(n.text)));
+        if !starts_name {
+            // A number, not an ordinal ("the 30th", "1st"), which is a part of a date or a
+            // name or nothing on its own.
+            if has_digit(w.text) && !is_ordinal(w.text) {
+                push(w.text.to_owned(), None);
+            }
+            i += 1;
+            continue;
+        }
+        // The longest run of name words from here.
+        let mut j = i;
+        let mut end = i;
+        while let Some(x) = ws.get(j) {
+            let part =
+                capitalised(x.text) && !is_month(x.text) || (j > i && has_digit(x.text)) || j == i;
+            let connector = j > i
+                && CONNECTORS.contains(&x.text)
+                && !x.breaks
+                && ws.get(j + 1).is_some_and(|n| capitalised(n.text));
+            if !(part || connector) {
+                break;
+            }
+            if part {
+                end = j;
+            }
+            j += 1;
+            if x.breaks {
+                break;
+            }
+        }
+        let mut words: Vec<&Word<'_>> = ws[i..=end].iter().collect();
+        // A leading article or pronoun is not part of the name.
+        while words.len() > 1 && NOT_NAMES.contains(&words[0].text.to_lowercase().as_str()) {
+            words.remove(0);
+        }
+        let single = words.len() == 1;
+        let first = words[0];
+        let keep = !(single
+            && (NOT_NAMES.contains(&first.text.to_lowercase().as_str())
+                || (first.starts_sentence && !mid_sentence_caps.contains(first.text))));
+        if keep {
+            let name = span(text, &words);
+            let after_comma = last_name
+                .as_ref()
+                .filter(|(_, e)| e + 1 == i && ws[*e].comma)
+                .map(|(n, _)| n.clone());
+            let ends_there = ws[end].breaks
+                || ws
+                    .get(end + 1)
+                    .is_none_or(|n| !capitalised(n.text) && !["and", "or"].contains(&n.text));
+            let within = after_comma.filter(|_| ends_there);
+            push(name.clone(), within);
+            last_name = Some((name, end));
+        }
+        i = end + 1;
+    }
+    out
+}
+
+/// A name or number of the text: with `within`, the name it follows in apposition
+/// ("Valparaíso" for "Chile" in "from Valparaíso, Chile;"), which the text places it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Anchor {
+    pub text: String,
+    pub within: Option<String>,
+}
+
+/// The text from the first word to the end of the last, its white space made single spaces.
+fn span(text: &str, words: &[&Word<'_>]) -> String {
+    match (words.first(), words.last()) {
+        (Some(a), Some(b)) => text[a.at..b.at + b.text.len()]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn digit_runs(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            cur.push(c);
+        } else if !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Whether some name of `triples` already holds `anchor`: every word of the anchor in one
+/// name, or a name of two or more words all inside the anchor; for numbers and dates, the
+/// digits (a date's year).
+fn covered(anchor: &str, triples: &[[String; 3]]) -> bool {
+    let names = triples.iter().flat_map(|t| [&t[0], &t[2]]);
+    let runs = digit_runs(anchor);
+    let is_date = anchor.split_whitespace().any(is_month);
+    if runs.len() == anchor.split_whitespace().count() || is_date {
+        // A number or a date: its digits (a date's year) written in some name.
+        let needed: Vec<&String> = if is_date {
+            runs.iter().filter(|r| r.len() == 4).collect::<Vec<_>>()
+        } else {
+            runs.iter().collect()
+        };
+        let needed = if needed.is_empty() {
+            runs.iter().collect()
+        } else {
+            needed
+        };
+        let have: HashSet<String> = triples
+            .iter()
+            .flat_map(|t| [&t[0], &t[2]])
+            .flat_map(|n| digit_runs(n))
+            .collect();
+        return needed.iter().all(|r| have.contains(*r));
+    }
+    let a: HashSet<String> = words(anchor).into_iter().collect();
+    if a.is_empty() {
+        return true;
+    }
+    names.into_iter().any(|n| {
+        let w: HashSet<String> = words(n).into_iter().collect();
+        a.is_subset(&w) || (w.len() >= 2 && w.is_subset(&a))
+    })
+}
+
+/// The names of `text` (see [`anchors`]) that no triple holds, at most [`MAX_ANCHORS`].
+pub(crate) fn uncovered(text: &str, triples: &[[String; 3]]) -> Vec<Anchor> {
+    anchors(text)
+        .into_iter()
+        // A name in apposition is left alone: given back, the small model relates it to the
+        // name before it with whatever relation its list last used (Valparaíso employer
+        // Chile), and without that name to the wrong entity.
+        .filter(|a| a.within.is_none() && !covered(&a.text, triples))
+        .take(MAX_ANCHORS)
+        .collect()
+}
+
+/// The grammar of a continuation: for each anchor, one triple holding it as the subject or
+/// the object, then the list's end.
+fn continuation_grammar(anchors: &[Anchor]) -> String {
+    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS});
+    let relation = json!({"type": "string", "minLength": 1, "maxLength": MAX_RELATION_CHARS});
+    let mut g = String::from("start: \"[\" ");
+    for k in 0..anchors.len() {
+        if k > 0 {
+            g.push_str(" \",\" ");
+        }
+        g.push_str(&format!("t{k}"));
+    }
+    g.push_str(" \"]\"\n");
+    // A name as a JSON string, written as a Lark string literal.
+    let lit = |n: &str| {
+        serde_json::to_string(&serde_json::to_string(n).unwrap_or_default()).unwrap_or_default()
+    };
+    for (k, a) in anchors.iter().enumerate() {
+        let at = lit(&a.text);
+        match &a.within {
+            // In apposition: the text places the anchor's name in the name before it.
+            Some(w) => g.push_str(&format!(
+                "t{k}: \"[\" {} \",\" rel \",\" {at} \"]\"\n",
+                lit(w)
+            )),
+            None => g.push_str(&format!(
+                "t{k}: \"[\" {at} \",\" rel \",\" name \"]\" | \"[\" name \",\" rel \",\" {at} \"]\"\n"
+            )),
+        }
+    }
+    g.push_str(&format!("rel: %json {relation}\nname: %json {name}\n"));
+    g
+}
+
+impl Pipeline<'_> {
+    /// Cover: for each chunk, the names and numbers its text writes that no extracted triple
+    /// holds are given back to the model, which continues its own list with one triple for
+    /// each. Returns the extraction with those triples appended, and how many were added.
+    pub fn cover(
+        &self,
+        items: &[Item],
+        triples: &Extracted,
+        stats: &mut [Stats],
+    ) -> Result<Extracted, EdcError> {
+        let mut out = triples.clone();
+        let fixed = prompts::extract_fixed(false);
+        let mut todo: Vec<usize> = Vec::new();
+        let mut requests = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let have = &triples[i];
+            if have.len() >= self.opts.max_triples {
+                continue;
+            }
+            let anchors: Vec<Anchor> = uncovered(&item.body, have)
+                .into_iter()
+                .take(self.opts.max_triples - have.len())
+                .collect();
+            if anchors.is_empty() {
+                continue;
+            }
+            // The model's own answer, then the names it left out.
+            let rest = [
+                ChatMessage::assistant(
+                    serde_json::to_string(have).unwrap_or_else(|_| "[]".to_owned()),
+                ),
+                ChatMessage::user(prompts::cover_user(
+                    &anchors.iter().map(|a| a.text.as_str()).collect::<Vec<_>>(),
+                )),
+            ];
+            let Some(prompt) =
+                self.model
+                    .render_turns(&fixed, &prompts::extract_user(&item.body, None), &rest)?
+            else {
+                return Ok(out);
+            };
+            let opts = GenerateOptions {
+                max_tokens: 48 * anchors.len() + 8,
+                constraint: Some(Constraint::Lark(continuation_grammar(&anchors))),
+                cancel: self.opts.cancel.clone(),
+                ..GenerateOptions::default()
+            };
+            todo.push(i);
+            requests.push((prompt, opts));
+        }
+        if requests.is_empty() {
+            return Ok(out);
+        }
+        let gens = generate_all(self.model, &requests)?;
+        for (&i, g) in todo.iter().zip(&gens) {
+            stats[i].add_generation(Stage::Extract, g);
+            let added = parse_triples(&g.text, g.finish);
+            stats[i].covered += added.len();
+            out[i].extend(added);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(a: Vec<Anchor>) -> Vec<String> {
+        a.into_iter().map(|a| a.text).collect()
+    }
+
+    #[test]
+    fn anchors_are_names_dates_and_numbers() {
+        let a = texts(anchors(
+            "Born in New Hampshire on November 18th 1923 and dying in California, Alan \
+             Shepard was a US national who was selected by NASA in 1959.",
+        ));
+        assert_eq!(
+            a,
+            [
+                "New Hampshire",
+                "November 18th 1923",
+                "California",
+                "Alan Shepard",
+                "US",
+                "NASA",
+                "1959"
+            ]
+        );
+        let a = texts(anchors(
+            "Nie Haisheng was born in Hubei, Zaoyang on October 13, 1964. He is from the \
+             People's Republic of China and flew on Apollo 14 with Robert A.M. Stern. The \
+             1147 Stavropolis asteroid has 17000 members. It was built between the 30th of \
+             March, 2007 and the 1st of June, 2009, on its 2nd try.",
+        ));
+        assert_eq!(
+            a,
+            [
+                "Nie Haisheng",
+                "Hubei",
+                "Zaoyang",
+                "October 13, 1964",
+                "People's Republic of China",
+                "Apollo 14",
+                "Robert A.M. Stern",
+                "1147 Stavropolis",
+                "17000",
+                "30th of March, 2007",
+                "1st of June, 2009"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_capitalised_first_word_is_a_name_only_when_capitalised_elsewhere() {
+        assert_eq!(
+            texts(anchors("Champions of the league. Bionico is sweet.")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            texts(anchors("Bionico is sweet. People like Bionico.")),
+            ["Bionico"]
+        );
+        assert_eq!(
+            texts(anchors("The Mason School of Business is in Virginia.")),
+            ["Mason School of Business", "Virginia"]
+        );
+    }
+
+    #[test]
+    fn a_name_after_a_name_and_a_comma_is_in_apposition() {
+        let a = anchors("He is from Valparaíso, Chile; he visits France, Spain and Italy.");
+        let within: Vec<(&str, Option<&str>)> = a
+            .iter()
+            .map(|a| (a.text.as_str(), a.within.as_deref()))
+            .collect();
+        assert_eq!(
+            within,
+            [
+                ("Valparaíso", None),
+                ("Chile", Some("Valparaíso")),
+                ("France", None),
+                ("Spain", None),
+                ("Italy", None)
+            ]
+        );
+        let g = continuation_grammar(&a[1..2]);
+        assert!(
+            g.contains(r#"t0: "[" "\"Valparaíso\"" "," rel "," "\"Chile\"" "]""#),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn covered_names_and_numbers_are_not_given_back() {
+        let t = |s: &str, r: &str, o: &str| [s.to_owned(), r.to_owned(), o.to_owned()];
+        let have = [
+            t("Alan Shepard", "birthDate", "1923-11-18"),
+            t("Alan Shepard", "deathPlace", "California"),
+            t("The Alan B Miller Hall", "address", "101 Ukrop Way"),
+        ];
+        let text = "Alan Shepard, born on November 18th 1923 in New Hampshire, died in \
+                    California in 1998. Alan B Miller Hall is at 101 Ukrop Way.";
+        assert_eq!(texts(uncovered(text, &have)), ["New Hampshire", "1998"]);
+    }
+
+    #[test]
+    fn the_grammar_holds_each_anchor_once() {
+        let anchor = |t: &str| Anchor {
+            text: t.to_owned(),
+            within: None,
+        };
+        let g = continuation_grammar(&[anchor("New Hampshire"), anchor("Say \"hi\"")]);
+        assert!(g.starts_with("start: \"[\" t0 \",\" t1 \"]\"\n"), "{g}");
+        assert!(g.contains(r#"t0: "[" "\"New Hampshire\"" "," rel "," name "]" | "[" name "," rel "," "\"New Hampshire\"" "]""#), "{g}");
+        assert!(g.contains(r#""\"Say \\\"hi\\\"\"""#), "{g}");
+    }
+}
