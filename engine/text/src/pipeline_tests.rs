@@ -26,6 +26,9 @@ struct ScriptedFakeModel {
     scored: Mutex<Vec<String>>,
     /// Every generation prompt, fixed part and rest.
     prompts: Mutex<Vec<String>>,
+    /// Answers of the cover pass by a name given back; empty: the model takes no further
+    /// turns (as a chat server), and the pass is skipped.
+    covers: Vec<(&'static str, &'static str)>,
 }
 
 impl TextModel for ScriptedFakeModel {
@@ -39,6 +42,21 @@ impl TextModel for ScriptedFakeModel {
             data: Vec::new(),
         })
     }
+    fn render_turns(
+        &self,
+        fixed: &[ChatMessage],
+        user: &str,
+        rest: &[ChatMessage],
+    ) -> Result<Option<Prompt>, EdcError> {
+        if self.covers.is_empty() {
+            return Ok(None);
+        }
+        let mut p = self.render(fixed, user)?;
+        for m in rest {
+            p.text.push_str(&format!("\n[{}] {}", m.role, m.content));
+        }
+        Ok(Some(p))
+    }
     fn generate(
         &self,
         prompts: &[Prompt],
@@ -46,6 +64,7 @@ impl TextModel for ScriptedFakeModel {
     ) -> Result<Vec<Generation>, EdcError> {
         let grammar = match &opts.constraint {
             Some(Constraint::JsonSchema(v)) => v.to_string(),
+            Some(Constraint::Lark(g)) => g.clone(),
             _ => String::new(),
         };
         self.constraints.lock().unwrap().push(grammar);
@@ -72,6 +91,12 @@ impl TextModel for ScriptedFakeModel {
                         })
                         .collect();
                     serde_json::Value::Object(obj).to_string()
+                } else if p.text.contains("The text also writes") {
+                    let asked = p.text.rsplit("The text also writes").next().unwrap_or("");
+                    self.covers
+                        .iter()
+                        .find(|(k, _)| asked.contains(k))
+                        .map_or_else(|| "[]".into(), |(_, v)| (*v).to_owned())
                 } else {
                     let script = if p.text.contains("Use these relations") {
                         &self.refined
@@ -126,6 +151,7 @@ fn fake(triples: Vec<(&'static str, &'static str)>, pick: usize) -> ScriptedFake
         constraints: Mutex::new(Vec::new()),
         scored: Mutex::new(Vec::new()),
         prompts: Mutex::new(Vec::new()),
+        covers: Vec::new(),
     }
 }
 
@@ -802,4 +828,59 @@ fn objects_that_are_no_date_leave_date_relations_and_years_become_the_texts_date
         .dropped
         .iter()
         .any(|d| d.triple[2] == "Bergen" && d.reason.contains("asks for a date")));
+}
+
+#[test]
+fn names_the_extraction_left_out_go_back_to_the_model_once_each() {
+    let mut model = fake(vec![("Ada", r#"[["Ada Byron","birthPlace","London"]]"#)], 0);
+    model.covers = vec![("Paris", r#"[["Ada Byron","location","Paris"]]"#)];
+    let text = "Ada Byron was born in London and is located in Paris, with 1815 pages.";
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let plans = p.run(&[text], &Schema::new(&schema())).unwrap();
+    // The written triple joins the extraction and goes through the later stages.
+    assert_eq!(
+        spo(&plans[0]),
+        vec![
+            ("Ada Byron".into(), "birthPlace".into(), "London".into()),
+            ("Ada Byron".into(), "location".into(), "Paris".into()),
+        ]
+    );
+    assert_eq!(plans[0].stats.covered, 1);
+    // One continuation for the chunk: the model's own list, then the names it left out, each
+    // held by one triple of the grammar, in text order.
+    let prompts = model.prompts.lock().unwrap();
+    let asked: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.contains("The text also writes"))
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].contains(r#"[assistant] [["Ada Byron","birthPlace","London"]]"#));
+    assert!(
+        asked[0].contains(r#"The text also writes "Paris", "1815"."#),
+        "{}",
+        asked[0]
+    );
+    let constraints = model.constraints.lock().unwrap();
+    let lark = constraints
+        .iter()
+        .find(|g| g.starts_with("start:"))
+        .unwrap();
+    assert!(lark.starts_with(r#"start: "[" t0 "," t1 "]""#), "{lark}");
+    assert!(lark.contains(r#""\"Paris\"""#) && lark.contains(r#""\"1815\"""#));
+    drop((prompts, constraints));
+
+    // Without further turns (a chat server), or switched off, there is no cover pass.
+    for (covers, cover) in [(Vec::new(), true), (model.covers.clone(), false)] {
+        let mut m = fake(vec![("Ada", r#"[["Ada Byron","birthPlace","London"]]"#)], 0);
+        m.covers = covers;
+        let opts = EdcOptions {
+            cover,
+            ..EdcOptions::default()
+        };
+        let plans = Pipeline::new(&m, &KeywordEmbedder, opts)
+            .run(&[text], &Schema::new(&schema()))
+            .unwrap();
+        assert_eq!(plans[0].triples.len(), 1);
+        assert_eq!(plans[0].stats.covered, 0);
+    }
 }
