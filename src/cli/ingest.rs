@@ -81,11 +81,14 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The language model in words: its name, or the servers it is read through.
     pub fn describe(&self) -> String {
-        let check = if self.support > 0.0 {
+        let mut check = if self.support > 0.0 {
             format!("support check {}", self.support)
         } else {
             "support check on refinement rounds".to_owned()
         };
+        if self.no_cover {
+            check.push_str(", no cover pass");
+        }
         if self.remote.is_empty() {
             return format!("{} ({check})", self.model);
         }

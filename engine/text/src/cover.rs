@@ -76,6 +76,15 @@ fn split_words(text: &str) -> Vec<Word<'_>> {
                 last.breaks = true;
             }
         }
+        // A sign belongs to its number ("UTC offset of -6").
+        let lead = if lead > 0
+            && raw[..lead].ends_with(['-', '+', '\u{2212}'])
+            && raw[lead..].starts_with(|c: char| c.is_ascii_digit())
+        {
+            raw[..lead].char_indices().next_back().map_or(lead, |(i, _)| i)
+        } else {
+            lead
+        };
         let body = &raw[lead..];
         // Trailing punctuation, keeping the dots of initials and abbreviations ("A.M.", "Jr.").
         let end = body
@@ -203,10 +212,14 @@ pub(crate) fn anchors(text: &str) -> Vec<Anchor> {
         while let Some(x) = ws.get(j) {
             let part =
                 capitalised(x.text) && !is_month(x.text) || (j > i && has_digit(x.text)) || j == i;
+            // "Republic of China", "Fellowship of the Ring".
+            let name_at = |k: usize| ws.get(k).is_some_and(|n| capitalised(n.text));
+            let the_at = |k: usize| ws.get(k).is_some_and(|n| n.text == "the" && !n.breaks);
             let connector = j > i
-                && CONNECTORS.contains(&x.text)
                 && !x.breaks
-                && ws.get(j + 1).is_some_and(|n| capitalised(n.text));
+                && ((CONNECTORS.contains(&x.text)
+                    && (name_at(j + 1) || (the_at(j + 1) && name_at(j + 2))))
+                    || (x.text == "the" && CONNECTORS.contains(&ws[j - 1].text) && name_at(j + 1)));
             if !(part || connector) {
                 break;
             }
@@ -461,7 +474,8 @@ mod tests {
             "Nie Haisheng was born in Hubei, Zaoyang on October 13, 1964. He is from the \
              People's Republic of China and flew on Apollo 14 with Robert A.M. Stern. The \
              1147 Stavropolis asteroid has 17000 members. It was built between the 30th of \
-             March, 2007 and the 1st of June, 2009, on its 2nd try.",
+             March, 2007 and the 1st of June, 2009, on its 2nd try. Its UTC offset is -6, as \
+             in The Fellowship of the Ring.",
         ));
         assert_eq!(
             a,
@@ -476,7 +490,10 @@ mod tests {
                 "1147 Stavropolis",
                 "17000",
                 "30th of March, 2007",
-                "1st of June, 2009"
+                "1st of June, 2009",
+                "UTC",
+                "-6",
+                "Fellowship of the Ring"
             ]
         );
     }
