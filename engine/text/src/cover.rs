@@ -1,14 +1,16 @@
 //! Cover: the names and numbers a chunk writes that none of its extracted triples uses, each
 //! given back to the model as one more triple to write. Small models stop a list of facts
 //! early (with Qwen2.5-0.5B, texts of seven facts got two thirds as many triples as facts)
-//! and leave out whole entities; asked to continue their own list with a triple that holds a
-//! given name, they state the fact the text gives about it. Entry point:
-//! [`Pipeline::cover`]; its output is the extraction with the new triples appended.
+//! and leave out whole entities; asked about a name they left out, they state the fact the
+//! text gives about it. Entry point: [`Pipeline::cover`]; its output is the extraction with
+//! the new triples appended.
 //!
-//! The continuation is the extraction prompt followed by the model's own list, reopened, and
-//! a grammar that admits, for each uncovered name in text order, exactly one triple with that
-//! name as its subject or its object. The new triples go through every later stage and check
-//! as the others do.
+//! The question is a further turn of the extraction's conversation: the extraction prompt,
+//! the model's own list as its answer, then the names it left out; a grammar admits, for each
+//! of them in text order, exactly one triple relating it to a name of that list, either way
+//! round. The new triples go through every later stage and check as the others do. It needs a
+//! model that takes further turns and a Lark grammar ([`crate::TextModel::render_turns`]):
+//! the in-engine one.
 
 use crate::model::generate_all;
 use crate::names::words;
@@ -81,7 +83,10 @@ fn split_words(text: &str) -> Vec<Word<'_>> {
             && raw[..lead].ends_with(['-', '+', '\u{2212}'])
             && raw[lead..].starts_with(|c: char| c.is_ascii_digit())
         {
-            raw[..lead].char_indices().next_back().map_or(lead, |(i, _)| i)
+            raw[..lead]
+                .char_indices()
+                .next_back()
+                .map_or(lead, |(i, _)| i)
         } else {
             lead
         };

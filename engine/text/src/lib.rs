@@ -5,7 +5,8 @@
 //! use, schema and entity indexes, one atomic commit per text) and [`grammar::parse`] (the
 //! SPARQL Update extension's front parser). Inside, one file per stage of EDC+R with typed
 //! outputs, [`Pipeline::run`] tying them together:
-//! `extract` -> `define` -> `canonicalize` -> `refine` ([`pipeline`]), then entity linking
+//! `extract` (with its cover pass) -> `define` -> `canonicalize` -> `refine` ([`pipeline`]),
+//! then entity linking
 //! ([`link`]), the commit plan and provenance ([`commit`], [`provenance`]).
 
 mod canonicalize;
