@@ -284,6 +284,9 @@ fn span(text: &str, words: &[&Word<'_>]) -> String {
     }
 }
 
+/// The runs of digits in `s`, split at anything else: "1964-10-13" and "October 13, 1964"
+/// share 13 and 1964. (The pipeline's own `digit_runs` joins digit groups, "3,990" as 3990,
+/// which would read "May 2 1908" as 21908 here.)
 fn digit_runs(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -304,33 +307,25 @@ fn digit_runs(s: &str) -> Vec<String> {
 /// name, or a name of two or more words all inside the anchor; for numbers and dates, the
 /// digits (a date's year).
 fn covered(anchor: &str, triples: &[[String; 3]]) -> bool {
-    let names = triples.iter().flat_map(|t| [&t[0], &t[2]]);
+    let names: Vec<&String> = triples.iter().flat_map(|t| [&t[0], &t[2]]).collect();
     let runs = digit_runs(anchor);
     let is_date = anchor.split_whitespace().any(is_month);
     if runs.len() == anchor.split_whitespace().count() || is_date {
         // A number or a date: its digits (a date's year) written in some name.
-        let needed: Vec<&String> = if is_date {
-            runs.iter().filter(|r| r.len() == 4).collect::<Vec<_>>()
-        } else {
-            runs.iter().collect()
-        };
-        let needed = if needed.is_empty() {
+        let years: Vec<&String> = runs.iter().filter(|r| is_date && r.len() == 4).collect();
+        let needed = if years.is_empty() {
             runs.iter().collect()
         } else {
-            needed
+            years
         };
-        let have: HashSet<String> = triples
-            .iter()
-            .flat_map(|t| [&t[0], &t[2]])
-            .flat_map(|n| digit_runs(n))
-            .collect();
+        let have: HashSet<String> = names.iter().flat_map(|n| digit_runs(n)).collect();
         return needed.iter().all(|r| have.contains(*r));
     }
     let a: HashSet<String> = words(anchor).into_iter().collect();
     if a.is_empty() {
         return true;
     }
-    names.into_iter().any(|n| {
+    names.iter().any(|n| {
         let w: HashSet<String> = words(n).into_iter().collect();
         a.is_subset(&w) || (w.len() >= 2 && w.is_subset(&a))
     })

@@ -133,13 +133,10 @@ impl TextModel for LanguageModel {
         user: &str,
         rest: &[ChatMessage],
     ) -> Result<Option<Prompt>, EdcError> {
-        let mut prompt = self.render(fixed, user)?;
-        if prompt.prefix.is_empty() {
-            return Ok(None);
-        }
-        // The further turns as the template writes them after the user turn: render the whole
-        // conversation and take what follows the user turn's content. Their contents are
-        // data too (the model's answer quotes the text; the follow-up names the text's words).
+        // The whole conversation rendered once: the fixed part ends where the user turn's
+        // content begins (as in `render`), and the further turns follow it as the template
+        // writes them. Their contents are data too (the model's answer quotes the text; the
+        // follow-up names the text's words).
         let mut messages = fixed.to_vec();
         messages.push(ChatMessage::user(USER_MARK));
         messages.extend_from_slice(rest);
@@ -161,9 +158,11 @@ impl TextModel for LanguageModel {
             from += k + m.content.len();
         }
         text.push_str(after);
-        prompt.text = text;
-        prompt.data = data;
-        Ok(Some(prompt))
+        Ok(Some(Prompt {
+            prefix: full[..at].to_owned(),
+            text,
+            data,
+        }))
     }
 }
 
