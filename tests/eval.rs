@@ -81,6 +81,22 @@ fn eval_scores_a_small_dataset() {
     for l in lines.lines() {
         dataset::parse_triples(l).expect("predictions parse back");
     }
+    // Scoring the written predictions again gives the run's own scores, without a model.
+    let rescored = run(&["--score", preds.to_str().expect("utf-8 path")]);
+    assert_eq!(f1(&rescored, "partial"), partial, "{rescored}");
+    assert_eq!(f1(&rescored, "strict"), f1(&out, "strict"), "{rescored}");
+    // A file of another length is refused, naming it.
+    std::fs::write(&preds, "[]\n").expect("write");
+    let short = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["eval", "tiny", "--data"])
+        .arg(d)
+        .args(["--start", "0", "--score"])
+        .arg(&preds)
+        .output()
+        .expect("run");
+    assert!(!short.status.success());
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("predictions.txt") && err.contains("1 lines"), "{err}");
 
     // A broken dataset is one error line naming the file.
     std::fs::write(d.join("evaluate/references/tiny.txt"), "[['a', 'b']]\n").expect("write");

@@ -58,6 +58,10 @@ pub struct EvalArgs {
     /// Score the gold triples against themselves (checks the metric; no model).
     #[arg(long)]
     pub gold_vs_gold: bool,
+    /// Score a predictions file (the `--predictions` format, one line per selected item, in
+    /// order) against the selected items' gold triples instead of reading them (no model).
+    #[arg(long, conflicts_with = "gold_vs_gold")]
+    pub score: Option<PathBuf>,
     /// Model options.
     #[command(flatten)]
     pub models: ModelArgs,
@@ -190,6 +194,29 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if args.gold_vs_gold {
         let s = webnlg::score(&gold, &gold);
         print_scores(&mut out, &s)?;
+        return Ok(());
+    }
+    if let Some(path) = &args.score {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading predictions {}", path.display()))?;
+        let lines: Vec<&str> = text.lines().collect();
+        anyhow::ensure!(
+            lines.len() == items.len(),
+            "{}: {} lines of predictions for {} selected items",
+            path.display(),
+            lines.len(),
+            items.len()
+        );
+        let predicted = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                dataset::parse_triples(l)
+                    .map_err(|m| anyhow::anyhow!("{} line {}: {m}", path.display(), i + 1))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        print_scores(&mut out, &webnlg::score(&predicted, &gold))?;
+        print_analysis(&mut out, &predicted, &gold)?;
         return Ok(());
     }
     let db = Database::in_memory()?.with_text_config(args.models.config());
@@ -359,8 +386,20 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         out,
         "cover pass: {covered} triples written for names and numbers the first extraction left out"
     )?;
+    print_analysis(&mut out, &predicted, &gold)?;
+    for (why, k) in dropped {
+        writeln!(out, "dropped: {why}: {k}")?;
+    }
+    Ok(())
+}
+
+fn print_analysis(
+    out: &mut impl Write,
+    predicted: &[Vec<Triple>],
+    gold: &[Vec<Triple>],
+) -> anyhow::Result<()> {
     let mut a = Analysis::default();
-    for (p, g) in predicted.iter().zip(&gold) {
+    for (p, g) in predicted.iter().zip(gold) {
         analyse(&mut a, p, g);
     }
     let total_gold: usize = gold.iter().map(Vec::len).sum();
@@ -369,9 +408,6 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         "error analysis over {total_gold} gold triples: exact {} | reversed {} | right entities, wrong relation {} | right relation, entity form differs {} | missed by extraction {}; spurious predictions {}",
         a.exact, a.reversed, a.wrong_relation, a.entity_form, a.missed, a.spurious
     )?;
-    for (why, k) in dropped {
-        writeln!(out, "dropped: {why}: {k}")?;
-    }
     Ok(())
 }
 
