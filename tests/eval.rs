@@ -96,7 +96,10 @@ fn eval_scores_a_small_dataset() {
         .expect("run");
     assert!(!short.status.success());
     let err = String::from_utf8_lossy(&short.stderr);
-    assert!(err.contains("predictions.txt") && err.contains("1 lines"), "{err}");
+    assert!(
+        err.contains("predictions.txt") && err.contains("1 lines"),
+        "{err}"
+    );
 
     // A broken dataset is one error line naming the file.
     std::fs::write(d.join("evaluate/references/tiny.txt"), "[['a', 'b']]\n").expect("write");
