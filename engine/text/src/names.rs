@@ -8,6 +8,9 @@
 //! bare name (so names that end in one, "St John's", keep it). A pronoun subject stands for the
 //! last subject named before it in the chunk's output (models list facts in the text's order);
 //! with none before it, or as an object, a pronoun names nothing and its triple is dropped.
+//! They also carry the kind of thing along with a name ("FC Terek Grozny club", "1147
+//! Stavropolis asteroid", "Shenzhou 10 mission") and the unit along with a number ("3500
+//! metres"): the name is the name, and a number's unit is the relation's to say.
 
 /// The lowercased alphanumeric words of a text or name, in order, camelCase split
 /// ("birthDate" -> "birth", "date").
@@ -131,6 +134,86 @@ pub(crate) fn without_relation_words(name: &str, relation: &str, text: &str) -> 
     None
 }
 
+/// `name` without the lowercase words after it: a number's unit ("1249.6 days" -> "1249.6")
+/// or a proper name's kind ("Campeonato Brasileiro Série C league" -> "Campeonato Brasileiro
+/// Série C"). A proper name here has at least two words, the first and the last before the
+/// lowercase ones capitalised or a number, so that a described thing ("Contributing
+/// property", "TV series") keeps its noun.
+pub(crate) fn without_kind(name: &str) -> &str {
+    let tokens: Vec<(usize, &str)> = name
+        .split_whitespace()
+        .map(|t| (t.as_ptr() as usize - name.as_ptr() as usize, t))
+        .collect();
+    let lowercase = |t: &str| t.chars().all(|c| c.is_alphabetic() && c.is_lowercase());
+    let Some(k) = tokens.iter().rposition(|(_, t)| !lowercase(t)) else {
+        return name;
+    };
+    if k + 1 == tokens.len() {
+        return name;
+    }
+    let core = &tokens[..=k];
+    let end = core[k].0 + core[k].1.len();
+    let capital_or_number = |t: &str| {
+        t.chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    };
+    let number = |t: &str| {
+        let t = t.trim_start_matches(['-', '+', '\u{2212}']);
+        t.starts_with(|c: char| c.is_ascii_digit())
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+    };
+    let is_number = core.len() == 1 && number(core[0].1);
+    let is_proper = core.len() >= 2 && capital_or_number(core[0].1) && capital_or_number(core[k].1);
+    if is_number || is_proper {
+        name[..end].trim_end_matches([',', '.'])
+    } else {
+        name
+    }
+}
+
+/// The entity an attribute written as a subject belongs to: small models make the attribute
+/// itself the subject ("population density" for "The population density of Mexico is 61.0",
+/// "postal code" for "The postal code for Thurleigh is MK44"). A subject that is not a name
+/// (it starts in lowercase) and that the text writes followed by "of", "for" or "at" (an
+/// article allowed) and a name stands for that name. `None` otherwise.
+pub(crate) fn attribute_holder(subject: &str, text: &str) -> Option<String> {
+    let subject = subject.trim();
+    if !subject.chars().next().is_some_and(char::is_lowercase) || is_pronoun(subject) {
+        return None;
+    }
+    let attribute = words(subject);
+    if attribute.is_empty() {
+        return None;
+    }
+    let tw = words(text);
+    let word = |q: usize| tw.get(q).map(String::as_str);
+    // Where a name may start: right after "<attribute> of|for|at [the|a|an]".
+    let mut starts = Vec::new();
+    for p in 0..tw.len() {
+        if !tw[p..].starts_with(&attribute) {
+            continue;
+        }
+        let mut q = p + attribute.len();
+        if !matches!(word(q), Some("of" | "for" | "at")) {
+            continue;
+        }
+        q += 1;
+        if matches!(word(q), Some("the" | "a" | "an")) {
+            q += 1;
+        }
+        starts.push(q);
+    }
+    if starts.is_empty() {
+        return None;
+    }
+    crate::cover::anchors(text).into_iter().find_map(|a| {
+        let name = words(&a.text);
+        (!name.is_empty() && starts.iter().any(|&q| tw[q..].starts_with(&name))).then_some(a.text)
+    })
+}
+
 /// Names the subjects and objects of one chunk's triples, in order.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
@@ -147,7 +230,7 @@ impl Names {
         if is_pronoun(raw) {
             return self.last_subject.clone().ok_or(PRONOUN_WITHOUT_NAME);
         }
-        let name = without_possessive(raw, text).to_owned();
+        let name = without_kind(without_possessive(raw, text)).to_owned();
         self.last_subject = Some(name.clone());
         Ok(name)
     }
@@ -158,7 +241,7 @@ impl Names {
         if is_pronoun(raw) {
             return Err(PRONOUN_WITHOUT_NAME);
         }
-        Ok(without_possessive(raw, text))
+        Ok(without_kind(without_possessive(raw, text)))
     }
 }
 
@@ -207,6 +290,58 @@ mod tests {
         assert_eq!(strip("Bedford Aerodrome runway surface", "length"), None);
         assert_eq!(strip("Population Council", "population"), None);
         assert_eq!(strip("Bedford", "bedford"), None);
+    }
+
+    #[test]
+    fn an_attribute_subject_stands_for_the_name_it_belongs_to() {
+        let text = "The population density of Mexico is 61.0. The postal code for Thurleigh is \
+                    MK44. The orbital period of the 1147 Stavropolis asteroid is 1249.6.";
+        let holder = |s| attribute_holder(s, text);
+        assert_eq!(holder("population density").as_deref(), Some("Mexico"));
+        assert_eq!(holder("populationDensity").as_deref(), Some("Mexico"));
+        assert_eq!(holder("postal code").as_deref(), Some("Thurleigh"));
+        assert_eq!(
+            holder("orbital period").as_deref(),
+            Some("1147 Stavropolis")
+        );
+        // Names, pronouns, and attributes the text does not tie to a name stay.
+        assert_eq!(holder("Mexico"), None);
+        assert_eq!(holder("it"), None);
+        assert_eq!(holder("population"), None);
+        assert_eq!(holder("capital"), None);
+    }
+
+    #[test]
+    fn kinds_and_units_come_off_names_and_numbers() {
+        assert_eq!(without_kind("FC Terek Grozny club"), "FC Terek Grozny");
+        assert_eq!(
+            without_kind("1147 Stavropolis asteroid"),
+            "1147 Stavropolis"
+        );
+        assert_eq!(without_kind("Shenzhou 10 mission"), "Shenzhou 10");
+        assert_eq!(
+            without_kind("Campeonato Brasileiro Série C league"),
+            "Campeonato Brasileiro Série C"
+        );
+        assert_eq!(without_kind("1249.6 days"), "1249.6");
+        assert_eq!(without_kind("4,349 metres"), "4,349");
+        assert_eq!(without_kind("\u{2212}6 hours"), "\u{2212}6");
+        // A described thing keeps its noun; a name without lowercase words after it is whole.
+        assert_eq!(
+            without_kind("Contributing property"),
+            "Contributing property"
+        );
+        assert_eq!(without_kind("TV series"), "TV series");
+        assert_eq!(without_kind("healthcare products"), "healthcare products");
+        assert_eq!(
+            without_kind("University of Burgundy"),
+            "University of Burgundy"
+        );
+        assert_eq!(without_kind("Madrid"), "Madrid");
+        assert_eq!(without_kind("11/18/1932 born"), "11/18/1932 born");
+        assert_eq!(without_kind("2 May 1961"), "2 May 1961");
+        // Every word lowercase: nothing to keep apart.
+        assert_eq!(without_kind("post metal"), "post metal");
     }
 
     #[test]

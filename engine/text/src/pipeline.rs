@@ -17,7 +17,7 @@ use crate::chunk::{self, Chunk};
 use crate::direction::{stated_for_another, stated_reversed};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
-use crate::names::{without_relation_words, written_in, Names};
+use crate::names::{attribute_holder, without_relation_words, written_in, Names};
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -549,13 +549,16 @@ impl<'a> Pipeline<'a> {
             let words = word_set(&item.body);
             let numbers = digit_runs(&item.body);
             let mut names = Names::default();
-            // A subject with its relation's words glued on is renamed in every triple of
-            // the chunk that uses it.
+            // A subject with its relation's words glued on, or an attribute standing for its
+            // holder, is renamed in every triple of the chunk that uses it.
             let mut renamed: HashMap<&str, String> = HashMap::new();
             for (triples, _) in &rounds {
                 for t in &triples[i] {
-                    if let Some(n) = without_relation_words(t[0].trim(), &t[1], &item.body) {
-                        renamed.entry(t[0].trim()).or_insert(n);
+                    let subject = t[0].trim();
+                    if let Some(n) = without_relation_words(subject, &t[1], &item.body)
+                        .or_else(|| attribute_holder(subject, &item.body))
+                    {
+                        renamed.entry(subject).or_insert(n);
                     }
                 }
             }
