@@ -10,7 +10,10 @@
 //! A relation defined by a verb ("The subject entity works or worked for the organisation
 //! given by the object entity") is stated the other way round when the text puts the
 //! triple's subject right after that verb ("... works for the Norwegian Polar Institute" for
-//! [Norwegian Polar Institute, employer, Ingrid Solberg]).
+//! [Norwegian Polar Institute, employer, Ingrid Solberg]), and, for a passive definition
+//! ("is operated by the object entity"), when the text has the triple's subject doing the
+//! verb to its object ("MotorSport Vision operates the Bedford Aerodrome" for [MotorSport
+//! Vision, operatingOrganisation, Bedford Aerodrome]).
 
 use crate::names::words;
 
@@ -227,6 +230,61 @@ fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> 
     })
 }
 
+/// The active forms of a definition's passive phrases ("operated by" -> "operates",
+/// "operate", "operated" not followed by "by"; "owned by" -> "owns"): regular verbs only.
+fn active_forms(phrases: &[Vec<String>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for ph in phrases {
+        let [participle, by] = ph.as_slice() else {
+            continue;
+        };
+        let Some(stem) = participle.strip_suffix("ed") else {
+            continue;
+        };
+        if by != "by" || stem.is_empty() {
+            continue;
+        }
+        // "operated" -> "operate"; "designed" -> "design".
+        let with_e = format!("{stem}e");
+        for form in [
+            participle.clone(),
+            format!("{stem}s"),
+            format!("{stem}es"),
+            format!("{with_e}s"),
+            with_e,
+        ] {
+            if !out.contains(&form) {
+                out.push(form);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `text` has `agent` right before an active form of the relation's verb (not
+/// followed by "by") and `patient` after it, an article and at most one more word between:
+/// "MotorSport Vision operates the Bedford Aerodrome" says the aerodrome is operated by
+/// MotorSport Vision.
+fn acts_on(text: &[String], forms: &[String], agent: &[String], patient: &[String]) -> bool {
+    let at = |p: usize, w: &[String]| at(text, p, w);
+    (0..text.len()).any(|p| {
+        if !at(p, agent) {
+            return false;
+        }
+        let q = p + agent.len();
+        if !text.get(q).is_some_and(|v| forms.contains(v))
+            || text.get(q + 1).map(String::as_str) == Some("by")
+        {
+            return false;
+        }
+        let mut r = q + 1;
+        if text.get(r).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
+            r += 1;
+        }
+        at(r, patient) || at(r + 1, patient)
+    })
+}
+
 /// Whether `name` comes after one of `phrases` in the same sentence.
 fn after_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
     let at = |p: usize, w: &[String]| at(text, p, w);
@@ -284,7 +342,11 @@ pub(crate) fn stated_reversed(
         return true;
     }
     let phrases = definition_phrases(definition);
-    follows_phrase(&t, &phrases, &s) && !follows_phrase(&t, &phrases, &o)
+    if follows_phrase(&t, &phrases, &s) && !follows_phrase(&t, &phrases, &o) {
+        return true;
+    }
+    let forms = active_forms(&phrases);
+    acts_on(&t, &forms, &s, &o) && !acts_on(&t, &forms, &o, &s)
 }
 
 #[cfg(test)]
@@ -337,9 +399,9 @@ mod tests {
             WORKS,
             "Tomás Herrera"
         ));
-        // A verb phrase without its preposition in the text says nothing.
+        // A passive definition's verb in the active voice: the doer is the object.
         let designed = "The subject entity was designed by the architect given by the object.";
-        assert!(!stated_reversed(
+        assert!(stated_reversed(
             "Marta designed the museum.",
             "Marta",
             "architect",
@@ -388,6 +450,56 @@ mod tests {
             tokens("Alan B. Miller Hall, in Virginia. It is old."),
             ["alan", "b", "miller", "hall", ",", "in", "virginia", ".", "it", "is", "old", "."]
         );
+    }
+
+    #[test]
+    fn the_active_voice_of_a_passive_definition_turns_a_triple_round() {
+        let operated = "The subject entity is operated or managed by the object entity.";
+        let t = "MotorSport Vision operates the Bedford Aerodrome. It serves Bedford Autodrome.";
+        let rev = |t, s, d, o| stated_reversed(t, s, "r", d, o);
+        assert!(rev(t, "MotorSport Vision", operated, "Bedford Aerodrome"));
+        assert!(!rev(t, "Bedford Aerodrome", operated, "MotorSport Vision"));
+        let owned = "The subject entity is owned by the object entity.";
+        assert!(rev(
+            "The College of William and Mary owns Alan B. Miller Hall.",
+            "College of William and Mary",
+            owned,
+            "Alan B. Miller Hall"
+        ));
+        let designed = "The subject entity was designed or planned by the object entity.";
+        assert!(rev(
+            "Robert A.M. Stern designed the Alan B. Miller Hall.",
+            "Robert A.M. Stern",
+            designed,
+            "Alan B. Miller Hall"
+        ));
+        // The passive is the definition's own phrase (read as before); another verb, and
+        // texts that say both ways, leave the triple alone.
+        let passive = "The Bedford Aerodrome operated by MotorSport Vision is small.";
+        assert!(!rev(
+            passive,
+            "Bedford Aerodrome",
+            operated,
+            "MotorSport Vision"
+        ));
+        assert!(rev(
+            passive,
+            "MotorSport Vision",
+            operated,
+            "Bedford Aerodrome"
+        ));
+        assert!(!rev(
+            "MotorSport Vision serves the Bedford Aerodrome.",
+            "MotorSport Vision",
+            operated,
+            "Bedford Aerodrome"
+        ));
+        assert!(!rev(
+            "Xeno owns Yara and Yara owns Xeno.",
+            "Xeno",
+            owned,
+            "Yara"
+        ));
     }
 
     #[test]
