@@ -140,6 +140,8 @@ pub(crate) fn without_relation_words(name: &str, relation: &str, text: &str) -> 
 /// lowercase ones capitalised or a number, so that a described thing ("Contributing
 /// property", "TV series") keeps its noun.
 pub(crate) fn without_kind(name: &str) -> &str {
+    // Each word with its byte offset in `name` (the words are slices of it), so that the
+    // name's own spacing and punctuation survive in what is kept.
     let tokens: Vec<(usize, &str)> = name
         .split_whitespace()
         .map(|t| (t.as_ptr() as usize - name.as_ptr() as usize, t))
