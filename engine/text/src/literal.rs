@@ -234,6 +234,12 @@ fn strip_quotes(s: &str) -> &str {
     s
 }
 
+/// Whether `s` is a number as [`type_object`] reads one: an integer or a decimal, with a sign
+/// and thousands separators allowed.
+pub(crate) fn is_number(s: &str) -> bool {
+    parse_integer(s).is_some() || parse_decimal(s).is_some()
+}
+
 /// An integer, allowing thousands separators ("17,000") and a leading sign (also U+2212).
 fn parse_integer(s: &str) -> Option<String> {
     let (neg, body) = sign(s);
