@@ -349,6 +349,72 @@ pub(crate) fn stated_reversed(
     acts_on(&t, &forms, &s, &o) && !acts_on(&t, &forms, &o, &s)
 }
 
+/// Words that open a clause about the name right before them.
+const RELATIVES: &[&str] = &["which", "whose", "where"];
+
+/// Where the words `w` first occur in `text` at or after `from`.
+fn find(text: &[String], w: &[String], from: usize) -> Option<usize> {
+    (from..text.len()).find(|&p| at(text, p, w))
+}
+
+/// The entity a relative clause holding the object is about, when that is another of
+/// `names` than the subject: for "Prudnikov played for FC Terek Grozny, which is located in
+/// Grozny", [Prudnikov, location, Grozny] is FC Terek Grozny's location; "Dijon, whose postal
+/// code is 21000", "Azerbaijan, where Artur Rasizade was a leader" likewise. Small models
+/// make the text's main entity the subject of every fact. The clause must lie between the
+/// subject's mention and the object's, in one sentence, and the name must end right before
+/// "which", "whose" or "where" (a comma allowed). A name that is not capitalised, or opens
+/// with "a"/"an" ("an American who", "a TV series which"), describes the subject rather than
+/// naming another entity, and a number is no holder. `None` otherwise.
+pub(crate) fn clause_holder<'a>(
+    text: &str,
+    subject: &str,
+    object: &str,
+    names: &'a [String],
+) -> Option<&'a str> {
+    let (t, s, o) = (tokens(text), words(subject), words(object));
+    if s.is_empty() || o.is_empty() {
+        return None;
+    }
+    let after_subject = find(&t, &s, 0)? + s.len();
+    let sentence_end = find(&t, &[".".to_owned()], after_subject).unwrap_or(t.len());
+    // Each mention of the object in the sentence, in order ("Grozny" is also the end of "FC
+    // Terek Grozny", before the clause).
+    let mut from = after_subject;
+    while let Some(po) = find(&t[..sentence_end], &o, from) {
+        from = po + 1;
+        let Some(r) = (after_subject..po)
+            .rev()
+            .find(|&p| RELATIVES.contains(&t[p].as_str()))
+        else {
+            continue;
+        };
+        let end = if t[r - 1] == "," { r - 1 } else { r };
+        let holder = names
+            .iter()
+            .filter(|n| {
+                let first = n.split_whitespace().next().unwrap_or_default();
+                n.chars().next().is_some_and(char::is_uppercase)
+                    && !matches!(first.to_lowercase().as_str(), "a" | "an")
+            })
+            .filter_map(|n| {
+                let w = words(n);
+                let fits = !w.is_empty()
+                    && w != s
+                    && w != o
+                    && end >= after_subject + w.len()
+                    && t[end - w.len()..end] == w[..];
+                fits.then_some((w.len(), n.as_str()))
+            })
+            .max_by_key(|&(len, _)| len)
+            .map(|(_, n)| n);
+        if holder.is_some() {
+            return holder;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,5 +624,45 @@ mod tests {
             "",
             "Ingrid Solberg"
         ));
+    }
+
+    #[test]
+    fn relative_clauses_are_about_the_name_before_them() {
+        let names = |ns: &[&str]| ns.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let text = "Aleksandr Prudnikov played for FC Terek Grozny, which is located in Grozny. \
+                    The University of Burgundy is in Dijon, whose postal code is 21000.";
+        let ns = names(&[
+            "Aleksandr Prudnikov",
+            "FC Terek Grozny",
+            "Grozny",
+            "University of Burgundy",
+            "Dijon",
+        ]);
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("Aleksandr Prudnikov", "Grozny", Some("FC Terek Grozny")),
+            ("University of Burgundy", "21000", Some("Dijon")),
+            // The object outside the clause, or the subject already the holder.
+            ("Aleksandr Prudnikov", "FC Terek Grozny", None),
+            ("FC Terek Grozny", "Grozny", None),
+            ("University of Burgundy", "Dijon", None),
+        ];
+        for (subject, object, holder) in cases {
+            assert_eq!(
+                clause_holder(text, subject, object, &ns),
+                *holder,
+                "{subject} / {object}"
+            );
+        }
+        // A description of the subject, a number, or a clause in another sentence: no holder.
+        let text = "Alan Shepard was an American who was born in New Hampshire. The runway is \
+                    3500 long, which is named 14L. Kestrel Road is old. Which town it links is \
+                    Aldbury.";
+        let ns = names(&["Alan Shepard", "American", "runway", "3500", "Kestrel Road"]);
+        assert_eq!(
+            clause_holder(text, "Alan Shepard", "New Hampshire", &ns),
+            None
+        );
+        assert_eq!(clause_holder(text, "runway", "14L", &ns), None);
+        assert_eq!(clause_holder(text, "Kestrel Road", "Aldbury", &ns), None);
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::check::{Claim, Verdict};
 use crate::chunk::{self, Chunk};
-use crate::direction::{stated_for_another, stated_reversed};
+use crate::direction::{clause_holder, stated_for_another, stated_reversed};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
 use crate::names::{attribute_holder, without_relation_words, written_in, Names};
@@ -568,6 +568,12 @@ impl<'a> Pipeline<'a> {
                     .cloned()
                     .unwrap_or_else(|| n.to_owned())
             };
+            // The names the chunk's triples use: the holders a relative clause may be about.
+            let chunk_names: Vec<String> = rounds
+                .iter()
+                .flat_map(|(triples, _)| &triples[i])
+                .flat_map(|t| [rename(&t[0]), rename(&t[2])])
+                .collect();
             let mut seen = HashSet::new();
             let mut out = Vec::new();
             for (round, (triples, resolved)) in rounds.iter().enumerate() {
@@ -608,6 +614,13 @@ impl<'a> Pipeline<'a> {
                             continue;
                         }
                     };
+                    // "... played for FC Terek Grozny, which is located in Grozny": the
+                    // clause's fact is the name's before it, not the text's main entity's.
+                    let subject =
+                        match clause_holder(&item.body, &subject, object_text, &chunk_names) {
+                            Some(holder) => holder.to_owned(),
+                            None => subject,
+                        };
                     // Without a declared range, the definition's words say whether a date
                     // or a year is asked for: a bare year the text writes as part of a full
                     // date becomes that date, and a relation asking for one whose object has
