@@ -128,9 +128,9 @@ impl TextModel for ScriptedFakeModel {
             let statement = prompt.text.split("Statement: ").nth(1).unwrap_or("");
             let yes = self.supported.iter().any(|s| statement.starts_with(s));
             return Ok(if yes {
-                vec![-0.1, -3.0]
+                vec![-0.01, -5.0]
             } else {
-                vec![-3.0, -0.1]
+                vec![-5.0, -0.01]
             });
         }
         Ok((0..options.len())
@@ -483,7 +483,10 @@ fn refinement_adds_only_the_triples_the_text_supports() {
         "Ada",
         r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"],["Ada","location","France"],["Ada","location","Lyon"]]"#,
     )];
-    model.supported = vec!["Lyon is located in France", "Ada is located in Lyon"];
+    model.supported = vec![
+        "Lyon is located in France",
+        "Ada was born in the place of Lyon",
+    ];
     let opts = EdcOptions {
         refine: 1,
         support: 0.0,
@@ -500,18 +503,52 @@ fn refinement_adds_only_the_triples_the_text_supports() {
             ("Lyon".into(), "location".into(), "France".into()),
         ]
     );
+    // Ada and Lyon: the round proposed another relation for them, so the first round's
+    // triple was checked too, and it is the better stated.
+    assert!(plans[0].triples[0].support.is_some_and(|p| p > 0.9));
+    assert!(plans[0].triples[1].support.is_some_and(|p| p > 0.9));
+    let dropped = |what: &str, object: &str, why: &str| {
+        plans[0]
+            .dropped
+            .iter()
+            .any(|d| d.triple[1] == what && d.triple[2] == object && d.reason.contains(why))
+    };
+    assert!(dropped(
+        "location",
+        "Lyon",
+        "first round's relation for the same entities is better stated"
+    ));
+    // A new pair the text does not state is dropped by the check.
+    assert!(dropped("location", "France", "does not state it"));
+    assert_eq!(plans[0].stats.unsupported, 1);
+    assert_eq!(plans[0].stats.corrected, 0);
+}
+
+#[test]
+fn refinement_replaces_a_relation_the_text_states_less_well() {
+    // The first round related Ada and Lyon as location; the refinement round as birthPlace,
+    // which the text states: the refined triple takes the first one's place.
+    let mut model = fake(vec![("Ada", r#"[["Ada","location","Lyon"]]"#)], 0);
+    model.refined = vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)];
+    model.supported = vec!["Ada was born in the place of Lyon"];
+    let opts = EdcOptions {
+        refine: 1,
+        support: 0.0,
+        guided: false,
+        ..EdcOptions::default()
+    };
+    let plans = Pipeline::new(&model, &KeywordEmbedder, opts)
+        .run(&["Ada was born in Lyon."], &Schema::new(&schema()))
+        .unwrap();
     assert_eq!(
-        plans[0].triples[0].support, None,
-        "the first round is not checked"
+        spo(&plans[0]),
+        [("Ada".into(), "birthPlace".into(), "Lyon".into())]
     );
-    assert!(plans[0].triples[1].support.is_some());
-    // The first round related Ada and Lyon: the refinement round's other relation for them
-    // does not stand, whatever the check would say.
+    assert_eq!(plans[0].stats.corrected, 1);
     assert!(plans[0]
         .dropped
         .iter()
-        .any(|d| d.triple[2] == "Lyon" && d.reason.contains("had already related")));
-    assert_eq!(plans[0].stats.unsupported, 1);
+        .any(|d| d.triple[1] == "location" && d.reason.contains("another way, better stated")));
 }
 
 #[test]
