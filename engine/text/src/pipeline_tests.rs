@@ -474,6 +474,19 @@ fn the_support_check_turns_reversed_triples_round_and_drops_unstated_ones() {
     assert_eq!(plans[0].stats.reversed, 1);
 }
 
+/// Reads `text` with one refinement round, the first round unchecked.
+fn read_with_one_refinement(model: &ScriptedFakeModel, text: &str) -> Vec<Plan> {
+    let opts = EdcOptions {
+        refine: 1,
+        support: 0.0,
+        guided: false,
+        ..EdcOptions::default()
+    };
+    Pipeline::new(model, &KeywordEmbedder, opts)
+        .run(&[text], &Schema::new(&schema()))
+        .unwrap()
+}
+
 #[test]
 fn refinement_adds_only_the_triples_the_text_supports() {
     // The first round's triples stay; a refinement round's new triples are checked even with
@@ -487,15 +500,7 @@ fn refinement_adds_only_the_triples_the_text_supports() {
         "Lyon is located in France",
         "Ada was born in the place of Lyon",
     ];
-    let opts = EdcOptions {
-        refine: 1,
-        support: 0.0,
-        guided: false,
-        ..EdcOptions::default()
-    };
-    let plans = Pipeline::new(&model, &KeywordEmbedder, opts)
-        .run(&["Ada was born in Lyon, France."], &Schema::new(&schema()))
-        .unwrap();
+    let plans = read_with_one_refinement(&model, "Ada was born in Lyon, France.");
     assert_eq!(
         spo(&plans[0]),
         [
@@ -531,15 +536,7 @@ fn refinement_replaces_a_relation_the_text_states_less_well() {
     let mut model = fake(vec![("Ada", r#"[["Ada","location","Lyon"]]"#)], 0);
     model.refined = vec![("Ada", r#"[["Ada","birthPlace","Lyon"]]"#)];
     model.supported = vec!["Ada was born in the place of Lyon"];
-    let opts = EdcOptions {
-        refine: 1,
-        support: 0.0,
-        guided: false,
-        ..EdcOptions::default()
-    };
-    let plans = Pipeline::new(&model, &KeywordEmbedder, opts)
-        .run(&["Ada was born in Lyon."], &Schema::new(&schema()))
-        .unwrap();
+    let plans = read_with_one_refinement(&model, "Ada was born in Lyon.");
     assert_eq!(
         spo(&plans[0]),
         [("Ada".into(), "birthPlace".into(), "Lyon".into())]
