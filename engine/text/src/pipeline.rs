@@ -789,8 +789,9 @@ impl<'a> Pipeline<'a> {
                 let c = &mut candidates[i][j];
                 match c.correction {
                     // A correction's two triples are weighed against each other, not against
-                    // the threshold; the first round's keeps its direction.
-                    Correction::Challenged => {
+                    // the threshold (unless every first-round triple faces it); the first
+                    // round's keeps its direction.
+                    Correction::Challenged if !check_first => {
                         c.triple.support = Some(s.forward);
                         continue;
                     }
@@ -800,7 +801,7 @@ impl<'a> Pipeline<'a> {
                         c.triple.support = Some(s.forward.max(s.reverse));
                         continue;
                     }
-                    Correction::No => {}
+                    Correction::No | Correction::Challenged => {}
                 }
                 let v = s.verdict(threshold);
                 candidates[i][j].verdict = v;
@@ -1024,7 +1025,12 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
 /// replaced. A first-round triple keeps its direction; a proposed one takes its better-stated
 /// reading.
 fn settle_corrections(cands: &mut Vec<Candidate>) -> (Vec<(Candidate, String)>, usize) {
-    let support = |c: &Candidate| c.triple.support.unwrap_or(0.0);
+    // A first-round triple the check dropped (when it checks every triple) has nothing to
+    // weigh.
+    let support = |c: &Candidate| match c.verdict {
+        Verdict::Drop => 0.0,
+        _ => c.triple.support.unwrap_or(0.0),
+    };
     let mut replaced: HashSet<(String, String)> = HashSet::new();
     let mut kept: HashSet<(String, String)> = HashSet::new();
     for c in cands
