@@ -14,6 +14,10 @@
 //! ("is operated by the object entity"), when the text has the triple's subject doing the
 //! verb to its object ("MotorSport Vision operates the Bedford Aerodrome" for [MotorSport
 //! Vision, operatingOrganisation, Bedford Aerodrome]).
+//!
+//! The text's words also choose between two relations offered for one pair of entities
+//! ([`relation_words_share`]): the one whose name the sentence uses ("16,800 of them are
+//! undergraduates": numberOfUndergraduateStudents, not academicStaffSize).
 
 use crate::names::words;
 
@@ -415,6 +419,80 @@ pub(crate) fn clause_holder<'a>(
     None
 }
 
+/// Words of relation names that tell no relation from another.
+const RELATION_FILLERS: &[&str] = &[
+    "of", "the", "a", "an", "to", "in", "on", "at", "by", "for", "has", "is", "and", "with", "as",
+];
+
+/// Endings taken off a word before comparing ("discovered", "discoverer" -> "discover";
+/// "created", "creator" -> "creat"), longest first, leaving at least four letters.
+const ENDINGS: &[&str] = &[
+    "ations", "ation", "ions", "ion", "ings", "ing", "ers", "er", "ors", "or", "ed", "es", "s",
+    "al",
+];
+
+fn stem(w: &str) -> &str {
+    ENDINGS
+        .iter()
+        .find(|e| w.ends_with(*e) && w.chars().count() >= e.len() + 4)
+        .map_or(w, |e| &w[..w.len() - e.len()])
+}
+
+/// Whether a relation name's word `r` is the text's word `t`: the same stem, or one's stem
+/// of four letters or more opening the other ("metro" in "metropolitan", "origin" in
+/// "originated").
+fn same_word(r: &str, t: &str) -> bool {
+    let (a, b) = (stem(r), stem(t));
+    a == b
+        || (a.chars().count() >= 4 && t.starts_with(a))
+        || (b.chars().count() >= 4 && r.starts_with(b))
+}
+
+/// The share of `relation`'s words (its name, camelCase split, fillers left out) that the
+/// text uses in the sentences writing `near`, one end of the triple (the whole text when no
+/// sentence writes it): "16,800 of them are undergraduates" uses two of the three words of
+/// numberOfUndergraduateStudents and none of academicStaffSize's. The text's own words
+/// decide between two relations a model offers for one pair of entities before the model's
+/// Yes/No does, which cannot tell such near neighbours apart.
+pub(crate) fn relation_words_share(text: &str, relation: &str, near: &str) -> f32 {
+    let r: Vec<String> = words(relation)
+        .into_iter()
+        .filter(|w| !RELATION_FILLERS.contains(&w.as_str()))
+        .collect();
+    if r.is_empty() {
+        return 0.0;
+    }
+    // Sentences end at ".", "!" or "?" before a space: not inside "1249.6".
+    let mut sentences: Vec<Vec<String>> = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end =
+            matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|&(_, n)| n.is_whitespace());
+        if end {
+            sentences.push(words(&text[start..=i]));
+            start = i + 1;
+        }
+    }
+    sentences.push(words(&text[start..]));
+    let near = words(near).concat();
+    let writing: Vec<&String> = sentences
+        .iter()
+        .filter(|s| !near.is_empty() && s.concat().contains(&near))
+        .flatten()
+        .collect();
+    let window: Vec<&String> = if writing.is_empty() {
+        sentences.iter().flatten().collect()
+    } else {
+        writing
+    };
+    let used = r
+        .iter()
+        .filter(|rw| window.iter().any(|tw| same_word(rw, tw)))
+        .count();
+    used as f32 / r.len() as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,5 +742,28 @@ mod tests {
         );
         assert_eq!(clause_holder(text, "runway", "14L", &ns), None);
         assert_eq!(clause_holder(text, "Kestrel Road", "Aldbury", &ns), None);
+    }
+
+    #[test]
+    fn the_sentence_writing_a_value_says_which_relation_it_is() {
+        let text = "The University of Burgundy has 27,400 students, 16,800 of them \
+                    undergraduates. It has a staff of 2,900 and an academic board.";
+        let share = |r: &str, near: &str| relation_words_share(text, r, near);
+        assert!((share("numberOfUndergraduateStudents", "16800") - 2.0 / 3.0).abs() < 1e-6);
+        assert!((share("numberOfStudents", "27400") - 0.5).abs() < 1e-6);
+        assert_eq!(share("numberOfMembers", "27400"), 0.0);
+        // Only the sentence writing the value counts.
+        assert_eq!(share("academicStaffSize", "16800"), 0.0);
+        assert!((share("academicStaffSize", "2900") - 2.0 / 3.0).abs() < 1e-6);
+        // Stems and openings: "created" is the creator's word, "metropolitan" the metro's.
+        let t = "Bananaman was created by Steve Bright.";
+        assert_eq!(relation_words_share(t, "creator", "Steve Bright"), 1.0);
+        assert_eq!(relation_words_share(t, "founder", "Steve Bright"), 0.0);
+        let t = "The population of its metropolitan area is 1,777,539.";
+        assert_eq!(relation_words_share(t, "populationMetro", "1777539"), 1.0);
+        assert_eq!(relation_words_share(t, "populationTotal", "1777539"), 0.5);
+        // A value no sentence writes: the whole text decides.
+        assert_eq!(relation_words_share(t, "populationMetro", "12"), 1.0);
+        assert_eq!(relation_words_share(t, "ofThe", "12"), 0.0);
     }
 }

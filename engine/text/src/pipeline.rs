@@ -14,7 +14,7 @@
 
 use crate::check::{Claim, Verdict};
 use crate::chunk::{self, Chunk};
-use crate::direction::{clause_holder, stated_for_another, stated_reversed};
+use crate::direction::{clause_holder, relation_words_share, stated_for_another, stated_reversed};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
 use crate::names::{attribute_holder, without_relation_words, written_in, Names};
@@ -822,7 +822,7 @@ impl<'a> Pipeline<'a> {
         let mut new_index: Vec<HashMap<usize, usize>> = vec![HashMap::new(); texts.len()];
         for (i, item) in items.iter().enumerate() {
             let plan = &mut plans[item.text];
-            let (settled, corrected) = settle_corrections(&mut candidates[i]);
+            let (settled, corrected) = settle_corrections(&mut candidates[i], &item.body);
             stats[i].corrected += corrected;
             for (c, why) in settled {
                 plan.dropped.push(Dropped {
@@ -1020,19 +1020,25 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
 }
 
 /// Settles a chunk's corrections once the support check has scored both triples of each:
-/// the refinement round's triple replaces the first round's when the model finds it more
-/// likely stated, else it goes. Returns the triples to drop, with why, and how many were
+/// the refinement round's triple replaces the first round's when the chunk's `text` uses
+/// more of its relation's words where it writes the pair ([`relation_words_share`]), or,
+/// when both use as many, when the model finds it more likely stated; else it goes. Measured
+/// on WebNLG's calibration slice: the model's Yes/No alone chose wrongly between near
+/// neighbours (numberOfStudents -> numberOfMembers for "27,400 students", staff ->
+/// numberOfMembers), the text's words first took the default model's `REFINE 1` from 0.6313
+/// to 0.6351 on saved predictions. Returns the triples to drop, with why, and how many were
 /// replaced. A first-round triple keeps its direction; a proposed one takes its better-stated
 /// reading.
-fn settle_corrections(cands: &mut Vec<Candidate>) -> (Vec<(Candidate, String)>, usize) {
+fn settle_corrections(cands: &mut Vec<Candidate>, text: &str) -> (Vec<(Candidate, String)>, usize) {
     // A first-round triple the check dropped (when it checks every triple) has nothing to
     // weigh.
     let support = |c: &Candidate| match c.verdict {
         Verdict::Drop => 0.0,
         _ => c.triple.support.unwrap_or(0.0),
     };
-    let mut replaced: HashSet<(String, String)> = HashSet::new();
-    let mut kept: HashSet<(String, String)> = HashSet::new();
+    // Per pair: which triple stands, and whether the text's words decided it.
+    let mut replaced: HashMap<(String, String), bool> = HashMap::new();
+    let mut kept: HashMap<(String, String), bool> = HashMap::new();
     for c in cands
         .iter()
         .filter(|c| c.correction == Correction::Proposed)
@@ -1040,34 +1046,52 @@ fn settle_corrections(cands: &mut Vec<Candidate>) -> (Vec<(Candidate, String)>, 
         let rival = cands
             .iter()
             .find(|r| r.correction == Correction::Challenged && pair(r) == pair(c));
-        match rival {
-            Some(r) if support(c) > support(r) => replaced.insert(pair(c)),
-            _ => kept.insert(pair(c)),
+        let Some(r) = rival else {
+            kept.insert(pair(c), false);
+            continue;
         };
+        let share = |x: &Candidate| relation_words_share(text, &x.claim.relation, &c.claim.object);
+        let (a, b) = (share(c), share(r));
+        let by_words = r.verdict != Verdict::Drop && a != b;
+        let wins = if by_words {
+            a > b
+        } else {
+            support(c) > support(r)
+        };
+        if wins {
+            replaced.insert(pair(c), by_words);
+        } else {
+            kept.insert(pair(c), by_words);
+        }
     }
     let mut out = Vec::new();
-    let taken: Vec<bool> = cands
+    let taken: Vec<Option<bool>> = cands
         .iter()
         .map(|c| match c.correction {
-            Correction::Challenged => replaced.contains(&pair(c)),
-            Correction::Proposed => kept.contains(&pair(c)),
-            Correction::No => false,
+            Correction::Challenged => replaced.get(&pair(c)).copied(),
+            Correction::Proposed => kept.get(&pair(c)).copied(),
+            Correction::No => None,
         })
         .collect();
     let mut rest = Vec::with_capacity(cands.len());
-    for (c, take) in cands.drain(..).zip(taken) {
-        if !take {
+    for (c, taken) in cands.drain(..).zip(taken) {
+        let Some(by_words) = taken else {
             rest.push(c);
             continue;
-        }
+        };
+        let how = if by_words {
+            "in more of the text's words"
+        } else {
+            "better stated"
+        };
         let why = if c.correction == Correction::Challenged {
             format!(
-                "a refinement round related the same entities another way, better stated (support {:.2})",
+                "a refinement round related the same entities another way, {how} (support {:.2})",
                 support(&c)
             )
         } else {
             format!(
-                "the first round's relation for the same entities is better stated (support {:.2})",
+                "the first round's relation for the same entities is {how} (support {:.2})",
                 support(&c)
             )
         };
@@ -1094,7 +1118,8 @@ enum Correction {
     /// None.
     No,
     /// A refinement round's triple that replaces the first round's for its pair when the
-    /// support check finds it better stated.
+    /// text uses more of its relation's words, or as many and the support check finds it
+    /// better stated.
     Proposed,
     /// The first round's triple a [`Correction::Proposed`] one may replace.
     Challenged,
