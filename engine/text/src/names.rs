@@ -115,9 +115,16 @@ pub(crate) fn without_relation_words(name: &str, relation: &str, text: &str) -> 
         let rest = rest.join(" ");
         (rest.chars().any(char::is_alphanumeric) && used_bare(text, &rest)).then_some(rest)
     };
-    // Trailing: "1147 Stavropolis epoch".
+    // Trailing: "1147 Stavropolis epoch"; but not where the text writes the whole name with
+    // those words capitalised, as part of the name ("Quezon City" for the relation city).
+    let part_of_name = |k: usize| {
+        tokens[k..]
+            .iter()
+            .all(|t| t.chars().next().is_some_and(|c| !c.is_lowercase()))
+            && whole_word_match(text, &tokens.join(" "), false)
+    };
     for k in 1..tokens.len() {
-        if is_relation_start(&token_words[k..]) {
+        if is_relation_start(&token_words[k..]) && !part_of_name(k) {
             if let Some(rest) = used(&tokens[..k]) {
                 return Some(rest);
             }
@@ -283,6 +290,17 @@ mod tests {
         assert_eq!(
             strip("epoch of 1147 Stavropolis", "epoch").as_deref(),
             Some("1147 Stavropolis")
+        );
+        // Capitalised in the text, the relation's words are part of the name.
+        let text = "GMA New Media is in Quezon City, a city of the Philippines.";
+        assert_eq!(without_relation_words("Quezon City", "city", text), None);
+        assert_eq!(
+            without_relation_words(
+                "Quezon city",
+                "city",
+                "Quezon is a city. Quezon city is big."
+            ),
+            Some("Quezon".into())
         );
         // Words of another relation, or a rest the text never uses alone, stay.
         assert_eq!(strip("Bedford Aerodrome runway surface", "length"), None);
