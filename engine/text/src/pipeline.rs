@@ -974,7 +974,11 @@ fn pair(c: &Candidate) -> (String, String) {
 }
 
 /// Keeps a refinement round's triple for a pair of entities that no other triple of the chunk
-/// relates, or as a proposed correction: a round extracted with hint relations pairs one
+/// relates and that brings in an entity the first round did not read (measured with
+/// Qwen2.5-1.5B on WebNLG's calibration slice, on saved predictions: 0.7091 with every new
+/// pair the support check passes, 0.7128 with these only; the others relate what the first
+/// round had read another way, "Hypermarcas foundingYear 2001" beside its foundingDate), or as
+/// a proposed correction: a round extracted with hint relations pairs one
 /// object with many of them ("Bananaman" with 1983 as lastAired, foundingYear, debutTeam;
 /// measured on WebNLG), so a pair it relates several ways keeps none of them. A pair the
 /// first round related once, another way, and the round once, is a correction to weigh: both
@@ -992,6 +996,13 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
             *refined.entry(pair(c)).or_default() += 1;
         }
     }
+    // The entities the first round read: a new pair between two of them is a fact the first
+    // round chose not to write, not one it missed.
+    let first_ends: HashSet<String> = cands
+        .iter()
+        .filter(|c| c.claim.round == 0)
+        .flat_map(|c| [name_key(&c.claim.subject), name_key(&c.claim.object)])
+        .collect();
     let mut challenged: HashSet<(String, String)> = HashSet::new();
     cands.retain_mut(|c| {
         if c.claim.round == 0 {
@@ -1007,6 +1018,9 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
             }
             Some(_) => "a refinement round related entities the first round had already related",
             None if !once => "a refinement round related the same entities several ways",
+            None if first_ends.contains(&p.0) && first_ends.contains(&p.1) => {
+                "a refinement round related two entities the first round had read, neither new"
+            }
             None => return true,
         };
         dropped(c, why);

@@ -529,6 +529,41 @@ fn refinement_adds_only_the_triples_the_text_supports() {
     assert_eq!(plans[0].stats.corrected, 0);
 }
 
+#[test]
+fn refinement_adds_facts_about_entities_the_first_round_missed_only() {
+    // The round relates Ada and France, both read by the first round: not a missed fact.
+    // Paris, which the first round did not read, comes in.
+    let mut model = fake(
+        vec![(
+            "Ada",
+            r#"[["Ada","birthPlace","Lyon"],["Lyon","location","France"]]"#,
+        )],
+        0,
+    );
+    model.refined = vec![(
+        "Ada",
+        r#"[["Ada","location","France"],["Ada","location","Paris"]]"#,
+    )];
+    model.supported = vec![
+        "Ada was born in the place of Lyon",
+        "Lyon is located in France",
+        "Ada is located in France",
+        "Ada is located in Paris",
+    ];
+    let plans = read_with_one_refinement(&model, "Ada, born in Lyon, France, lives in Paris.");
+    assert_eq!(
+        spo(&plans[0]),
+        [
+            ("Ada".into(), "birthPlace".into(), "Lyon".into()),
+            ("Lyon".into(), "location".into(), "France".into()),
+            ("Ada".into(), "location".into(), "Paris".into()),
+        ]
+    );
+    assert!(plans[0].dropped.iter().any(|d| d.triple[2] == "France"
+        && d.reason
+            == "a refinement round related two entities the first round had read, neither new"));
+}
+
 /// The first round relates Ada and Lyon as location, the refinement round as birthPlace; the
 /// model finds `supported` stated. The relation read, the replacements, and why the other
 /// triple went.
