@@ -1036,11 +1036,11 @@ fn refined_pairs_once(cands: &mut Vec<Candidate>, mut dropped: impl FnMut(&Candi
 /// Settles a chunk's corrections once the support check has scored both triples of each:
 /// the refinement round's triple replaces the first round's when the chunk's `text` uses
 /// more of its relation's words where it writes the pair ([`relation_words_share`]), or,
-/// when both use as many, when the model finds it more likely stated; else it goes. Measured
-/// on WebNLG's calibration slice: the model's Yes/No alone chose wrongly between near
+/// when both use as many, when the model finds it more likely stated; else it goes. On
+/// WebNLG's seeded sample the default model's Yes/No alone chose wrongly between near
 /// neighbours (numberOfStudents -> numberOfMembers for "27,400 students", staff ->
-/// numberOfMembers), the text's words first took the default model's `REFINE 1` from 0.6313
-/// to 0.6351 on saved predictions. Returns the triples to drop, with why, and how many were
+/// numberOfMembers); on the calibration slice the text's words first took its `REFINE 1` from
+/// 0.6313 to 0.6351 on saved predictions. Returns the triples to drop, with why, and how many were
 /// replaced. A first-round triple keeps its direction; a proposed one takes its better-stated
 /// reading.
 fn settle_corrections(cands: &mut Vec<Candidate>, text: &str) -> (Vec<(Candidate, String)>, usize) {
