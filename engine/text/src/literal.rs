@@ -347,8 +347,39 @@ fn days_in(y: i32, m: u32) -> u32 {
     }
 }
 
+/// Year, month and day of a date written in digits with one separator ("/", "-" or "."):
+/// year first (`1923/11/18`), or year last with the day and month in either order, read only
+/// where the order cannot matter or only one order is a date (`11/18/1923`, `18.11.1923`,
+/// `01-01-1913`; `02/03/1923` is left unread).
+fn numeric_date(t: &str) -> Option<(i32, u32, u32)> {
+    let sep = ['/', '-', '.'].into_iter().find(|&c| t.contains(c))?;
+    let parts: Vec<&str> = t.split(sep).collect();
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.len() > 4 || !p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let n = |p: &str| p.parse::<u32>().ok();
+    if parts[0].len() == 4 && parts[1].len() <= 2 && parts[2].len() <= 2 {
+        return Some((parts[0].parse().ok()?, n(parts[1])?, n(parts[2])?));
+    }
+    if parts[2].len() != 4 || parts[0].len() > 2 || parts[1].len() > 2 {
+        return None;
+    }
+    let (a, b, y) = (n(parts[0])?, n(parts[1])?, parts[2].parse().ok()?);
+    match (a > 12, b > 12) {
+        (false, true) => Some((y, a, b)),
+        (true, false) => Some((y, b, a)),
+        (false, false) if a == b => Some((y, a, b)),
+        _ => None,
+    }
+}
+
 /// A calendar date in ISO form (`1923-11-18`, `18 November 1923`, `Nov 18, 1923`,
-/// `the 10th of March, 1983`), as `YYYY-MM-DD`.
+/// `the 10th of March, 1983`, `1923/11/18`, and `11/18/1923` or `18.11.1923` where the day
+/// cannot be the month), as `YYYY-MM-DD`.
 fn parse_date(s: &str) -> Option<String> {
     let t = s.trim();
     let iso: Vec<&str> = t.split('-').collect();
@@ -363,6 +394,8 @@ fn parse_date(s: &str) -> Option<String> {
             iso[1].parse().ok()?,
             iso[2].parse().ok()?,
         )
+    } else if let Some(ymd) = numeric_date(t) {
+        ymd
     } else {
         let words: Vec<&str> = t
             .split(|c: char| c.is_whitespace() || c == ',')
@@ -409,6 +442,28 @@ mod tests {
         assert_eq!(
             type_object("the 10th of March, 1983", None),
             lit("1983-03-10", xsd::DATE.as_str())
+        );
+        for (written, iso) in [
+            ("11/18/1932", "1932-11-18"),
+            ("18.11.1932", "1932-11-18"),
+            ("02-24-1989", "1989-02-24"),
+            ("01-01-1913", "1913-01-01"),
+            ("1989/02/24", "1989-02-24"),
+        ] {
+            assert_eq!(
+                type_object(written, None),
+                lit(iso, xsd::DATE.as_str()),
+                "{written}"
+            );
+        }
+        // Day and month both 12 or under and different: either order is a date.
+        assert_eq!(
+            type_object("02/03/1923", None),
+            Object::Entity("02/03/1923".into())
+        );
+        assert_eq!(
+            type_object("02/30/1923", None),
+            Object::Entity("02/30/1923".into())
         );
         assert_eq!(
             type_object("17,000", None),

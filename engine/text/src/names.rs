@@ -1,6 +1,6 @@
 //! Entity names as the text gives them: a subject or object the model wrote, made into the
-//! name the text uses in full. Entry point: [`Names::name`], called over one chunk's triples
-//! in the order the model wrote them.
+//! name the text uses in full. Entry points: [`Names::subject`] and [`Names::object`], called
+//! over one chunk's triples in the order the model wrote them.
 //!
 //! Small models copy a possessive along with a name ("Pontiac Rageous's", from "the Pontiac
 //! Rageous's assembly line") and answer with a pronoun ("It", "He") where the text names an
@@ -10,7 +10,10 @@
 //! with none before it, or as an object, a pronoun names nothing and its triple is dropped.
 //! They also carry the kind of thing along with a name ("FC Terek Grozny club", "1147
 //! Stavropolis asteroid", "Shenzhou 10 mission") and the unit along with a number ("3500
-//! metres"): the name is the name, and a number's unit is the relation's to say.
+//! metres"): the name is the name, and a number's unit is the relation's to say. A
+//! description written before a name goes too ("BBC show Bananaman", "Israeli national
+//! Liselotte Grschebina"), and so does a "The" the model capitalised where the text writes the
+//! name after a lowercase "the".
 
 /// The lowercased alphanumeric words of a text or name, in order, camelCase split
 /// ("birthDate" -> "birth", "date").
@@ -178,6 +181,70 @@ pub(crate) fn without_kind(name: &str) -> &str {
     }
 }
 
+/// Lowercase words that join the parts of a proper name ("University of the Philippines",
+/// "Leonardo da Vinci", "San Sebastián de los Reyes", "Zayed bin Sultan") rather than
+/// describe what follows them.
+const NAME_JOINERS: &[&str] = &[
+    "a", "al", "am", "an", "and", "as", "at", "ben", "bin", "by", "da", "das", "de", "del",
+    "della", "den", "der", "des", "di", "do", "dos", "du", "e", "el", "et", "for", "from", "ibn",
+    "in", "la", "las", "le", "les", "los", "of", "on", "over", "sur", "the", "to", "und", "under",
+    "upon", "van", "von", "with", "y", "zu", "zum",
+];
+
+/// `name` without a description written before it: "BBC show Bananaman", "Israeli national
+/// Liselotte Grschebina", "The novel 1634: The Bavarian Crisis", "Apollo 14 crew member Alan
+/// Shepard" are the names after the descriptive lowercase words. A lowercase word inside a
+/// name that is not one of [`NAME_JOINERS`], with a capitalised word before it and a
+/// capitalised or numbered word right after it, ends the description; a name with no such
+/// word is whole.
+pub(crate) fn without_descriptor(name: &str) -> &str {
+    let tokens: Vec<(usize, &str)> = name
+        .split_whitespace()
+        .map(|t| (t.as_ptr() as usize - name.as_ptr() as usize, t))
+        .collect();
+    let starts_capital_or_number = |t: &str| {
+        t.chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    };
+    if !tokens
+        .first()
+        .is_some_and(|(_, t)| t.chars().next().is_some_and(char::is_uppercase))
+    {
+        return name;
+    }
+    let describing = |t: &str| {
+        t.chars().count() >= 3
+            && t.chars().all(|c| c.is_alphabetic() && c.is_lowercase())
+            && !NAME_JOINERS.contains(&t)
+    };
+    for j in 1..tokens.len().saturating_sub(1) {
+        if describing(tokens[j].1) && starts_capital_or_number(tokens[j + 1].1) {
+            return &name[tokens[j + 1].0..];
+        }
+    }
+    name
+}
+
+/// `name` without a leading "The" that the model capitalised where the text writes "the"
+/// before the rest in lowercase and never "The" ("his former team the Tennessee Titans"): an
+/// article the text writes in capitals mid-sentence ("The Hague") is part of the name.
+pub(crate) fn without_added_article<'a>(name: &'a str, text: &str) -> &'a str {
+    let Some(rest) = name.strip_prefix("The ").map(str::trim_start) else {
+        return name;
+    };
+    if rest.is_empty() {
+        return name;
+    }
+    let lower = format!("the {rest}");
+    let upper = format!("The {rest}");
+    if whole_word_match(text, &lower, false) && !whole_word_match(text, &upper, false) {
+        rest
+    } else {
+        name
+    }
+}
+
 /// The entity an attribute written as a subject belongs to: small models make the attribute
 /// itself the subject ("population density" for "The population density of Mexico is 61.0",
 /// "postal code" for "The postal code for Thurleigh is MK44"). A subject that is not a name
@@ -235,7 +302,7 @@ impl Names {
         if is_pronoun(raw) {
             return self.last_subject.clone().ok_or(PRONOUN_WITHOUT_NAME);
         }
-        let name = without_kind(without_possessive(raw, text)).to_owned();
+        let name = proper(raw, text).to_owned();
         self.last_subject = Some(name.clone());
         Ok(name)
     }
@@ -246,8 +313,17 @@ impl Names {
         if is_pronoun(raw) {
             return Err(PRONOUN_WITHOUT_NAME);
         }
-        Ok(without_kind(without_possessive(raw, text)))
+        Ok(proper(raw, text))
     }
+}
+
+/// A name the model wrote, as the text names it: no possessive, no kind or unit after it, no
+/// description or added article before it.
+pub(crate) fn proper<'a>(raw: &'a str, text: &str) -> &'a str {
+    without_added_article(
+        without_descriptor(without_kind(without_possessive(raw, text))),
+        text,
+    )
 }
 
 #[cfg(test)]
@@ -354,6 +430,64 @@ mod tests {
         ] {
             assert_eq!(without_kind(name), kept, "{name}");
         }
+    }
+
+    #[test]
+    fn descriptions_and_added_articles_come_off_names() {
+        for (name, kept) in [
+            ("BBC show Bananaman", "Bananaman"),
+            ("BBC's show Bananaman", "Bananaman"),
+            (
+                "Israeli national Liselotte Grschebina",
+                "Liselotte Grschebina",
+            ),
+            (
+                "The novel 1634: The Bavarian Crisis",
+                "1634: The Bavarian Crisis",
+            ),
+            ("The coupe style Pontiac Rageous", "Pontiac Rageous"),
+            ("Apollo 14 crew member Alan Shepard", "Alan Shepard"),
+            // Words that join a name's parts are not descriptions.
+            ("San Sebastián de los Reyes", "San Sebastián de los Reyes"),
+            (
+                "University of the Philippines",
+                "University of the Philippines",
+            ),
+            ("Zayed bin Sultan Al Nahyan", "Zayed bin Sultan Al Nahyan"),
+            (
+                "One Flew over the Cuckoo's Nest",
+                "One Flew over the Cuckoo's Nest",
+            ),
+            // Not a name: a described thing stays as written.
+            ("healthcare products", "healthcare products"),
+            ("professional photographer", "professional photographer"),
+            ("Contributing property", "Contributing property"),
+            ("2 May 1961", "2 May 1961"),
+        ] {
+            assert_eq!(without_descriptor(name), kept, "{name}");
+        }
+        let text = "Akeem Ayers debuted with his former team the Tennessee Titans. The Hague \
+                    is in the Netherlands; The Hague's court sits there.";
+        assert_eq!(
+            without_added_article("The Tennessee Titans", text),
+            "Tennessee Titans"
+        );
+        assert_eq!(without_added_article("The Hague", text), "The Hague");
+        assert_eq!(
+            without_added_article("The Netherlands", text),
+            "Netherlands"
+        );
+        assert_eq!(without_added_article("The Gambia", text), "The Gambia");
+        let mut names = Names::default();
+        assert_eq!(
+            names
+                .subject(
+                    "BBC show Bananaman",
+                    "BBC show Bananaman last aired in 1986."
+                )
+                .as_deref(),
+            Ok("Bananaman")
+        );
     }
 
     #[test]

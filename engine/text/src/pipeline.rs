@@ -14,7 +14,9 @@
 
 use crate::check::{Claim, Verdict};
 use crate::chunk::{self, Chunk};
-use crate::direction::{clause_holder, relation_words_share, stated_for_another, stated_reversed};
+use crate::direction::{
+    clause_holder, relation_words_share, stated_for_another, stated_holder, stated_reversed,
+};
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
 use crate::names::{attribute_holder, without_relation_words, written_in, Names};
@@ -631,6 +633,19 @@ impl<'a> Pipeline<'a> {
                             Some(holder) => holder.to_owned(),
                             None => subject,
                         };
+                    // "The anthem of the German Empire is Die Wacht am Rhein" read as
+                    // [Liselotte Grschebina, anthem, Die Wacht am Rhein]: the text names
+                    // whose anthem it is.
+                    let subject = match stated_holder(
+                        &item.body,
+                        &subject,
+                        &label,
+                        object_text,
+                        &chunk_names,
+                    ) {
+                        Some(holder) => crate::names::proper(holder, &item.body).to_owned(),
+                        None => subject,
+                    };
                     // Without a declared range, the definition's words say whether a date
                     // or a year is asked for: a bare year the text writes as part of a full
                     // date becomes that date, and a relation asking for one whose object has
