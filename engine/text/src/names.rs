@@ -245,6 +245,36 @@ pub(crate) fn without_added_article<'a>(name: &'a str, text: &str) -> &'a str {
     }
 }
 
+/// The full name a one-word subject shortens: the one name of `subjects` (the chunk's other
+/// subjects) of two or three words, each capitalised and otherwise lowercase, that ends with
+/// it ("Haisheng" after "Nie Haisheng", "Shepard" after "Alan Shepard"): texts name a person
+/// in full once and by the surname after. `None` when no such name, or more than one, ends
+/// with it.
+pub(crate) fn full_name<'a>(short: &str, subjects: &[&'a str]) -> Option<&'a str> {
+    let short = short.trim();
+    let name_word = |w: &str| {
+        let mut cs = w.chars();
+        cs.next().is_some_and(char::is_uppercase) && cs.all(|c| c.is_lowercase())
+    };
+    if short.split_whitespace().count() != 1 || !name_word(short) {
+        return None;
+    }
+    let mut found: Option<&'a str> = None;
+    for &n in subjects {
+        let ws: Vec<&str> = n.split_whitespace().collect();
+        let fits = (2..=3).contains(&ws.len())
+            && ws.iter().all(|w| name_word(w))
+            && ws.last() == Some(&short);
+        match (fits, found) {
+            (false, _) => {}
+            (true, None) => found = Some(n),
+            (true, Some(f)) if f.split_whitespace().eq(n.split_whitespace()) => {}
+            (true, Some(_)) => return None,
+        }
+    }
+    found
+}
+
 /// The entity an attribute written as a subject belongs to: small models make the attribute
 /// itself the subject ("population density" for "The population density of Mexico is 61.0",
 /// "postal code" for "The postal code for Thurleigh is MK44"). A subject that is not a name
@@ -308,7 +338,7 @@ impl Names {
     }
 
     /// An object's text: possessive dropped; a pronoun names nothing.
-    pub(crate) fn object<'a>(&self, raw: &'a str, text: &str) -> Result<&'a str, &'static str> {
+    pub(crate) fn object<'a>(&self, raw: &'a str, text: &'a str) -> Result<&'a str, &'static str> {
         let raw = raw.trim();
         if is_pronoun(raw) {
             return Err(PRONOUN_WITHOUT_NAME);
@@ -318,12 +348,52 @@ impl Names {
 }
 
 /// A name the model wrote, as the text names it: no possessive, no kind or unit after it, no
-/// description or added article before it.
-pub(crate) fn proper<'a>(raw: &'a str, text: &str) -> &'a str {
-    without_added_article(
+/// description or added article before it, and the text's own spelling where the model
+/// respelled the text's words ("choppedFruits" for "chopped fruits").
+pub(crate) fn proper<'a>(raw: &'a str, text: &'a str) -> &'a str {
+    let name = without_added_article(
         without_descriptor(without_kind(without_possessive(raw, text))),
         text,
-    )
+    );
+    if written_in(text, name) {
+        name
+    } else {
+        text_spelling(name, text).unwrap_or(name)
+    }
+}
+
+/// The span of `text` whose words (as [`words`] splits them, camelCase included) are exactly
+/// `name`'s, the first one found; `None` when the text has no such span.
+fn text_spelling<'a>(name: &str, text: &'a str) -> Option<&'a str> {
+    let want = words(name);
+    if want.is_empty() {
+        return None;
+    }
+    // Each word of the text with its byte range, split as `words` splits.
+    let mut spans: Vec<(String, usize, usize)> = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut prev_lower = false;
+    for (i, c) in text.char_indices() {
+        let alnum = c.is_alphanumeric();
+        if !alnum || (c.is_uppercase() && prev_lower) {
+            if let Some(s) = start.take() {
+                spans.push((text[s..i].to_lowercase(), s, i));
+            }
+        }
+        if alnum {
+            start.get_or_insert(i);
+        }
+        prev_lower = alnum && c.is_lowercase();
+    }
+    if let Some(s) = start {
+        spans.push((text[s..].to_lowercase(), s, text.len()));
+    }
+    spans.windows(want.len()).find_map(|w| {
+        w.iter()
+            .zip(&want)
+            .all(|((t, _, _), n)| t == n)
+            .then(|| &text[w[0].1..w[want.len() - 1].2])
+    })
 }
 
 #[cfg(test)]
@@ -487,6 +557,38 @@ mod tests {
                 )
                 .as_deref(),
             Ok("Bananaman")
+        );
+    }
+
+    #[test]
+    fn respelled_names_take_the_texts_spelling() {
+        let text = "Bionico is made from chopped fruits and sour cream; it is a Contributing \
+                    Property of the town.";
+        assert_eq!(proper("choppedFruits", text), "chopped fruits");
+        assert_eq!(proper("sour_cream", text), "sour cream");
+        assert_eq!(
+            proper("contributingProperty", text),
+            "Contributing Property"
+        );
+        assert_eq!(
+            proper("contributing property", text),
+            "contributing property"
+        );
+        assert_eq!(proper("Granola", text), "Granola");
+    }
+
+    #[test]
+    fn a_surname_subject_is_the_full_name_the_chunk_uses() {
+        let subjects = ["Nie Haisheng", "Shenzhou 10", "Nie Haisheng"];
+        assert_eq!(full_name("Haisheng", &subjects), Some("Nie Haisheng"));
+        assert_eq!(full_name("Nie Haisheng", &subjects), None);
+        // Not a person's name: a club, a number, a place inside another name.
+        assert_eq!(full_name("Grozny", &["FC Terek Grozny"]), None);
+        assert_eq!(full_name("10", &subjects), None);
+        // Two people of that surname: neither.
+        assert_eq!(
+            full_name("Ribicoff", &["Abraham Ribicoff", "Ruth Ribicoff"]),
+            None
         );
     }
 

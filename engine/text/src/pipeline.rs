@@ -19,7 +19,7 @@ use crate::direction::{
 };
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
-use crate::names::{attribute_holder, without_relation_words, written_in, Names};
+use crate::names::{attribute_holder, full_name, without_relation_words, written_in, Names};
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -561,14 +561,21 @@ impl<'a> Pipeline<'a> {
             let words = word_set(&item.body);
             let numbers = digit_runs(&item.body);
             let mut names = Names::default();
-            // A subject with its relation's words glued on, or an attribute standing for its
-            // holder, is renamed in every triple of the chunk that uses it.
+            // A subject with its relation's words glued on, an attribute standing for its
+            // holder, or a surname standing for the full name another subject gives, is
+            // renamed in every triple of the chunk that uses it.
             let mut renamed: HashMap<&str, String> = HashMap::new();
+            let subjects: Vec<&str> = rounds
+                .iter()
+                .flat_map(|(triples, _)| &triples[i])
+                .map(|t| t[0].trim())
+                .collect();
             for (triples, _) in &rounds {
                 for t in &triples[i] {
                     let subject = t[0].trim();
                     if let Some(n) = without_relation_words(subject, &t[1], &item.body)
                         .or_else(|| attribute_holder(subject, &item.body))
+                        .or_else(|| full_name(subject, &subjects).map(str::to_owned))
                     {
                         renamed.entry(subject).or_insert(n);
                     }
