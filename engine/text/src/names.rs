@@ -12,8 +12,8 @@
 //! Stavropolis asteroid", "Shenzhou 10 mission") and the unit along with a number ("3500
 //! metres"): the name is the name, and a number's unit is the relation's to say. A
 //! description written before a name goes too ("BBC show Bananaman", "Israeli national
-//! Liselotte Grschebina"), and so does a "The" the model capitalised where the text writes the
-//! name after a lowercase "the".
+//! Liselotte Grschebina"), and so does a first word the model capitalised where the text
+//! writes it in lowercase ("The Tennessee Titans", "Asteroid 1147 Stavropolis").
 
 /// The lowercased alphanumeric words of a text or name, in order, camelCase split
 /// ("birthDate" -> "birth", "date").
@@ -226,18 +226,28 @@ pub(crate) fn without_descriptor(name: &str) -> &str {
     name
 }
 
-/// `name` without a leading "The" that the model capitalised where the text writes "the"
-/// before the rest in lowercase and never "The" ("his former team the Tennessee Titans"): an
-/// article the text writes in capitals mid-sentence ("The Hague") is part of the name.
-pub(crate) fn without_added_article<'a>(name: &'a str, text: &str) -> &'a str {
-    let Some(rest) = name.strip_prefix("The ").map(str::trim_start) else {
+/// `name` without a first word the model capitalised where the text writes it in lowercase
+/// before the rest of the name, and never capitalised: an article ("his former team the
+/// Tennessee Titans") or a kind ("the asteroid 1147 Stavropolis", "the city Ciudad Ayala").
+/// A word the text capitalises mid-sentence ("The Hague") is part of the name; the rest must
+/// start with a capital or a digit.
+pub(crate) fn without_added_lead<'a>(name: &'a str, text: &str) -> &'a str {
+    let Some((first, rest)) = name.split_once(' ') else {
         return name;
     };
-    if rest.is_empty() {
+    let rest = rest.trim_start();
+    let mut cs = first.chars();
+    let capitalised = cs.next().is_some_and(char::is_uppercase) && cs.all(char::is_lowercase);
+    if !capitalised
+        || !rest
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    {
         return name;
     }
-    let lower = format!("the {rest}");
-    let upper = format!("The {rest}");
+    let lower = format!("{} {rest}", first.to_lowercase());
+    let upper = format!("{first} {rest}");
     if whole_word_match(text, &lower, false) && !whole_word_match(text, &upper, false) {
         rest
     } else {
@@ -351,7 +361,7 @@ impl Names {
 /// description or added article before it, and the text's own spelling where the model
 /// respelled the text's words ("choppedFruits" for "chopped fruits").
 pub(crate) fn proper<'a>(raw: &'a str, text: &'a str) -> &'a str {
-    let name = without_added_article(
+    let name = without_added_lead(
         without_descriptor(without_kind(without_possessive(raw, text))),
         text,
     );
@@ -503,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn descriptions_and_added_articles_come_off_names() {
+    fn descriptions_and_added_first_words_come_off_names() {
         for (name, kept) in [
             ("BBC show Bananaman", "Bananaman"),
             ("BBC's show Bananaman", "Bananaman"),
@@ -539,15 +549,23 @@ mod tests {
         let text = "Akeem Ayers debuted with his former team the Tennessee Titans. The Hague \
                     is in the Netherlands; The Hague's court sits there.";
         assert_eq!(
-            without_added_article("The Tennessee Titans", text),
+            without_added_lead("The Tennessee Titans", text),
             "Tennessee Titans"
         );
-        assert_eq!(without_added_article("The Hague", text), "The Hague");
+        assert_eq!(without_added_lead("The Hague", text), "The Hague");
+        assert_eq!(without_added_lead("The Netherlands", text), "Netherlands");
+        assert_eq!(without_added_lead("The Gambia", text), "The Gambia");
+        let text = "The asteroid 1147 Stavropolis was found in the city Ciudad Ayala. City \
+                    Hall is old.";
         assert_eq!(
-            without_added_article("The Netherlands", text),
-            "Netherlands"
+            without_added_lead("Asteroid 1147 Stavropolis", text),
+            "1147 Stavropolis"
         );
-        assert_eq!(without_added_article("The Gambia", text), "The Gambia");
+        assert_eq!(
+            without_added_lead("City Ciudad Ayala", text),
+            "Ciudad Ayala"
+        );
+        assert_eq!(without_added_lead("City Hall", text), "City Hall");
         let mut names = Names::default();
         assert_eq!(
             names
