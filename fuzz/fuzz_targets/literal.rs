@@ -7,6 +7,8 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../engine/text/src/literal.rs"]
 #[allow(dead_code, missing_docs)]
 mod literal;
+#[path = "../../engine/text/src/words.rs"]
+mod words;
 
 const RANGES: [Option<&str>; 7] = [
     None,

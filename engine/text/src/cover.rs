@@ -13,7 +13,7 @@
 //! the in-engine one.
 
 use crate::model::generate_all;
-use crate::names::words;
+use crate::words::words;
 use crate::output::parse_triples;
 use crate::pipeline::{
     Extracted, Item, Pipeline, Stage, Stats, MAX_NAME_CHARS, MAX_RELATION_CHARS,

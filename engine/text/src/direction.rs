@@ -19,7 +19,7 @@
 //! ([`relation_words_share`]): the one whose name the sentence uses ("16,800 of them are
 //! undergraduates": numberOfUndergraduateStudents, not academicStaffSize).
 
-use crate::names::words;
+use crate::words::words;
 
 /// Words that may stand between a name and "the R of": verbs of being and adverbs.
 const LINKS: &[&str] = &[

@@ -32,6 +32,7 @@ pub mod provenance;
 mod reader;
 mod refine;
 pub mod schema;
+mod words;
 
 pub use commit::{entity_iri, entity_label, DroppedTriple, ReportStats, TextReport};
 pub use define::{DefinitionCache, Definitions};

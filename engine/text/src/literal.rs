@@ -117,7 +117,7 @@ pub enum Expects {
 /// neither). Schema definitions of any domain say this in words, whatever the datatype
 /// declarations say.
 pub fn expects(label: &str, definition: &str) -> Expects {
-    let words = crate::names::words;
+    let words = crate::words::words;
     let find = |ws: &[String]| {
         if ws.iter().any(|w| w == "date" || w == "dates") {
             Some(Expects::Date)

@@ -901,7 +901,7 @@ impl<'a> Pipeline<'a> {
 
 /// The lowercased alphanumeric words of a text (camelCase split), as a set.
 fn word_set(text: &str) -> HashSet<String> {
-    crate::names::words(text).into_iter().collect()
+    crate::words::words(text).into_iter().collect()
 }
 
 /// Whether a name the model wrote is grounded in the text: at least one of its words occurs
