@@ -13,12 +13,12 @@
 //! the in-engine one.
 
 use crate::model::generate_all;
-use crate::words::words;
 use crate::output::parse_triples;
 use crate::pipeline::{
     Extracted, Item, Pipeline, Stage, Stats, MAX_NAME_CHARS, MAX_RELATION_CHARS,
 };
 use crate::prompts;
+use crate::words::words;
 use crate::EdcError;
 use serde_json::json;
 use std::collections::HashSet;
