@@ -15,7 +15,7 @@
 //! Liselotte Grschebina"), and so does a first word the model capitalised where the text
 //! writes it in lowercase ("The Tennessee Titans", "Asteroid 1147 Stavropolis").
 
-use crate::words::words;
+use crate::words::{word_spans, words};
 
 /// Words that refer to an entity without naming it.
 const PRONOUNS: &[&str] = &[
@@ -355,30 +355,12 @@ fn text_spelling<'a>(name: &str, text: &'a str) -> Option<&'a str> {
     if want.is_empty() {
         return None;
     }
-    // Each word of the text with its byte range, split as `words` splits.
-    let mut spans: Vec<(String, usize, usize)> = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut prev_lower = false;
-    for (i, c) in text.char_indices() {
-        let alnum = c.is_alphanumeric();
-        if !alnum || (c.is_uppercase() && prev_lower) {
-            if let Some(s) = start.take() {
-                spans.push((text[s..i].to_lowercase(), s, i));
-            }
-        }
-        if alnum {
-            start.get_or_insert(i);
-        }
-        prev_lower = alnum && c.is_lowercase();
-    }
-    if let Some(s) = start {
-        spans.push((text[s..].to_lowercase(), s, text.len()));
-    }
+    let spans = word_spans(text);
     spans.windows(want.len()).find_map(|w| {
         w.iter()
             .zip(&want)
-            .all(|((t, _, _), n)| t == n)
-            .then(|| &text[w[0].1..w[want.len() - 1].2])
+            .all(|((t, _), n)| t == n)
+            .then(|| &text[w[0].1.start..w[want.len() - 1].1.end])
     })
 }
 

@@ -5,25 +5,30 @@
 /// The lowercased alphanumeric words of a text or name, in order, camelCase split
 /// ("birthDate" -> "birth", "date").
 pub(crate) fn words(text: &str) -> Vec<String> {
+    word_spans(text).into_iter().map(|(w, _)| w).collect()
+}
+
+/// [`words`], each with the byte range it has in `text`.
+pub(crate) fn word_spans(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
     let mut out = Vec::new();
     let mut word = String::new();
+    let mut start = 0;
     let mut prev_lower = false;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && prev_lower && !word.is_empty() {
-                out.push(std::mem::take(&mut word));
-            }
-            prev_lower = c.is_lowercase();
-            word.extend(c.to_lowercase());
-        } else {
-            prev_lower = false;
-            if !word.is_empty() {
-                out.push(std::mem::take(&mut word));
-            }
+    for (i, c) in text.char_indices() {
+        let alnum = c.is_alphanumeric();
+        if (!alnum || (c.is_uppercase() && prev_lower)) && !word.is_empty() {
+            out.push((std::mem::take(&mut word), start..i));
         }
+        if alnum {
+            if word.is_empty() {
+                start = i;
+            }
+            word.extend(c.to_lowercase());
+        }
+        prev_lower = alnum && c.is_lowercase();
     }
     if !word.is_empty() {
-        out.push(word);
+        out.push((word, start..text.len()));
     }
     out
 }
