@@ -234,6 +234,10 @@ fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> 
                 return false;
             }
             let mut q = p + ph.len();
+            // A name may start with its article ("by The Two Towers").
+            if at(q, name) {
+                return true;
+            }
             if text.get(q).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
                 q += 1;
             }
@@ -290,6 +294,10 @@ fn acts_on(text: &[String], forms: &[String], agent: &[String], patient: &[Strin
             return false;
         }
         let mut r = q + 1;
+        // A name may start with its article ("published The Fellowship of the Ring").
+        if at(r, patient) {
+            return true;
+        }
         if text.get(r).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
             r += 1;
         }
@@ -582,6 +590,22 @@ mod tests {
             WORKS,
             "Tomás Herrera"
         ));
+        // A name that starts with its article.
+        let t = "Ada Price works for The Economist.";
+        assert!(stated_reversed(
+            t,
+            "The Economist",
+            "employer",
+            WORKS,
+            "Ada Price"
+        ));
+        assert!(!stated_reversed(
+            t,
+            "Ada Price",
+            "employer",
+            WORKS,
+            "The Economist"
+        ));
         // A passive definition's verb in the active voice: the doer is the object.
         let designed = "The subject entity was designed by the architect given by the object.";
         assert!(stated_reversed(
@@ -676,6 +700,14 @@ mod tests {
             "MotorSport Vision",
             operated,
             "Bedford Aerodrome"
+        ));
+        // A name that starts with its article.
+        let published = "The subject entity was published by the object entity.";
+        assert!(rev(
+            "George Allen & Unwin published The Fellowship of the Ring, a novel.",
+            "George Allen & Unwin",
+            published,
+            "The Fellowship of the Ring"
         ));
         assert!(!rev(
             "Xeno owns Yara and Yara owns Xeno.",

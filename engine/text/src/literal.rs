@@ -234,6 +234,11 @@ fn strip_quotes(s: &str) -> &str {
     s
 }
 
+/// Whether `s` is a value as [`type_object`] reads one without a range: a date or a number.
+pub(crate) fn is_value(s: &str) -> bool {
+    guess(s.trim()).is_some()
+}
+
 /// Whether `s` is a number as [`type_object`] reads one: an integer or a decimal, with a sign
 /// and thousands separators allowed.
 pub(crate) fn is_number(s: &str) -> bool {

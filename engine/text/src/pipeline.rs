@@ -653,6 +653,23 @@ impl<'a> Pipeline<'a> {
                         Some(holder) => crate::names::proper(holder, &item.body).to_owned(),
                         None => subject,
                     };
+                    // A number or a date is a value, never what a fact is about: "9400
+                    // postgraduate students attend the University of Burgundy" read as [9400,
+                    // numberOfPostgraduateStudents, University of Burgundy] is turned round when
+                    // the relation counts something, and dropped otherwise ([1959,
+                    // deathPlace, California]).
+                    let value_subject;
+                    let (subject, object_text) = if literal::is_value(&subject) {
+                        if literal::is_value(object_text) || !counts(&label, &definition) {
+                            drop("a value (a number or a date) as the subject".to_owned());
+                            continue;
+                        }
+                        stats[i].reversed += 1;
+                        value_subject = subject;
+                        (object_text.to_owned(), value_subject.as_str())
+                    } else {
+                        (subject, object_text)
+                    };
                     // Without a declared range, the definition's words say whether a date
                     // or a year is asked for: a bare year the text writes as part of a full
                     // date becomes that date, and a relation asking for one whose object has
@@ -907,6 +924,15 @@ fn word_set(text: &str) -> HashSet<String> {
 /// Whether a name the model wrote is grounded in the text: at least one of its words occurs
 /// there. Small models copy names from the prompt's worked examples; a fact about an entity
 /// the text never mentions is not the text's.
+/// Whether a relation counts something: its name or definition says "number" or "count"
+/// ("The subject entity has the number of members ...", numberOfPages, cylinderCount).
+fn counts(label: &str, definition: &str) -> bool {
+    crate::words::words(label)
+        .iter()
+        .chain(&crate::words::words(definition))
+        .any(|w| w == "number" || w == "count")
+}
+
 fn grounded(name: &str, text_words: &HashSet<String>) -> bool {
     let words = word_set(name);
     words.is_empty() || words.iter().any(|w| text_words.contains(w))

@@ -989,3 +989,50 @@ fn names_the_extraction_left_out_go_back_to_the_model_once_each() {
         assert_eq!(plans[0].stats.covered, 0);
     }
 }
+
+#[test]
+fn a_value_is_never_the_subject() {
+    let model = fake(
+        vec![(
+            "postgraduate",
+            r#"[["9400","numberOfStudents","University of Burgundy"],["1959","location","Dijon"],["1970","numberOfStudents","9400"]]"#,
+        )],
+        0,
+    );
+    let schema = index(&[
+        (
+            "numberOfStudents",
+            "The subject entity has the number of students given by the object.",
+            None,
+        ),
+        (
+            "location",
+            "The subject entity is located in the object.",
+            None,
+        ),
+    ]);
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let plans = p
+        .run(
+            &["Since 1970, 9400 postgraduate students attend the University of Burgundy in Dijon since 1959."],
+            &Schema::new(&schema),
+        )
+        .unwrap();
+    // A count turns round; a value related to a place or to another value is no fact.
+    assert_eq!(
+        spo(&plans[0]),
+        vec![(
+            "University of Burgundy".to_owned(),
+            "numberOfStudents".to_owned(),
+            "9400".to_owned()
+        )]
+    );
+    let reasons: Vec<&str> = plans[0].dropped.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "a value (a number or a date) as the subject",
+            "a value (a number or a date) as the subject"
+        ]
+    );
+}
