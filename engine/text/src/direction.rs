@@ -124,10 +124,11 @@ fn states(text: &[String], relation: &[String], holder: &[String], value: &[Stri
         let w = text.get(q)?;
         (w == last || *w == format!("{last}s") || *w == format!("{last}es")).then_some(q + 1)
     };
-    // "R of (the) holder" at `p`; the position after it.
+    // "R of (the) holder" at `p` ("the architect for X", "an ethnic group in X" say the
+    // same); the position after it.
     let of_holder = |p: usize| -> Option<usize> {
         let q = noun(p)?;
-        if text.get(q).map(String::as_str) != Some("of") {
+        if !matches!(text.get(q).map(String::as_str), Some("of" | "for" | "in")) {
             return None;
         }
         let (r, _) = skip(q + 1, ARTICLES, 1);
@@ -158,8 +159,8 @@ fn states(text: &[String], relation: &[String], holder: &[String], value: &[Stri
                 }
             }
         }
-        // the R of (the) holder is value
-        if text[p] == "the" {
+        // the R of (the) holder is value; a R of (the) holder is value
+        if ARTICLES.contains(&text[p].as_str()) {
             if let Some(q) = of_holder(p + 1) {
                 if linked_value(q) {
                     return true;
@@ -246,6 +247,24 @@ fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> 
     })
 }
 
+/// Irregular participles a definition may use ("written by"), with their active forms.
+const IRREGULAR: &[(&str, &[&str])] = &[
+    ("written", &["wrote", "writes", "write"]),
+    ("built", &["built", "builds", "build"]),
+    ("made", &["made", "makes", "make"]),
+    ("run", &["ran", "runs", "run"]),
+    ("led", &["led", "leads", "lead"]),
+    ("held", &["held", "holds", "hold"]),
+    ("drawn", &["drew", "draws", "draw"]),
+    ("sung", &["sang", "sings", "sing"]),
+    ("taught", &["taught", "teaches", "teach"]),
+    ("bought", &["bought", "buys", "buy"]),
+    ("sold", &["sold", "sells", "sell"]),
+    ("won", &["won", "wins", "win"]),
+    ("given", &["gave", "gives", "give"]),
+    ("shown", &["showed", "shows", "show"]),
+];
+
 /// The active forms of a definition's passive phrases ("operated by" -> "operates",
 /// "operate", "operated" not followed by "by"; "owned by" -> "owns"): regular verbs only.
 fn active_forms(phrases: &[Vec<String>]) -> Vec<String> {
@@ -254,10 +273,17 @@ fn active_forms(phrases: &[Vec<String>]) -> Vec<String> {
         let [participle, by] = ph.as_slice() else {
             continue;
         };
+        if by != "by" {
+            continue;
+        }
+        if let Some((_, forms)) = IRREGULAR.iter().find(|(p, _)| p == participle) {
+            out.extend(forms.iter().map(|f| (*f).to_owned()));
+            continue;
+        }
         let Some(stem) = participle.strip_suffix("ed") else {
             continue;
         };
-        if by != "by" || stem.is_empty() {
+        if stem.is_empty() {
             continue;
         }
         // "operated" -> "operate"; "designed" -> "design".
@@ -283,11 +309,30 @@ fn active_forms(phrases: &[Vec<String>]) -> Vec<String> {
 /// MotorSport Vision.
 fn acts_on(text: &[String], forms: &[String], agent: &[String], patient: &[String]) -> bool {
     let at = |p: usize, w: &[String]| at(text, p, w);
+    // The agent by its full name, or by its first or last word alone at the start of a
+    // sentence or clause ("Grigory discovered 1147 Stavropolis" after "Grigory Neujmin was
+    // born ...").
+    let mut short: Vec<&[String]> = Vec::new();
+    if agent.len() >= 2 {
+        short.extend([&agent[..1], &agent[agent.len() - 1..]]);
+    }
     (0..text.len()).any(|p| {
-        if !at(p, agent) {
+        let clause_start = p == 0 || matches!(text[p - 1].as_str(), "." | ",");
+        let q = if at(p, agent) {
+            p + agent.len()
+        } else if clause_start && short.iter().any(|m| at(p, m)) {
+            p + 1
+        } else {
             return false;
-        }
-        let q = p + agent.len();
+        };
+        // Past a clause about the agent: "J.R.R. Tolkien, who was born in 1892, wrote ...".
+        let q = match (text.get(q).map(String::as_str), text.get(q + 1)) {
+            (Some(","), Some(w)) if w == "who" || w == "which" => (q + 2..text.len())
+                .take_while(|&k| text[k] != ".")
+                .find(|&k| text[k] == ",")
+                .map_or(q, |k| k + 1),
+            _ => q,
+        };
         if !text.get(q).is_some_and(|v| forms.contains(v))
             || text.get(q + 1).map(String::as_str) == Some("by")
         {
@@ -701,6 +746,24 @@ mod tests {
             operated,
             "Bedford Aerodrome"
         ));
+        // Irregular verbs; the agent by one word of its name at a sentence start.
+        let written = "The subject entity was written or created by the object entity.";
+        assert!(rev(
+            "J.R.R. Tolkien, who was born in 1892, wrote The Fellowship of the Ring.",
+            "J.R.R. Tolkien",
+            written,
+            "The Fellowship of the Ring"
+        ));
+        let discovered = "The subject entity was discovered by the object entity.";
+        let t = "Grigory Neujmin was born in Tbilisi. Grigory discovered 1147 Stavropolis.";
+        assert!(rev(t, "Grigory Neujmin", discovered, "1147 Stavropolis"));
+        assert!(!rev(t, "1147 Stavropolis", discovered, "Grigory Neujmin"));
+        assert!(!rev(
+            "Ann Lee met Grigory Neujmin and Lee discovered 1147 Stavropolis.",
+            "Grigory Lee",
+            discovered,
+            "1147 Stavropolis"
+        ));
         // A name that starts with its article.
         let published = "The subject entity was published by the object entity.";
         assert!(rev(
@@ -722,6 +785,30 @@ mod tests {
         let t = "Santiago is the capital of Chile.";
         assert!(stated_reversed(t, "Santiago", "capital", "", "Chile"));
         assert!(!stated_reversed(t, "Chile", "capital", "", "Santiago"));
+        // "for" and "in" in place of "of"; an indefinite article.
+        let t = "Robert A.M. Stern is the architect for Alan B. Miller Hall.";
+        assert!(stated_reversed(
+            t,
+            "Robert A.M. Stern",
+            "architect",
+            "",
+            "Alan B. Miller Hall"
+        ));
+        let t = "An ethnic group in Israel is the Israeli Jews.";
+        assert!(stated_reversed(
+            t,
+            "Israeli Jews",
+            "ethnicGroup",
+            "",
+            "Israel"
+        ));
+        assert!(!stated_reversed(
+            t,
+            "Israel",
+            "ethnicGroup",
+            "",
+            "Israeli Jews"
+        ));
         let t = "The College of William and Mary is the owner of the Alan B. Miller Hall.";
         assert!(stated_reversed(
             t,
