@@ -407,11 +407,33 @@ pub(crate) fn stated_reversed(
         return true;
     }
     let phrases = definition_phrases(definition);
-    if follows_phrase(&t, &phrases, &s) && !follows_phrase(&t, &phrases, &o) {
-        return true;
+    // A definition "... located in ..." and the text's "Quezon City in the Philippines": the
+    // name before "in" is where the relation starts, whatever the verb phrase is next to
+    // ("located in Quezon City in the Philippines").
+    if phrases.iter().any(|ph| ph.len() == 2 && ph[1] == "in") {
+        match (in_place(&t, &s, &o), in_place(&t, &o, &s)) {
+            (true, false) => return false,
+            (false, true) => return true,
+            _ => {}
+        }
     }
+    let phrases_say = follows_phrase(&t, &phrases, &s) && !follows_phrase(&t, &phrases, &o);
     let forms = active_forms(&phrases);
-    acts_on(&t, &forms, &s, &o) && !acts_on(&t, &forms, &o, &s)
+    phrases_say || (acts_on(&t, &forms, &s, &o) && !acts_on(&t, &forms, &o, &s))
+}
+
+/// Whether `text` writes `inner` right before "in", an article and `outer`.
+fn in_place(text: &[String], inner: &[String], outer: &[String]) -> bool {
+    (0..text.len()).any(|p| {
+        let q = p + inner.len();
+        if !at(text, p, inner) || text.get(q).map(String::as_str) != Some("in") {
+            return false;
+        }
+        let r = q + 1;
+        at(text, r, outer)
+            || (text.get(r).is_some_and(|x| ARTICLES.contains(&x.as_str()))
+                && at(text, r + 1, outer))
+    })
 }
 
 /// Words that open a clause about the name right before them.
@@ -634,6 +656,23 @@ mod tests {
             "employer",
             WORKS,
             "Tomás Herrera"
+        ));
+        // A place in another.
+        let located = "The subject entity is located in the country given by the object entity.";
+        let t = "GMA New Media is located in Quezon City in the Philippines.";
+        assert!(stated_reversed(
+            t,
+            "Philippines",
+            "country",
+            located,
+            "Quezon City"
+        ));
+        assert!(!stated_reversed(
+            t,
+            "Quezon City",
+            "country",
+            located,
+            "Philippines"
         ));
         // A name that starts with its article.
         let t = "Ada Price works for The Economist.";

@@ -217,6 +217,12 @@ fn guess(value: &str) -> Option<Object> {
     if let Some(d) = parse_date(value) {
         return Some(literal(d, xsd::DATE.as_str()));
     }
+    // A leading zero makes digits a code (an area or postal code, "01234"), not a number:
+    // read as one, it would lose the zero.
+    let digits = sign(value).1;
+    if digits.len() > 1 && digits.starts_with('0') && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some(literal(value.to_owned(), xsd::STRING.as_str()));
+    }
     if let Some(i) = parse_integer(value) {
         return Some(literal(i, xsd::INTEGER.as_str()));
     }
@@ -475,6 +481,12 @@ mod tests {
             lit("17000", xsd::INTEGER.as_str())
         );
         assert_eq!(type_object("−6", None), lit("-6", xsd::INTEGER.as_str()));
+        // A code keeps its leading zero.
+        assert_eq!(
+            type_object("01234", None),
+            lit("01234", xsd::STRING.as_str())
+        );
+        assert_eq!(type_object("0", None), lit("0", xsd::INTEGER.as_str()));
         assert_eq!(
             type_object("3990.0", None),
             lit("3990.0", xsd::DECIMAL.as_str())

@@ -149,11 +149,16 @@ pub(crate) fn without_kind(name: &str) -> &str {
             .next()
             .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
     };
-    // A number may end a sentence the model copied ("1095. meters").
-    let is_number =
-        core.len() == 1 && crate::literal::is_number(core[0].1.trim_end_matches(['.', ',']));
+    // A number may end a sentence the model copied ("1095. meters") or carry its unit
+    // ("1147m above sea level").
+    if let [(_, t)] = core {
+        let number = without_glued_unit(t.trim_end_matches(['.', ',']));
+        if crate::literal::is_number(number) {
+            return number;
+        }
+    }
     let is_proper = core.len() >= 2 && capital_or_number(core[0].1) && capital_or_number(core[k].1);
-    if is_number || is_proper {
+    if is_proper {
         name[..end].trim_end_matches([',', '.'])
     } else {
         name
@@ -221,6 +226,26 @@ pub(crate) fn without_descriptor(name: &str) -> &str {
         }
     }
     name
+}
+
+/// An object in lowercase words without the relation's own last words after them: "building
+/// materials industry" for industry, "fantasy literary genre" for literaryGenre name the
+/// value and then, again, the relation. A name (any capital) keeps them ("Pacific Daylight
+/// Time" for timeZone, "V12 engine" for engine), and nothing is taken that leaves nothing.
+pub(crate) fn without_relation_suffix<'a>(object: &'a str, relation: &str) -> &'a str {
+    if object.chars().any(char::is_uppercase) {
+        return object;
+    }
+    let rel = words(relation);
+    let spans = word_spans(object);
+    for k in (1..=rel.len().min(spans.len().saturating_sub(1))).rev() {
+        let tail = &spans[spans.len() - k..];
+        if tail.iter().map(|(w, _)| w).eq(rel[rel.len() - k..].iter()) {
+            let end = spans[spans.len() - k - 1].1.end;
+            return object[..end].trim_end();
+        }
+    }
+    object
 }
 
 /// Abbreviations of three letters or more written with a period inside names.
@@ -565,9 +590,32 @@ mod tests {
             assert_eq!(proper(model, text), named);
         }
         assert_eq!(without_kind("70.308kg"), "70.308");
+        assert_eq!(without_kind("1147m above sea level"), "1147");
         assert_eq!(without_kind("175.26cm"), "175.26");
         for kept in ["3rd", "1990s", "4x4", "V8", "12metres"] {
             assert_eq!(without_kind(kept), kept);
+        }
+    }
+
+    #[test]
+    fn objects_do_not_repeat_their_relation() {
+        for (object, relation, kept) in [
+            (
+                "building materials industry",
+                "industry",
+                "building materials",
+            ),
+            ("fantasy literary genre", "literaryGenre", "fantasy"),
+            ("post-metal genre", "genre", "post-metal"),
+            ("Pacific Daylight Time", "timeZone", "Pacific Daylight Time"),
+            ("genre", "genre", "genre"),
+            (
+                "council-manager government",
+                "governmentType",
+                "council-manager government",
+            ),
+        ] {
+            assert_eq!(without_relation_suffix(object, relation), kept);
         }
     }
 

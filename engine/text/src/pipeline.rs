@@ -19,7 +19,9 @@ use crate::direction::{
 };
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
-use crate::names::{attribute_holder, full_name, without_relation_words, written_in, Names};
+use crate::names::{
+    attribute_holder, full_name, without_relation_suffix, without_relation_words, written_in, Names,
+};
 pub use crate::options::Align;
 use crate::options::MAX_CHUNKS_PER_TEXT;
 use crate::schema::Schema;
@@ -653,6 +655,9 @@ impl<'a> Pipeline<'a> {
                         Some(holder) => crate::names::proper(holder, &item.body).to_owned(),
                         None => subject,
                     };
+                    // "building materials industry" for industry: the value, then the
+                    // relation again.
+                    let object_text = without_relation_suffix(object_text, &label);
                     // A number or a date is a value, never what a fact is about: "9400
                     // postgraduate students attend the University of Burgundy" read as [9400,
                     // numberOfPostgraduateStudents, University of Burgundy] is turned round when
