@@ -143,12 +143,31 @@ pub fn expectation_violation(object: &str, expects: Expects) -> Option<&'static 
     }
 }
 
-/// The full date the text writes around `year` (a bare four-digit year the model wrote for a
-/// relation that asks for a date), in ISO form: small models shorten "October 13, 1964" to
-/// "1964". `None` unless the text writes exactly one date in that year.
-pub fn full_date(text: &str, year: &str) -> Option<String> {
-    let y = year.trim();
-    self::year(y)?;
+/// The full date the text writes around `written` (a bare four-digit year, or a piece of a
+/// date with its year, that the model wrote for a relation that asks for a date), in ISO
+/// form: small models shorten "October 13, 1964" to "1964" or "13, 1964". `None` unless the
+/// text writes exactly one date in that year with the piece's other numbers in it.
+pub fn full_date(text: &str, written: &str) -> Option<String> {
+    let written = written.trim();
+    if parse_date(written).is_some() {
+        return None;
+    }
+    let numbers: Vec<&str> = written
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let (years, others): (Vec<&str>, Vec<&str>) =
+        numbers.iter().partition(|n| self::year(n).is_some());
+    let [y] = years.as_slice() else {
+        return None;
+    };
+    // Only digits, spaces and commas besides the year ("13, 1964"): a piece of a date.
+    if written
+        .chars()
+        .any(|c| !(c.is_ascii_digit() || c == ' ' || c == ','))
+    {
+        return None;
+    }
     let words: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .filter(|w| !w.is_empty())
@@ -156,7 +175,7 @@ pub fn full_date(text: &str, year: &str) -> Option<String> {
     let mut found: Vec<String> = Vec::new();
     for (i, w) in words.iter().enumerate() {
         let bare = w.trim_end_matches(|c: char| !c.is_ascii_digit());
-        if bare != y {
+        if bare != *y {
             continue;
         }
         // The longest run of up to five words ending here (or starting here: "1923 November
@@ -183,6 +202,17 @@ pub fn full_date(text: &str, year: &str) -> Option<String> {
             }
         }
     }
+    // The piece's other numbers are the date's day or month.
+    found.retain(|d| {
+        let parts: Vec<u32> = d
+            .split('-')
+            .skip(1)
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        others
+            .iter()
+            .all(|n| n.parse::<u32>().is_ok_and(|n| parts.contains(&n)))
+    });
     match found.as_slice() {
         [one] => Some(one.clone()),
         _ => None,
@@ -553,6 +583,10 @@ mod tests {
             full_date("It ran from May 2nd, 1908 (to 1990).", "1908").as_deref(),
             Some("1908-05-02")
         );
+        // A piece of the date.
+        assert_eq!(full_date(text, "18, 1923").as_deref(), Some("1923-11-18"));
+        assert_eq!(full_date(text, "19, 1923"), None);
+        assert_eq!(full_date(text, "Lyon 1923"), None);
         // Two dates in one year: which one is not for this step to guess.
         let text = "It opened on 2 May 1990 and closed on 3 June 1990.";
         assert_eq!(full_date(text, "1990"), None);

@@ -248,6 +248,36 @@ pub(crate) fn without_relation_suffix<'a>(object: &'a str, relation: &str) -> &'
     object
 }
 
+/// Prepositions a model copies from the text in front of a name or number.
+const LEAD_PREPOSITIONS: &[&str] = &["in", "at", "on", "of", "from", "to", "by", "with", "for"];
+
+/// `name` without a preposition (and an article after it) that the model copied in front of a
+/// name or a number: "at 260855000000", "in the Campeonato Brasileiro Série C". What follows
+/// must start with a capital or a digit, so that a described thing keeps its words.
+pub(crate) fn without_lead_preposition(name: &str) -> &str {
+    let name = name.trim();
+    let Some((first, rest)) = name.split_once(' ') else {
+        return name;
+    };
+    if !LEAD_PREPOSITIONS.contains(&first) {
+        return name;
+    }
+    let rest = rest.trim_start();
+    let rest = match rest.split_once(' ') {
+        Some((article, after)) if ["the", "a", "an"].contains(&article) => after.trim_start(),
+        _ => rest,
+    };
+    if rest
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    {
+        rest
+    } else {
+        name
+    }
+}
+
 /// Abbreviations of three letters or more written with a period inside names.
 const TITLES: &[&str] = &[
     "mrs", "gen", "col", "capt", "sgt", "lieut", "prof", "rev", "hon", "ave", "blvd", "mt", "ft",
@@ -414,7 +444,10 @@ impl Names {
 /// respelled the text's words ("choppedFruits" for "chopped fruits").
 pub(crate) fn proper<'a>(raw: &'a str, text: &'a str) -> &'a str {
     let name = without_added_lead(
-        without_descriptor(without_kind(without_possessive(without_run_on(raw), text))),
+        without_descriptor(without_kind(without_possessive(
+            without_lead_preposition(without_run_on(raw)),
+            text,
+        ))),
         text,
     );
     if written_in(text, name) {
@@ -594,6 +627,26 @@ mod tests {
         assert_eq!(without_kind("175.26cm"), "175.26");
         for kept in ["3rd", "1990s", "4x4", "V8", "12metres"] {
             assert_eq!(without_kind(kept), kept);
+        }
+    }
+
+    #[test]
+    fn prepositions_before_names_and_numbers_come_off() {
+        for (model, named) in [
+            ("at 260855000000", "260855000000"),
+            (
+                "in the Campeonato Brasileiro Série C",
+                "Campeonato Brasileiro Série C",
+            ),
+            (
+                "of youth side of FC Spartak Moscow",
+                "of youth side of FC Spartak Moscow",
+            ),
+            ("in", "in"),
+            ("to the north", "to the north"),
+            ("Inside Out", "Inside Out"),
+        ] {
+            assert_eq!(without_lead_preposition(model), named);
         }
     }
 
