@@ -721,6 +721,9 @@ impl<'a> Pipeline<'a> {
                         || (!object_grounded && matches!(object, literal::Object::Entity(_)))
                     {
                         Some("an entity the text does not mention".to_owned())
+                    } else if repeats_relation(object.text(), &label) {
+                        // [Bedford Aerodrome, runwayLength, "runway length"]: no value.
+                        Some("an object that only repeats its relation's name".to_owned())
                     } else if !object_grounded {
                         Some("a value the text does not state".to_owned())
                     } else if round > 0
@@ -929,6 +932,18 @@ fn word_set(text: &str) -> HashSet<String> {
 /// Whether a name the model wrote is grounded in the text: at least one of its words occurs
 /// there. Small models copy names from the prompt's worked examples; a fact about an entity
 /// the text never mentions is not the text's.
+/// Whether `object`'s words are all words of the relation's name (articles and prepositions
+/// aside): "runway length" for runwayLength, "UTC" for utcOffset, "currency" for currency.
+fn repeats_relation(object: &str, relation: &str) -> bool {
+    const FILLERS: &[&str] = &["the", "a", "an", "of", "in", "on", "at", "to", "by", "for"];
+    let rel = crate::words::words(relation);
+    let mut content = crate::words::words(object)
+        .into_iter()
+        .filter(|w| !FILLERS.contains(&w.as_str()))
+        .peekable();
+    content.peek().is_some() && content.all(|w| rel.contains(&w))
+}
+
 /// Whether a relation counts something: its name or definition says "number" or "count"
 /// ("The subject entity has the number of members ...", numberOfPages, cylinderCount).
 fn counts(label: &str, definition: &str) -> bool {

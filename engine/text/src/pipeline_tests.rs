@@ -739,6 +739,12 @@ fn entities_the_text_does_not_mention_are_dropped() {
             "an entity the text does not mention"
         ]
     );
+    assert!(repeats_relation("runway length", "runwayLength"));
+    assert!(repeats_relation("UTC", "utcOffset"));
+    assert!(repeats_relation("the currency", "currency"));
+    assert!(!repeats_relation("1095", "runwayLength"));
+    assert!(!repeats_relation("Mexican peso", "currency"));
+    assert!(!repeats_relation("of", "currency"));
     let words = word_set("Bionico contains chopped fruits and condensedMilk.");
     assert!(grounded("choppedFruits", &words));
     assert!(grounded("Condensed milk", &words));
