@@ -622,6 +622,10 @@ mod tests {
         ] {
             assert_eq!(proper(model, text), named);
         }
+    }
+
+    #[test]
+    fn units_written_onto_numbers_come_off() {
         assert_eq!(without_kind("70.308kg"), "70.308");
         assert_eq!(without_kind("1147m above sea level"), "1147");
         assert_eq!(without_kind("175.26cm"), "175.26");

@@ -929,9 +929,6 @@ fn word_set(text: &str) -> HashSet<String> {
     crate::words::words(text).into_iter().collect()
 }
 
-/// Whether a name the model wrote is grounded in the text: at least one of its words occurs
-/// there. Small models copy names from the prompt's worked examples; a fact about an entity
-/// the text never mentions is not the text's.
 /// Whether `object`'s words are all words of the relation's name (articles and prepositions
 /// aside): "runway length" for runwayLength, "UTC" for utcOffset, "currency" for currency.
 fn repeats_relation(object: &str, relation: &str) -> bool {
@@ -953,6 +950,9 @@ fn counts(label: &str, definition: &str) -> bool {
         .any(|w| w == "number" || w == "count")
 }
 
+/// Whether a name the model wrote is grounded in the text: at least one of its words occurs
+/// there. Small models copy names from the prompt's worked examples; a fact about an entity
+/// the text never mentions is not the text's.
 fn grounded(name: &str, text_words: &HashSet<String>) -> bool {
     let words = word_set(name);
     words.is_empty() || words.iter().any(|w| text_words.contains(w))
