@@ -225,6 +225,21 @@ fn definition_phrases(definition: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Whether `name` starts at `q` in `text`, or after an article there and at most `extra`
+/// more words ("the firm Herrera y Lagos"). A name may start with its own article ("by The
+/// Two Towers"), so it is tried at `q` first.
+fn name_at(text: &[String], q: usize, name: &[String], extra: usize) -> bool {
+    if at(text, q, name) {
+        return true;
+    }
+    let q = if text.get(q).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
+        q + 1
+    } else {
+        q
+    };
+    (0..=extra).any(|k| at(text, q + k, name))
+}
+
 /// Whether `text` has one of `phrases` followed by `name` (after an article, and at most one
 /// more word: "works for the firm Herrera y Lagos").
 fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> bool {
@@ -234,15 +249,7 @@ fn follows_phrase(text: &[String], phrases: &[Vec<String>], name: &[String]) -> 
             if !at(p, ph) {
                 return false;
             }
-            let mut q = p + ph.len();
-            // A name may start with its article ("by The Two Towers").
-            if at(q, name) {
-                return true;
-            }
-            if text.get(q).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
-                q += 1;
-            }
-            at(q, name) || at(q + 1, name)
+            name_at(text, p + ph.len(), name, 1)
         })
     })
 }
@@ -338,15 +345,7 @@ fn acts_on(text: &[String], forms: &[String], agent: &[String], patient: &[Strin
         {
             return false;
         }
-        let mut r = q + 1;
-        // A name may start with its article ("published The Fellowship of the Ring").
-        if at(r, patient) {
-            return true;
-        }
-        if text.get(r).is_some_and(|x| ARTICLES.contains(&x.as_str())) {
-            r += 1;
-        }
-        at(r, patient) || at(r + 1, patient)
+        name_at(text, q + 1, patient, 1)
     })
 }
 
@@ -429,10 +428,7 @@ fn in_place(text: &[String], inner: &[String], outer: &[String]) -> bool {
         if !at(text, p, inner) || text.get(q).map(String::as_str) != Some("in") {
             return false;
         }
-        let r = q + 1;
-        at(text, r, outer)
-            || (text.get(r).is_some_and(|x| ARTICLES.contains(&x.as_str()))
-                && at(text, r + 1, outer))
+        name_at(text, q + 1, outer, 0)
     })
 }
 
