@@ -19,7 +19,7 @@
 //! ([`relation_words_share`]): the one whose name the sentence uses ("16,800 of them are
 //! undergraduates": numberOfUndergraduateStudents, not academicStaffSize).
 
-use crate::words::words;
+use crate::words::{word_spans, words};
 
 /// Words that may stand between a name and "the R of": verbs of being and adverbs.
 const LINKS: &[&str] = &[
@@ -466,21 +466,39 @@ pub(crate) fn clause_holder<'a>(
     let mut from = after_subject;
     while let Some(po) = find(&t[..sentence_end], &o, from) {
         from = po + 1;
-        let Some(r) = (after_subject..po)
-            .rev()
-            .find(|&p| RELATIVES.contains(&t[p].as_str()))
-        else {
-            continue;
-        };
-        let end = if t[r - 1] == "," { r - 1 } else { r };
-        let holder = longest_holder(names, &s, &o, |w| {
-            end >= after_subject + w.len() && t[end - w.len()..end] == w[..]
-        });
-        if holder.is_some() {
-            return holder;
+        let nearest = |f: &dyn Fn(&str) -> bool| (after_subject..po).rev().find(|&p| f(&t[p]));
+        let relative = nearest(&|w| RELATIVES.contains(&w));
+        let that = nearest(&|w| w == "that");
+        let direct = relative.map(|r| if t[r - 1] == "," { r - 1 } else { r });
+        // "The Fellowship of the Ring, a fantasy novel that was released on ...": the clause
+        // is about the name the description stands beside.
+        let described = [relative, that]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| described_name_end(&t, after_subject, r));
+        for end in direct.into_iter().chain(described) {
+            let holder = longest_holder(names, &s, &o, |w| {
+                end >= after_subject + w.len() && t[end - w.len()..end] == w[..]
+            });
+            if holder.is_some() {
+                return holder;
+            }
         }
     }
     None
+}
+
+/// Where the name ends that a description right before the relative word at `r` stands
+/// beside: ", a fantasy novel that" and ", an airport which" describe the name before the
+/// comma. The description is "a"/"an" and at most four more words (no comma, no number);
+/// `None` otherwise.
+fn described_name_end(t: &[String], from: usize, r: usize) -> Option<usize> {
+    let a = (r.saturating_sub(5).max(from + 1)..r)
+        .find(|&p| matches!(t[p].as_str(), "a" | "an") && t[p - 1] == ",")?;
+    t[a + 1..r]
+        .iter()
+        .all(|w| w.chars().all(|c| c.is_alphabetic() || c == '-'))
+        .then_some(a - 1)
 }
 
 /// The entity the text names as the holder of the triple's relation with this object, when
@@ -556,6 +574,115 @@ fn same_word(r: &str, t: &str) -> bool {
     a == b
         || (a.chars().count() >= 4 && t.starts_with(a))
         || (b.chars().count() >= 4 && r.starts_with(b))
+}
+
+/// Words that end the phrase after a number: what follows them is another clause's.
+const CLAUSE_WORDS: &[&str] = &[
+    "and", "is", "are", "was", "were", "has", "have", "had", "with", "which", "that", "who", "it",
+    "its", "while", "but",
+];
+
+/// Adjectives of measure after a number, as the noun a relation's name would use.
+const MEASURES: &[(&str, &str)] = &[
+    ("long", "length"),
+    ("high", "height"),
+    ("tall", "height"),
+    ("wide", "width"),
+    ("deep", "depth"),
+    ("old", "age"),
+];
+
+/// What the text says a number counts or measures: the words around its first mention (by
+/// value: "3,500" is 3500), lowercased. Up to four words after it ("17000 members", "83.2
+/// metres above sea level", "4349 metres long", an adjective of measure read as its noun),
+/// ending at punctuation, another number or a clause word ("11.5 and has an orbital period
+/// ..."); and up to six before it when "of" or a form of "be" joins them to it ("orbital
+/// period of 1249.6", "its population in the metropolitan area is 1777539"). A capitalised
+/// word is a name, not a word for what is counted, and is left out. Empty when the text does
+/// not write the number.
+pub(crate) fn number_words(text: &str, number: &str) -> Vec<String> {
+    let value = |s: &str| {
+        s.replace(',', "")
+            .replace('\u{2212}', "-")
+            .parse::<f64>()
+            .ok()
+    };
+    let Some(v) = value(number.trim()) else {
+        return Vec::new();
+    };
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut k = 0;
+    while k < chars.len() {
+        let (start, c) = chars[k];
+        let after_word = k > 0 && chars[k - 1].1.is_alphanumeric();
+        if !c.is_ascii_digit() || after_word {
+            k += 1;
+            continue;
+        }
+        let mut j = k;
+        while j < chars.len()
+            && (chars[j].1.is_ascii_digit()
+                || (matches!(chars[j].1, ',' | '.')
+                    && chars.get(j + 1).is_some_and(|n| n.1.is_ascii_digit())))
+        {
+            j += 1;
+        }
+        let end = chars.get(j).map_or(text.len(), |c| c.0);
+        k = j;
+        if value(&text[start..end]).is_none_or(|w| (w - v).abs() > 1e-9 * v.abs().max(1.0)) {
+            continue;
+        }
+        let stop = |c: char| matches!(c, ',' | '.' | ';' | ':' | '(' | ')' | '!' | '?');
+        let after = &text[end..];
+        let after = &after[..after.find(stop).unwrap_or(after.len())];
+        let before = &text[..start];
+        let before = &before[before.rfind(stop).map_or(0, |p| p + 1)..];
+        let lower = |piece: &str, r: &std::ops::Range<usize>| {
+            !piece[r.clone()].starts_with(char::is_uppercase)
+        };
+        let mut out = Vec::new();
+        let spans = word_spans(before);
+        if spans
+            .last()
+            .is_some_and(|(w, _)| matches!(w.as_str(), "of" | "is" | "are" | "was" | "were"))
+        {
+            for (w, r) in spans.iter().rev().take(6) {
+                if w.starts_with(|c: char| c.is_ascii_digit()) {
+                    break;
+                }
+                if lower(before, r) {
+                    out.push(w.clone());
+                }
+            }
+        }
+        for (w, r) in word_spans(after).into_iter().take(4) {
+            if w.starts_with(|c: char| c.is_ascii_digit()) || CLAUSE_WORDS.contains(&w.as_str()) {
+                break;
+            }
+            if lower(after, &r) {
+                // "4349 metres long" measures a length.
+                let measure = MEASURES.iter().find(|(a, _)| *a == w);
+                out.push(measure.map_or(w, |(_, noun)| (*noun).to_owned()));
+            }
+        }
+        return out;
+    }
+    Vec::new()
+}
+
+/// How many of a relation name's words (camelCase split, fillers left out) are among `words`
+/// ([`number_words`]): numberOfMembers has one in "17000 members", elevationAboveTheSeaLevel
+/// three in "83.2 metres above sea level".
+pub(crate) fn named_by(relation: &str, words_near: &[String]) -> usize {
+    words(relation)
+        .iter()
+        .filter(|w| !RELATION_FILLERS.contains(&w.as_str()))
+        .filter(|w| {
+            words_near
+                .iter()
+                .any(|t| !RELATION_FILLERS.contains(&t.as_str()) && same_word(w, t))
+        })
+        .count()
 }
 
 /// The share of `relation`'s words (its name, camelCase split, fillers left out) that the
@@ -935,6 +1062,20 @@ mod tests {
         );
         assert_eq!(clause_holder(text, "runway", "14L", &ns), None);
         assert_eq!(clause_holder(text, "Kestrel Road", "Aldbury", &ns), None);
+        // A description beside a name, then "that" or "which": the clause is the name's.
+        let text = "George Allen & Unwin published The Fellowship of the Ring, a fantasy novel \
+                    that was released on July 29, 1954. Ada wrote that Bergen is old.";
+        let ns = names(&[
+            "George Allen & Unwin",
+            "The Fellowship of the Ring",
+            "Ada",
+            "Bergen",
+        ]);
+        assert_eq!(
+            clause_holder(text, "George Allen & Unwin", "1954", &ns),
+            Some("The Fellowship of the Ring")
+        );
+        assert_eq!(clause_holder(text, "Ada", "old", &ns), None);
     }
 
     #[test]
@@ -1008,5 +1149,33 @@ mod tests {
         // A value no sentence writes: the whole text decides.
         assert_eq!(relation_words_share(t, "populationMetro", "12"), 1.0);
         assert_eq!(relation_words_share(t, "ofThe", "12"), 0.0);
+    }
+
+    #[test]
+    fn a_numbers_own_words_name_what_it_counts() {
+        let t = "The club has 17,000 members. It lies 83.2 metres above Sea Level Park, with an \
+                 orbital period of 1249.6 days and 11.5 and an apoapsis. The total area is 165.33. \
+                 The runway is 4349 metres long.";
+        let w = |n: &str| number_words(t, n);
+        assert_eq!(w("17000"), ["members"]);
+        assert_eq!(w("83.2"), ["metres", "above"]);
+        assert_eq!(
+            w("1249.6"),
+            ["of", "period", "orbital", "an", "with", "days"]
+        );
+        assert_eq!(w("11.5"), Vec::<String>::new());
+        assert_eq!(w("165.33"), ["is", "area", "total"]);
+        assert_eq!(w("4349"), ["is", "runway", "metres", "length"]);
+        // Not written, or written inside another number or word: nothing.
+        for n in ["17", "1249", "", "abc", "3"] {
+            assert!(w(n).is_empty(), "{n}");
+        }
+        assert_eq!(named_by("numberOfMembers", &w("17000")), 1);
+        assert_eq!(named_by("elevationAboveTheSeaLevel", &w("83.2")), 1);
+        assert_eq!(named_by("orbitalPeriod", &w("1249.6")), 2);
+        assert_eq!(named_by("areaTotal", &w("165.33")), 2);
+        assert_eq!(named_by("runwayLength", &w("4349")), 2);
+        assert_eq!(named_by("longName", &w("4349")), 0);
+        assert_eq!(named_by("height", &w("83.2")), 0);
     }
 }

@@ -9,6 +9,7 @@
 //! then entity linking
 //! ([`link`]), the commit plan and provenance ([`commit`], [`provenance`]).
 
+mod anchors;
 mod canonicalize;
 pub mod check;
 pub mod chunk;
@@ -27,6 +28,7 @@ mod names;
 pub mod options;
 pub mod output;
 pub mod pipeline;
+mod places;
 pub mod prompts;
 pub mod provenance;
 mod reader;

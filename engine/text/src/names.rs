@@ -402,7 +402,7 @@ pub(crate) fn attribute_holder(subject: &str, text: &str) -> Option<String> {
     if starts.is_empty() {
         return None;
     }
-    crate::cover::anchors(text).into_iter().find_map(|a| {
+    crate::anchors::anchors(text).into_iter().find_map(|a| {
         let name = words(&a.text);
         (!name.is_empty() && starts.iter().any(|&q| tw[q..].starts_with(&name))).then_some(a.text)
     })

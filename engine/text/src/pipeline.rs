@@ -15,7 +15,8 @@
 use crate::check::{Claim, Verdict};
 use crate::chunk::{self, Chunk};
 use crate::direction::{
-    clause_holder, relation_words_share, stated_for_another, stated_holder, stated_reversed,
+    clause_holder, named_by, number_words, relation_words_share, stated_for_another, stated_holder,
+    stated_reversed,
 };
 use crate::literal::{self, Object};
 use crate::model::{TextEmbedder, TextModel};
@@ -697,6 +698,28 @@ impl<'a> Pipeline<'a> {
                         relation = RelationRef::Schema(r.clone());
                         (range, definition, label) = describe(&relation);
                     }
+                    // What the object is can name the relation better than the model did:
+                    // "located in Mexico" or "in the city of Dijon" read with the schema's
+                    // general place relation (its country or city relation says what the
+                    // place is), and
+                    // "has 17000 members" read as hasToItsSouthwest or "83.2 metres above sea
+                    // level" as height (the words the text gives a number name what it counts,
+                    // when the chosen relation's name has none of them).
+                    let by_object = match &relation {
+                        RelationRef::Schema(_) => {
+                            crate::places::place_kind(&item.body, object_text)
+                                .and_then(|kind| kind_relation(&kind, &label, &definition, schema))
+                                .or_else(|| {
+                                    numbered_relation(&item.body, object_text, &label, schema)
+                                })
+                        }
+                        RelationRef::New(_) => None,
+                    };
+                    let chosen_by_object = by_object.is_some();
+                    if let Some(r) = by_object {
+                        relation = RelationRef::Schema(r.clone());
+                        (range, definition, label) = describe(&relation);
+                    }
                     let full_date = (expects == literal::Expects::Date)
                         .then(|| literal::full_date(&item.body, object_text))
                         .flatten();
@@ -745,7 +768,11 @@ impl<'a> Pipeline<'a> {
                     let (subject, object, object_text) = match &object {
                         literal::Object::Entity(o)
                             if stated_reversed(&item.body, &subject, &label, &definition, o)
-                                || (name_key(&triple[1]) != name_key(&label)
+                                // The model's own relation name, unless the object's kind
+                                // replaced it ("Morelos is a state of Mexico" turns state
+                                // round, not country).
+                                || (!chosen_by_object
+                                    && name_key(&triple[1]) != name_key(&label)
                                     && stated_reversed(
                                         &item.body, &subject, &triple[1], "", o,
                                     )) =>
@@ -922,6 +949,88 @@ impl<'a> Pipeline<'a> {
         }
         Ok(plans)
     }
+}
+
+/// The schema relation for places of `kind` ([`crate::places::place_kind`]: "country",
+/// "city") for a triple whose relation places its subject in a place of any kind ("is
+/// located in the place given by"): a relation named for the kind whose definition places
+/// its subject in a place of that kind ("is located in the city given by"; not "has the
+/// object located to its north" for "the north of Adams County"), the shortest name if
+/// there are several. `None` when the relation already names the kind, or none fits.
+fn kind_relation<'s>(
+    kind: &str,
+    label: &str,
+    definition: &str,
+    schema: &Schema<'s>,
+) -> Option<&'s tessera_storage::Relation> {
+    let has = |s: &str, w: &str| crate::words::words(s).iter().any(|x| x == w);
+    if !has(definition, "located") || has(label, kind) || has(definition, kind) {
+        return None;
+    }
+    schema
+        .relations()
+        .iter()
+        .filter(|r| has(&r.label, kind) && holds_places_of_its_name(r))
+        .min_by_key(|r| crate::words::words(&r.label).len())
+}
+
+/// The schema relation a number's own words in the text name ([`number_words`]: "17000
+/// members", "orbital period of 1249.6"), when the relation `label` has none of them in its
+/// name: of the relations that ask for neither a date nor a year nor a place of the kind
+/// they are named for ("located in the state given by"), and whose range takes the value,
+/// the one with the most of its name's words there, the shorter name on a tie (the more
+/// general: numberOfStudents for "students"), and none when two are still equal (the text's
+/// words do not single one out). Years are left alone ("in the year 2000", "last produced in
+/// 1997" name no relation of their own).
+fn numbered_relation<'s>(
+    text: &str,
+    object: &str,
+    label: &str,
+    schema: &Schema<'s>,
+) -> Option<&'s tessera_storage::Relation> {
+    let digits = object.trim();
+    let year = digits.len() == 4
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && (1000..=2100).contains(&digits.parse::<u32>().unwrap_or(0));
+    if year || !literal::is_number(digits) {
+        return None;
+    }
+    let near = number_words(text, digits);
+    if near.is_empty() || named_by(label, &near) > 0 {
+        return None;
+    }
+    let size = |l: &str| crate::words::words(l).len();
+    let mut named: Vec<(usize, usize, &tessera_storage::Relation)> = schema
+        .relations()
+        .iter()
+        .filter(|r| {
+            literal::expects(&r.label, &r.definition) == literal::Expects::Any
+                && literal::range_violation(digits, r.range.as_deref()).is_none()
+                // A number is no place ("the total area of the state of Michigan is ...").
+                && !holds_places_of_its_name(r)
+        })
+        .map(|r| (named_by(&r.label, &near), size(&r.label), r))
+        .filter(|(n, _, _)| *n > 0)
+        .collect();
+    // Most words named, then the shortest name; two equally good leave the choice open.
+    named.sort_by_key(|&(n, len, _)| (std::cmp::Reverse(n), len));
+    match named.as_slice() {
+        [(n, len, _), (m, other, _), ..] if (n, len) == (m, other) => None,
+        [(_, _, r), ..] => Some(*r),
+        [] => None,
+    }
+}
+
+/// Whether a relation's definition places its subject in a place of the kind its name says:
+/// "is located in the state given by" for state, "in the city" for city.
+fn holds_places_of_its_name(r: &tessera_storage::Relation) -> bool {
+    let d = crate::words::words(&r.definition);
+    let want: Vec<String> = ["located", "in", "the"]
+        .iter()
+        .map(|w| (*w).to_owned())
+        .chain(crate::words::words(&r.label))
+        .collect();
+    d.windows(want.len()).any(|w| w == want.as_slice())
 }
 
 /// The lowercased alphanumeric words of a text (camelCase split), as a set.

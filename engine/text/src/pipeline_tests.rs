@@ -1042,3 +1042,106 @@ fn a_value_is_never_the_subject() {
         ]
     );
 }
+
+#[test]
+fn a_place_of_a_known_kind_takes_the_schemas_relation_for_that_kind() {
+    let model = fake(
+        vec![(
+            "Ciudad",
+            r#"[["Ciudad Ayala","location","Mexico"],["Ciudad Ayala","location","Morelos"],["Ada","birthPlace","Mexico"],["Morelos","state","Mexico"],["Ada","location","Lyon"]]"#,
+        )],
+        0,
+    );
+    let text = "Ciudad Ayala is in Morelos, Mexico. Ada was born in Mexico. Morelos is a \
+                state of Mexico. Ada lives in the city of Lyon.";
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let located = "The subject entity is located in the place given by the object entity.";
+    let in_country = "The subject entity is located in the country given by the object entity.";
+    let born = "The subject entity was born in the place given by the object entity.";
+    let with_country = index(&[
+        ("location", located, None),
+        ("country", in_country, None),
+        ("birthPlace", born, None),
+        (
+            "state",
+            "The subject entity is located in the state given by the object entity.",
+            None,
+        ),
+        (
+            "city",
+            "The subject entity is located in the city given by the object entity.",
+            None,
+        ),
+    ]);
+    let plans = p.run(&[text], &Schema::new(&with_country)).unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        vec![
+            ("Ciudad Ayala".into(), "country".into(), "Mexico".into()),
+            ("Ciudad Ayala".into(), "location".into(), "Morelos".into()),
+            ("Ada".into(), "birthPlace".into(), "Mexico".into()),
+            // "a state of Mexico" no longer turns the triple round: its relation is country.
+            ("Morelos".into(), "country".into(), "Mexico".into()),
+            // The text says what kind of place Lyon is.
+            ("Ada".into(), "city".into(), "Lyon".into()),
+        ]
+    );
+    // Without a country relation the general one stays.
+    let without = index(&[("location", located, None), ("birthPlace", born, None)]);
+    let plans = p.run(&[text], &Schema::new(&without)).unwrap();
+    assert_eq!(
+        spo(&plans[0])[0],
+        ("Ciudad Ayala".into(), "location".into(), "Mexico".into())
+    );
+}
+
+#[test]
+fn a_numbers_own_words_choose_its_relation() {
+    let model = fake(
+        vec![(
+            "Ayala",
+            r#"[["Ayala","height","610"],["Ayala","height","170"],["Ayala","height","1950"],["Ayala","height","12"]]"#,
+        )],
+        0,
+    );
+    let text = "Ayala lies 610 metres above sea level, was founded in 1950 and has 170 members. \
+                Its tower is 12 metres in height.";
+    let p = Pipeline::new(&model, &KeywordEmbedder, EdcOptions::default());
+    let schema = index(&[
+        (
+            "height",
+            "The subject entity has the height given by the object.",
+            None,
+        ),
+        (
+            "elevationAboveTheSeaLevel",
+            "The subject entity lies at the elevation given by the object.",
+            None,
+        ),
+        (
+            "numberOfMembers",
+            "The subject entity has the number of members given by the object.",
+            None,
+        ),
+        (
+            "membershipYear",
+            "The subject entity took members in the year given by the object.",
+            None,
+        ),
+    ]);
+    let plans = p.run(&[text], &Schema::new(&schema)).unwrap();
+    assert_eq!(
+        spo(&plans[0]),
+        vec![
+            (
+                "Ayala".into(),
+                "elevationAboveTheSeaLevel".into(),
+                "610".into()
+            ),
+            ("Ayala".into(), "numberOfMembers".into(), "170".into()),
+            // A year names no relation of its own; a relation the number's words name stays.
+            ("Ayala".into(), "height".into(), "1950".into()),
+            ("Ayala".into(), "height".into(), "12".into()),
+        ]
+    );
+}

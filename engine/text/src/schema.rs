@@ -44,6 +44,11 @@ impl<'a> Schema<'a> {
         self.names.get(name)
     }
 
+    /// Every relation, in the index's order.
+    pub fn relations(&self) -> &'a [Relation] {
+        self.index.relations()
+    }
+
     /// The names of every relation.
     pub fn labels(&self) -> Vec<String> {
         self.index
