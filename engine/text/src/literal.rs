@@ -373,6 +373,12 @@ fn day(word: &str) -> Option<u32> {
     (1..=31).contains(&d).then_some(d)
 }
 
+/// Whether `s` reads as a calendar year: four digits from 1000 to 2100 ("2000"; not "3500",
+/// "17000" or "83.2").
+pub(crate) fn is_year(s: &str) -> bool {
+    year(s.trim()).is_some_and(|y| (1000..=2100).contains(&y))
+}
+
 fn year(word: &str) -> Option<i32> {
     (word.len() == 4 && word.chars().all(|c| c.is_ascii_digit()))
         .then(|| word.parse().ok())
@@ -567,6 +573,16 @@ mod tests {
         assert!(expectation_violation("California", Expects::Date).is_some());
         assert!(expectation_violation("1959", Expects::Year).is_none());
         assert!(expectation_violation("California", Expects::Any).is_none());
+    }
+
+    #[test]
+    fn years_are_four_digits_in_the_calendars_range() {
+        for y in ["2000", " 1954 ", "1000", "2100"] {
+            assert!(is_year(y), "{y}");
+        }
+        for n in ["3500", "17000", "999", "83.2", "20a0", ""] {
+            assert!(!is_year(n), "{n}");
+        }
     }
 
     #[test]

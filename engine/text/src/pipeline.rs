@@ -701,10 +701,9 @@ impl<'a> Pipeline<'a> {
                     // What the object is can name the relation better than the model did:
                     // "located in Mexico" or "in the city of Dijon" read with the schema's
                     // general place relation (its country or city relation says what the
-                    // place is), and
-                    // "has 17000 members" read as hasToItsSouthwest or "83.2 metres above sea
-                    // level" as height (the words the text gives a number name what it counts,
-                    // when the chosen relation's name has none of them).
+                    // place is), and "has 17000 members" read as hasToItsSouthwest or "83.2
+                    // metres above sea level" as height (the words the text gives a number
+                    // name what it counts, when the chosen relation's name has none of them).
                     let by_object = match &relation {
                         RelationRef::Schema(_) => {
                             crate::places::place_kind(&item.body, object_text)
@@ -989,10 +988,7 @@ fn numbered_relation<'s>(
     schema: &Schema<'s>,
 ) -> Option<&'s tessera_storage::Relation> {
     let digits = object.trim();
-    let year = digits.len() == 4
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && (1000..=2100).contains(&digits.parse::<u32>().unwrap_or(0));
-    if year || !literal::is_number(digits) {
+    if literal::is_year(digits) || !literal::is_number(digits) {
         return None;
     }
     let near = number_words(text, digits);
