@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     let near = direction::number_words(text, object);
     // At most six words before the number and four after it.
     assert!(near.len() <= 10, "{near:?}");
-    let _ = direction::named_by(relation, &near);
+    let _ = direction::named_by(&words::words(relation), &near);
     let _ = direction::relation_words_share(text, relation, object);
     if let Some(kind) = places::place_kind(text, object) {
         assert!(!kind.is_empty());

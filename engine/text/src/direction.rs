@@ -670,11 +670,12 @@ pub(crate) fn number_words(text: &str, number: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// How many of a relation name's words (camelCase split, fillers left out) are among `words`
+/// How many of a relation name's words (`relation`, camelCase split by
+/// [`words`](crate::words::words); fillers left out) are among `words_near`
 /// ([`number_words`]): numberOfMembers has one in "17000 members", elevationAboveTheSeaLevel
 /// three in "83.2 metres above sea level".
-pub(crate) fn named_by(relation: &str, words_near: &[String]) -> usize {
-    words(relation)
+pub(crate) fn named_by(relation: &[String], words_near: &[String]) -> usize {
+    relation
         .iter()
         .filter(|w| !RELATION_FILLERS.contains(&w.as_str()))
         .filter(|w| {
@@ -1170,12 +1171,12 @@ mod tests {
         for n in ["17", "1249", "", "abc", "3"] {
             assert!(w(n).is_empty(), "{n}");
         }
-        assert_eq!(named_by("numberOfMembers", &w("17000")), 1);
-        assert_eq!(named_by("elevationAboveTheSeaLevel", &w("83.2")), 1);
-        assert_eq!(named_by("orbitalPeriod", &w("1249.6")), 2);
-        assert_eq!(named_by("areaTotal", &w("165.33")), 2);
-        assert_eq!(named_by("runwayLength", &w("4349")), 2);
-        assert_eq!(named_by("longName", &w("4349")), 0);
-        assert_eq!(named_by("height", &w("83.2")), 0);
+        assert_eq!(named_by(&words("numberOfMembers"), &w("17000")), 1);
+        assert_eq!(named_by(&words("elevationAboveTheSeaLevel"), &w("83.2")), 1);
+        assert_eq!(named_by(&words("orbitalPeriod"), &w("1249.6")), 2);
+        assert_eq!(named_by(&words("areaTotal"), &w("165.33")), 2);
+        assert_eq!(named_by(&words("runwayLength"), &w("4349")), 2);
+        assert_eq!(named_by(&words("longName"), &w("4349")), 0);
+        assert_eq!(named_by(&words("height"), &w("83.2")), 0);
     }
 }

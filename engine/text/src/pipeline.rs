@@ -962,15 +962,19 @@ fn kind_relation<'s>(
     definition: &str,
     schema: &Schema<'s>,
 ) -> Option<&'s tessera_storage::Relation> {
-    let has = |s: &str, w: &str| crate::words::words(s).iter().any(|x| x == w);
-    if !has(definition, "located") || has(label, kind) || has(definition, kind) {
+    let has = |ws: &[String]| ws.iter().any(|x| x == kind);
+    let definition = crate::words::words(definition);
+    if !definition.iter().any(|w| w == "located")
+        || has(&crate::words::words(label))
+        || has(&definition)
+    {
         return None;
     }
     schema
-        .relations()
-        .iter()
-        .filter(|r| has(&r.label, kind) && holds_places_of_its_name(r))
-        .min_by_key(|r| crate::words::words(&r.label).len())
+        .relations_with_words()
+        .filter(|(_, w)| has(&w.label) && w.holds_places_of_its_name())
+        .min_by_key(|(_, w)| w.label.len())
+        .map(|(r, _)| r)
 }
 
 /// The schema relation a number's own words in the text name ([`number_words`]: "17000
@@ -992,20 +996,18 @@ fn numbered_relation<'s>(
         return None;
     }
     let near = number_words(text, digits);
-    if near.is_empty() || named_by(label, &near) > 0 {
+    if near.is_empty() || named_by(&crate::words::words(label), &near) > 0 {
         return None;
     }
-    let size = |l: &str| crate::words::words(l).len();
     let mut named: Vec<(usize, usize, &tessera_storage::Relation)> = schema
-        .relations()
-        .iter()
-        .filter(|r| {
-            literal::expects(&r.label, &r.definition) == literal::Expects::Any
+        .relations_with_words()
+        .filter(|(r, w)| {
+            w.expects == literal::Expects::Any
                 && literal::range_violation(digits, r.range.as_deref()).is_none()
                 // A number is no place ("the total area of the state of Michigan is ...").
-                && !holds_places_of_its_name(r)
+                && !w.holds_places_of_its_name()
         })
-        .map(|r| (named_by(&r.label, &near), size(&r.label), r))
+        .map(|(r, w)| (named_by(&w.label, &near), w.label.len(), r))
         .filter(|(n, _, _)| *n > 0)
         .collect();
     // Most words named, then the shortest name; two equally good leave the choice open.
@@ -1015,18 +1017,6 @@ fn numbered_relation<'s>(
         [(_, _, r), ..] => Some(*r),
         [] => None,
     }
-}
-
-/// Whether a relation's definition places its subject in a place of the kind its name says:
-/// "is located in the state given by" for state, "in the city" for city.
-fn holds_places_of_its_name(r: &tessera_storage::Relation) -> bool {
-    let d = crate::words::words(&r.definition);
-    let want: Vec<String> = ["located", "in", "the"]
-        .iter()
-        .map(|w| (*w).to_owned())
-        .chain(crate::words::words(&r.label))
-        .collect();
-    d.windows(want.len()).any(|w| w == want.as_slice())
 }
 
 /// The lowercased alphanumeric words of a text (camelCase split), as a set.

@@ -16,6 +16,40 @@ use tessera_storage::{name_key, Relation, SchemaIndex};
 pub struct Schema<'a> {
     index: &'a SchemaIndex,
     names: RelationsByName<'a>,
+    words: Vec<RelationWords>,
+}
+
+/// A relation's name and definition as words ([`crate::words::words`]), and what they ask
+/// for, read once per schema for the checks that look at every relation for a triple.
+pub(crate) struct RelationWords {
+    /// The name's words, camelCase split.
+    pub label: Vec<String>,
+    /// The definition's words.
+    pub definition: Vec<String>,
+    /// What the relation asks for as its object ([`crate::literal::expects`]).
+    pub expects: crate::literal::Expects,
+}
+
+impl RelationWords {
+    fn new(r: &Relation) -> Self {
+        Self {
+            label: crate::words::words(&r.label),
+            definition: crate::words::words(&r.definition),
+            expects: crate::literal::expects(&r.label, &r.definition),
+        }
+    }
+
+    /// Whether the definition places its subject in a place of the kind the name says: "is
+    /// located in the state given by" for state, "in the city" for city.
+    pub fn holds_places_of_its_name(&self) -> bool {
+        let want: Vec<&str> = ["located", "in", "the"]
+            .into_iter()
+            .chain(self.label.iter().map(String::as_str))
+            .collect();
+        self.definition
+            .windows(want.len())
+            .any(|w| w.iter().zip(&want).all(|(a, b)| a == b))
+    }
 }
 
 impl<'a> Schema<'a> {
@@ -25,7 +59,15 @@ impl<'a> Schema<'a> {
         Self {
             index,
             names: RelationsByName::new(index.relations()),
+            words: index.relations().iter().map(RelationWords::new).collect(),
         }
+    }
+
+    /// Every relation with its words, in the index's order.
+    pub(crate) fn relations_with_words(
+        &self,
+    ) -> impl Iterator<Item = (&'a Relation, &RelationWords)> + '_ {
+        self.index.relations().iter().zip(&self.words)
     }
 
     /// How many relations the schema holds.
@@ -166,4 +208,42 @@ pub fn relation_quads(
         }
     }
     Ok(quads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relation(label: &str, definition: &str) -> Relation {
+        Relation {
+            iri: format!("http://example.org/{label}"),
+            label: label.to_owned(),
+            definition: definition.to_owned(),
+            range: None,
+        }
+    }
+
+    #[test]
+    fn relation_words_say_what_a_relation_asks_for() {
+        let city = RelationWords::new(&relation(
+            "city",
+            "The subject entity is located in the city given by the object entity.",
+        ));
+        assert_eq!(city.label, ["city"]);
+        assert!(city.holds_places_of_its_name());
+        assert_eq!(city.expects, crate::literal::Expects::Any);
+        // Located, but not in a place of the kind the name says.
+        let north = RelationWords::new(&relation(
+            "north",
+            "The subject entity has the object entity located to its north.",
+        ));
+        assert!(!north.holds_places_of_its_name());
+        let founded = RelationWords::new(&relation(
+            "foundingDate",
+            "The subject entity was founded on the date given by the object.",
+        ));
+        assert_eq!(founded.label, ["founding", "date"]);
+        assert_eq!(founded.expects, crate::literal::Expects::Date);
+        assert!(!founded.holds_places_of_its_name());
+    }
 }
