@@ -450,7 +450,9 @@ pub(crate) fn proper<'a>(raw: &'a str, text: &'a str) -> &'a str {
         ))),
         text,
     );
-    if written_in(text, name) {
+    // A number stays the number `without_kind` left: the text's span around it may carry a
+    // unit written onto it ("175.26cm"), which respelling would put back.
+    if written_in(text, name) || crate::literal::is_number(name) {
         name
     } else {
         text_spelling(name, text)
@@ -629,6 +631,9 @@ mod tests {
         assert_eq!(without_kind("70.308kg"), "70.308");
         assert_eq!(without_kind("1147m above sea level"), "1147");
         assert_eq!(without_kind("175.26cm"), "175.26");
+        let text = "Piotr is 175.26cm tall and weighs 70.308kg.";
+        assert_eq!(proper("175.26cm", text), "175.26");
+        assert_eq!(proper("70.308kg", text), "70.308");
         for kept in ["3rd", "1990s", "4x4", "V8", "12metres"] {
             assert_eq!(without_kind(kept), kept);
         }
