@@ -1,6 +1,7 @@
 //! The schema as the pipeline reads it: the store's relations ([`tessera_storage::Relation`]),
 //! searchable by name and by the embedding of their definitions (the HNSW index of
-//! [`tessera_storage::SchemaIndex`]). Entry point: [`Schema::new`]. Also the text embedded for
+//! [`tessera_storage::SchemaIndex`]), each with the words of its name and definition read
+//! once (`RelationWords`). Entry point: [`Schema::new`]. Also the text embedded for
 //! a relation ([`definition_text`], the same on the schema side and the extracted side) and
 //! relation names from free text ([`camel_case`]).
 
