@@ -1,6 +1,6 @@
 //! The schema as the pipeline reads it: the store's relations ([`tessera_storage::Relation`]),
 //! searchable by name and by the embedding of their definitions (the HNSW index of
-//! [`tessera_storage::SchemaIndex`]), each with the words of its name and definition read
+//! [`tessera_storage::SchemaIndex`]), each with what its name and definition say read
 //! once (`RelationWords`). Entry point: [`Schema::new`]. Also the text embedded for
 //! a relation ([`definition_text`], the same on the schema side and the extracted side) and
 //! relation names from free text ([`camel_case`]).
@@ -17,39 +17,42 @@ use tessera_storage::{name_key, Relation, SchemaIndex};
 pub struct Schema<'a> {
     index: &'a SchemaIndex,
     names: RelationsByName<'a>,
-    words: Vec<RelationWords>,
+    /// Read on first use: most reads never ask.
+    words: std::sync::OnceLock<Vec<RelationWords>>,
 }
 
-/// A relation's name and definition as words ([`crate::words::words`]), and what they ask
-/// for, read once per schema for the checks that look at every relation for a triple.
+/// What the checks that look at every relation for a triple read from a relation's name and
+/// definition, read once per schema: the name's words ([`crate::words::words`]), what it
+/// asks for, and whether it places its subject in a place of its name's kind.
 pub(crate) struct RelationWords {
     /// The name's words, camelCase split.
     pub label: Vec<String>,
-    /// The definition's words.
-    pub definition: Vec<String>,
     /// What the relation asks for as its object ([`crate::literal::expects`]).
     pub expects: crate::literal::Expects,
+    holds_places: bool,
 }
 
 impl RelationWords {
     fn new(r: &Relation) -> Self {
+        let label = crate::words::words(&r.label);
+        let want: Vec<&str> = ["located", "in", "the"]
+            .into_iter()
+            .chain(label.iter().map(String::as_str))
+            .collect();
+        let holds_places = crate::words::words(&r.definition)
+            .windows(want.len())
+            .any(|w| w.iter().zip(&want).all(|(a, b)| a == b));
         Self {
-            label: crate::words::words(&r.label),
-            definition: crate::words::words(&r.definition),
             expects: crate::literal::expects(&r.label, &r.definition),
+            label,
+            holds_places,
         }
     }
 
     /// Whether the definition places its subject in a place of the kind the name says: "is
     /// located in the state given by" for state, "in the city" for city.
     pub fn holds_places_of_its_name(&self) -> bool {
-        let want: Vec<&str> = ["located", "in", "the"]
-            .into_iter()
-            .chain(self.label.iter().map(String::as_str))
-            .collect();
-        self.definition
-            .windows(want.len())
-            .any(|w| w.iter().zip(&want).all(|(a, b)| a == b))
+        self.holds_places
     }
 }
 
@@ -60,7 +63,7 @@ impl<'a> Schema<'a> {
         Self {
             index,
             names: RelationsByName::new(index.relations()),
-            words: index.relations().iter().map(RelationWords::new).collect(),
+            words: std::sync::OnceLock::new(),
         }
     }
 
@@ -68,7 +71,14 @@ impl<'a> Schema<'a> {
     pub(crate) fn relations_with_words(
         &self,
     ) -> impl Iterator<Item = (&'a Relation, &RelationWords)> + '_ {
-        self.index.relations().iter().zip(&self.words)
+        let words = self.words.get_or_init(|| {
+            self.index
+                .relations()
+                .iter()
+                .map(RelationWords::new)
+                .collect()
+        });
+        self.index.relations().iter().zip(words)
     }
 
     /// How many relations the schema holds.
