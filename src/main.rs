@@ -124,6 +124,11 @@ fn main() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    match tessera_llm::bench::requested_kernels() {
+        Some(Ok(kernels)) => tracing::info!(kernels, "matrix kernels chosen by TESSERA_KERNELS"),
+        Some(Err(message)) => tracing::warn!("{message}"),
+        None => {}
+    }
     if let Err(e) = run(cli) {
         // One line, naming what failed, then a non-zero exit.
         // A message that already quotes its cause is not followed by the cause again.

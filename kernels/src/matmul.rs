@@ -142,6 +142,10 @@ impl Format {
     }
 }
 
+/// The environment variable that chooses a narrower implementation than the CPU's widest
+/// (see [`Isa::detect`]).
+pub const KERNELS_ENV: &str = "TESSERA_KERNELS";
+
 /// Which implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -155,9 +159,31 @@ pub enum Isa {
     Neon,
 }
 impl Isa {
-    /// The implementation the kernels run on this CPU: the widest it supports.
+    /// The implementation the kernels run on this CPU: the widest it supports, or the one
+    /// the `TESSERA_KERNELS` environment variable names ([`Isa::from_name`]) where this CPU
+    /// supports it, so that a narrower path (AVX2 on an AVX-512 machine) can be measured and
+    /// checked. Decided once per process: the matrices' layout at load time depends on it.
     pub fn detect() -> Self {
-        Self::widest_supported()
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            std::env::var(KERNELS_ENV)
+                .ok()
+                .and_then(|v| Self::from_name(&v))
+                .filter(|isa| isa.supported())
+                .unwrap_or_else(Self::widest_supported)
+        })
+    }
+
+    /// The implementation a name stands for, in any case: `scalar`, `avx2`, `avx512vnni` or
+    /// `neon`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512vnni" => Some(Isa::Avx512Vnni),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        }
     }
 
     /// The widest implementation this CPU supports.
@@ -991,7 +1017,9 @@ const TILE: usize = NR * 8;
 /// Qwen2.5-0.5B (Q5_0), 2 threads, AVX-512 VNNI: unpacking from 8 rows on cost decode at
 /// batch 8 / 16 / 32 40% / 40% / 26% of its speed (52.6 / 69.1 / 97.2 against 86.0 / 115.8 /
 /// 131.7 tok/s) and prefill of 16 / 32 / 64 tokens 37% / 21% / 5%; the two break even at 128
-/// rows (168 vs 167 tok/s) and unpacking wins beyond (pp256 158.5 vs 150.8).
+/// rows (168 vs 167 tok/s) and unpacking wins beyond (pp256 158.5 vs 150.8). The AVX2 kernels
+/// agree (`TESSERA_KERNELS=avx2` on an AMD EPYC, 2 threads, decode at batch 8 after prompts of
+/// 128): unpacking from 2 / 8 / 32 / 128 rows gives 59.0 / 54.1 / 73.4 / 79.7 tok/s.
 pub(crate) const UNPACK_ROWS: usize = 128;
 
 /// Every matrix of `mats` times the same quantized activations, in one parallel pass over
@@ -1803,7 +1831,7 @@ mod x86 {
         _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
     }
 
-    /// Block `blk` as 32 signed bytes: `q - offset`, or `q` for Q4_1.
+    /// Block `blk` as 32 signed bytes: `q - offset`, or `q` for the formats with a minimum.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn load_signed<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
@@ -1812,13 +1840,20 @@ mod x86 {
             let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
             return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
         }
+        let q = load_unsigned::<F>(w, blk);
+        if has_min(F) {
+            q
+        } else {
+            _mm256_sub_epi8(q, _mm256_set1_epi8(offset_of(F) as i8))
+        }
+    }
+
+    /// Block `blk` as its 32 unsigned values, before the offset (not Q8_0).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_unsigned<const F: u8>(w: &QMatrix, blk: usize) -> __m256i {
         if F == F_Q6_K || w.unpacked {
-            let v = _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
-            return if has_min(F) {
-                v
-            } else {
-                _mm256_sub_epi8(v, _mm256_set1_epi8(offset_of(F) as i8))
-            };
+            return _mm256_loadu_si256(w.qs.as_ptr().add(blk * QK) as *const _);
         }
         let v = _mm_loadu_si128(w.qs.as_ptr().add(blk * 16) as *const _);
         let low = _mm_set1_epi8(0x0F);
@@ -1833,11 +1868,7 @@ mod x86 {
             );
             q = _mm256_or_si256(q, high);
         }
-        if has_min(F) {
-            q
-        } else {
-            _mm256_sub_epi8(q, _mm256_set1_epi8(offset_of(F) as i8))
-        }
+        q
     }
 
     /// AVX2: `vpmaddubsw` of |w| and x carrying w's sign (the products stay within i16).
@@ -1862,41 +1893,78 @@ mod x86 {
         nb: usize,
         put: &dyn Fn(usize, usize, f32),
     ) {
+        // The 4- and 5-bit formats' unsigned values (below 32) go into `vpmaddubsw` as they
+        // are: a pair of products stays within i16, so no sign is moved onto the activations.
+        // The offset comes back in the integers, as the activations times the offset (one
+        // `vpmaddubsw` per activation block, shared by the tile's columns) subtracted from
+        // the pair sums, which keeps the block sum exact: taken back in f32 through the
+        // block's scaled sum it would cancel against a large term. Q8_0's values (and Q6_K's,
+        // whose offset meets two scales a block) keep the sign trick.
+        let unsigned = F != F_Q8_0 && F != F_Q6_K;
         let k = w.k;
         let ones = _mm256_set1_epi16(1);
+        let offset = _mm256_set1_epi8(offset_of(F) as i8);
         let mut acc = [[_mm256_setzero_ps(); N]; M];
-        // Q4_1's minimum terms, one per block, summed apart.
+        // The minimum terms, one per block, summed apart.
         let mut mins = [[0f32; N]; M];
         let xp: [*const i8; M] = std::array::from_fn(|r| x.qs.as_ptr().add((i0 + r) * k));
         for b in 0..nb {
             let off = b * QK;
             let mut wv = [_mm256_setzero_si256(); N];
             let mut wa = [_mm256_setzero_si256(); N];
+            // Each weight block's scale and minimum read once for all the tile's rows.
+            let mut ws = [0f32; N];
+            let mut wm = [0f32; N];
             for c in 0..N {
-                wv[c] = load_signed::<F>(w, (j0 + c) * nb + b);
-                wa[c] = _mm256_sign_epi8(wv[c], wv[c]);
+                let wb = (j0 + c) * nb + b;
+                if unsigned {
+                    wv[c] = load_unsigned::<F>(w, wb);
+                } else {
+                    wv[c] = load_signed::<F>(w, wb);
+                    wa[c] = _mm256_sign_epi8(wv[c], wv[c]);
+                }
+                if F != F_Q6_K {
+                    ws[c] = scale_at::<F>(w, wb);
+                }
+                if has_min(F) {
+                    wm[c] = min_at::<F>(w, wb);
+                }
             }
             for r in 0..M {
                 let xv = _mm256_loadu_si256(xp[r].add(off) as *const _);
                 let xb = (i0 + r) * nb + b;
                 let xd = *x.d.get_unchecked(xb);
+                let ox = if unsigned && !has_min(F) {
+                    _mm256_maddubs_epi16(offset, xv)
+                } else {
+                    _mm256_setzero_si256()
+                };
                 for c in 0..N {
-                    let wb = (j0 + c) * nb + b;
-                    let sx = _mm256_sign_epi8(xv, wv[c]);
-                    let p16 = _mm256_maddubs_epi16(wa[c], sx);
+                    let p16 = if unsigned {
+                        let p = _mm256_maddubs_epi16(wv[c], xv);
+                        if has_min(F) {
+                            p
+                        } else {
+                            // Within i16: at most (31 + 16) * 128 * 2 in magnitude.
+                            _mm256_sub_epi16(p, ox)
+                        }
+                    } else {
+                        _mm256_maddubs_epi16(wa[c], _mm256_sign_epi8(xv, wv[c]))
+                    };
                     let p32 = _mm256_madd_epi16(p16, ones);
                     let s = if F == F_Q6_K {
+                        let wb = (j0 + c) * nb + b;
                         // Lanes 0-3 hold the first 16 values, 4-7 the second.
                         _mm256_set_m128(
                             _mm_set1_ps(xd * *w.d16.get_unchecked(2 * wb + 1)),
                             _mm_set1_ps(xd * *w.d16.get_unchecked(2 * wb)),
                         )
                     } else {
-                        _mm256_set1_ps(xd * scale_at::<F>(w, wb))
+                        _mm256_set1_ps(xd * ws[c])
                     };
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[r][c]);
                     if has_min(F) {
-                        mins[r][c] += min_at::<F>(w, wb) * *x.dsum.get_unchecked(xb);
+                        mins[r][c] += wm[c] * *x.dsum.get_unchecked(xb);
                     }
                 }
             }

@@ -28,6 +28,18 @@ fn isas() -> Vec<Isa> {
         .collect()
 }
 
+#[test]
+fn kernel_names_parse_in_any_case_and_unknown_ones_do_not() {
+    assert_eq!(Isa::from_name("AVX2"), Some(Isa::Avx2));
+    assert_eq!(Isa::from_name(" avx512vnni\n"), Some(Isa::Avx512Vnni));
+    assert_eq!(Isa::from_name("scalar"), Some(Isa::Scalar));
+    assert_eq!(Isa::from_name("neon"), Some(Isa::Neon));
+    assert_eq!(Isa::from_name("avx"), None);
+    assert_eq!(Isa::from_name(""), None);
+    // Whatever is chosen, this CPU runs it.
+    assert!(Isa::detect().supported());
+}
+
 /// Every SIMD kernel against the scalar reference; the tolerance is relative to the sum of
 /// the magnitudes of the terms (the integer block sums are exact: only the f32 order of the
 /// block terms differs).

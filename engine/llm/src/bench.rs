@@ -433,6 +433,23 @@ pub fn cpu_kernels() -> String {
     format!("{:?}", tessera_kernels::matmul::Isa::detect())
 }
 
+/// The kernels that `TESSERA_KERNELS` asks for, when it is set: `Ok(name)` when they run,
+/// `Err(message)` when the name is unknown or this CPU lacks them (the widest then runs).
+pub fn requested_kernels() -> Option<Result<String, String>> {
+    use tessera_kernels::matmul::{Isa, KERNELS_ENV};
+    let name = std::env::var(KERNELS_ENV).ok()?;
+    let used = Isa::detect();
+    Some(match Isa::from_name(&name) {
+        Some(isa) if isa == used => Ok(format!("{used:?}")),
+        Some(_) => Err(format!(
+            "{KERNELS_ENV}={name}: this CPU does not run those kernels; running {used:?}"
+        )),
+        None => Err(format!(
+            "{KERNELS_ENV}={name}: not scalar, avx2, avx512vnni or neon; running {used:?}"
+        )),
+    })
+}
+
 /// The machine's int8 dot-product peak on `threads` threads at once, in operations per
 /// second (`tessera_kernels::peak`, the instruction the matrix kernels are built on), measured
 /// for about `seconds`; `None` where this CPU has no such loop.
