@@ -12,8 +12,11 @@ TARGETS=${LLAMACPP_TARGETS:-llama-tokenize llama-bench llama-server}
 HOME_DIR=${TESSERA_HOME:-$HOME/.cache/tessera}
 ROOT="$HOME_DIR/llamacpp/$VERSION"
 SRC="$ROOT/llama_cpp_python-$VERSION/vendor/llama.cpp"
+# LLAMACPP_ISA=avx2 builds for AVX2 + FMA only (no AVX-512), the peer of Tessera's AVX2
+# kernels (`TESSERA_KERNELS=avx2`) on a machine that has more.
+ISA=${LLAMACPP_ISA:-native}
 # The build directory names its flags: a cached build with other flags is not reused.
-BUILD="$SRC/build-noamx"
+if [[ $ISA == avx2 ]]; then BUILD="$SRC/build-avx2"; else BUILD="$SRC/build-noamx"; fi
 missing=0
 for t in $TARGETS; do [[ -x "$BUILD/bin/$t" ]] || missing=1; done
 if [[ $missing == 0 ]]; then echo "$BUILD"; exit 0; fi
@@ -41,8 +44,13 @@ export PATH="$ROOT/venv/bin:$PATH"
 # Processor" VM); Tessera's kernels use AVX-512 VNNI, not AMX, so the comparison stays between
 # the same instruction sets.
 NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
-  -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX" \
+if [[ $ISA == avx2 ]]; then
+  FLAGS=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+    -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF)
+else
+  FLAGS=(-DGGML_NATIVE=ON -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX")
+fi
+cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF "${FLAGS[@]}" \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=ON >&2
 # shellcheck disable=SC2086
 ninja -C "$BUILD" $TARGETS >&2

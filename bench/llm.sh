@@ -3,6 +3,8 @@
 #   bench/llm.sh [MODEL...]            (default: smollm2 qwen2.5-0.5b; threads 1 and 2)
 # Prints a Markdown table of prefill (pp512) and decode (tg128) tokens/s and their ratios.
 # TESSERA=path/to/tessera overrides the binary (default: release build).
+# TESSERA_KERNELS=avx2 compares the AVX2 paths: Tessera's AVX2 kernels against llama.cpp built
+# for AVX2 + FMA only (LLAMACPP_ISA=avx2), on a CPU that also has AVX-512.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-"1 2"}
@@ -11,6 +13,8 @@ if [[ -z "${TESSERA:-}" ]]; then
   cargo build --release --bin tessera --example bsbm >&2
   TESSERA="${CARGO_TARGET_DIR:-target}/release/tessera"
 fi
+if [[ "${TESSERA_KERNELS:-}" == avx2 ]]; then export LLAMACPP_ISA=avx2; fi
+export LLAMACPP_TARGETS=${LLAMACPP_TARGETS:-llama-bench}
 LLAMA=$(bench/llamacpp.sh)/bin
 echo "| model | threads | Tessera pp512 tok/s | llama.cpp pp512 tok/s | ratio | Tessera tg128 tok/s | llama.cpp tg128 tok/s | ratio | Tessera peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|"
