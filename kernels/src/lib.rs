@@ -10,10 +10,11 @@
 #![allow(unsafe_code)]
 
 /// Defines `$name`, a function whose body is compiled for the widest vector extension the CPU
-/// has (AVX-512, else AVX2 with FMA, else the baseline), chosen at run time: for loops written
-/// so the compiler vectorizes them, which the baseline x86-64 target would compile to 128-bit
-/// SSE2 (and calls for rounding and fused multiply-adds). The body sees the same lanes in
-/// every version, so the results do not depend on the CPU.
+/// has (AVX-512, else AVX2 with FMA, else the baseline), chosen at run time ([`x86_width`],
+/// which a narrower `TESSERA_KERNELS` also narrows): for loops written so the compiler
+/// vectorizes them, which the baseline x86-64 target would compile to 128-bit SSE2 (and calls
+/// for rounding and fused multiply-adds). The body sees the same lanes in every version, so
+/// the results do not depend on the CPU.
 macro_rules! widest {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
@@ -30,15 +31,12 @@ macro_rules! widest {
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if $crate::wide_x86() {
+                match $crate::x86_width() {
                     // SAFETY: the CPU has every feature `avx512` is compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                    $crate::X86Width::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: the CPU has AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
+                    $crate::X86Width::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::X86Width::Baseline => {}
                 }
             }
             body($($arg),*)
@@ -46,15 +44,48 @@ macro_rules! widest {
     };
 }
 
-/// Whether this x86 CPU has the AVX-512 subsets [`widest!`] compiles for.
+/// The vector extension [`widest!`] bodies run with on this x86 CPU.
 #[cfg(target_arch = "x86_64")]
-fn wide_x86() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X86Width {
+    /// AVX-512 F/BW/DQ/VL with AVX2 and FMA.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// The x86-64 baseline.
+    Baseline,
+}
+
+/// The widest extension this CPU has for [`widest!`], narrowed to what `TESSERA_KERNELS`
+/// asks for ([`matmul::Isa::requested`]) so that an AVX2 or scalar run on a wider CPU runs
+/// every kernel, not only the matrix products, as a narrower CPU would. Decided once per
+/// process: the element-wise kernels call it on every row.
+#[cfg(target_arch = "x86_64")]
+#[doc(hidden)]
+pub fn x86_width() -> X86Width {
+    static CHOSEN: std::sync::OnceLock<X86Width> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        let avx512 = avx2
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        let widest = if avx512 {
+            X86Width::Avx512
+        } else if avx2 {
+            X86Width::Avx2
+        } else {
+            X86Width::Baseline
+        };
+        match matmul::Isa::requested() {
+            Some(matmul::Isa::Scalar) => X86Width::Baseline,
+            Some(matmul::Isa::Avx2) if widest == X86Width::Avx512 => X86Width::Avx2,
+            _ => widest,
+        }
+    })
 }
 
 pub mod activation;

@@ -165,12 +165,18 @@ impl Isa {
     /// checked. Decided once per process: the matrices' layout at load time depends on it.
     pub fn detect() -> Self {
         static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-        *CHOSEN.get_or_init(|| {
+        *CHOSEN.get_or_init(|| Self::requested().unwrap_or_else(Self::widest_supported))
+    }
+
+    /// The implementation `TESSERA_KERNELS` names, where it is one this CPU supports; read
+    /// once per process.
+    pub fn requested() -> Option<Self> {
+        static REQUESTED: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+        *REQUESTED.get_or_init(|| {
             std::env::var(KERNELS_ENV)
                 .ok()
                 .and_then(|v| Self::from_name(&v))
                 .filter(|isa| isa.supported())
-                .unwrap_or_else(Self::widest_supported)
         })
     }
 
