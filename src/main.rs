@@ -125,7 +125,7 @@ fn main() {
         LogFormat::Json => logs.json().init(),
     }
     match tessera_llm::bench::requested_kernels() {
-        Some(Ok(kernels)) => tracing::info!(kernels, "matrix kernels chosen by TESSERA_KERNELS"),
+        Some(Ok(kernels)) => tracing::info!(kernels, "kernels chosen by TESSERA_KERNELS"),
         Some(Err(message)) => tracing::warn!("{message}"),
         None => {}
     }
