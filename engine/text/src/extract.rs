@@ -66,6 +66,9 @@ impl Pipeline<'_> {
         let gens = self.model.generate(&prompts, &opts)?;
         let mut out = Vec::with_capacity(items.len());
         for (i, g) in gens.iter().enumerate() {
+            // What the model wrote, before any check: the first thing to read when a text
+            // yields fewer triples than expected (`RUST_LOG=tessera_text::extract=debug`).
+            tracing::debug!(chunk = items[i].chunk, output = %g.text, "extraction");
             stats[i].add_generation(Stage::Extract, g);
             out.push(parse_triples(&g.text, g.finish));
         }

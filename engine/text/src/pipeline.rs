@@ -601,6 +601,7 @@ impl<'a> Pipeline<'a> {
             for (round, (triples, resolved)) in rounds.iter().enumerate() {
                 for (triple, res) in triples[i].iter().zip(&resolved[i]) {
                     let mut drop = |reason: String| {
+                        tracing::debug!(triple = ?triple, %reason, "candidate dropped");
                         plan.dropped.push(Dropped {
                             triple: triple.clone(),
                             chunk: item.chunk,
