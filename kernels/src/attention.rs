@@ -12,7 +12,7 @@ use crate::activation::exp;
 /// Lanes of the dot product's accumulators.
 const LANES: usize = 16;
 
-/// `a · b` over the common length, accumulated in [`LANES`] lanes.
+/// `a · b` over the common length, accumulated in `LANES` (16) lanes.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());

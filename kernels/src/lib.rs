@@ -46,9 +46,8 @@ macro_rules! widest {
 
 /// The vector extension [`widest!`] bodies run with on this x86 CPU.
 #[cfg(target_arch = "x86_64")]
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum X86Width {
+enum X86Width {
     /// AVX-512 F/BW/DQ/VL with AVX2 and FMA.
     Avx512,
     /// AVX2 with FMA.
@@ -62,8 +61,7 @@ pub enum X86Width {
 /// every kernel, not only the matrix products, as a narrower CPU would. Decided once per
 /// process: the element-wise kernels call it on every row.
 #[cfg(target_arch = "x86_64")]
-#[doc(hidden)]
-pub fn x86_width() -> X86Width {
+fn x86_width() -> X86Width {
     static CHOSEN: std::sync::OnceLock<X86Width> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| {
         let avx2 = std::arch::is_x86_feature_detected!("avx2")

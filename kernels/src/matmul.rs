@@ -23,7 +23,7 @@
 //! weight rows.
 //!
 //! On a CPU with AVX-512 VNNI, matrices whose rows fill groups of 16 are laid out at load with
-//! their rows interleaved ([`QMatrix::interleave`]): one 64-byte load holds four values of 16
+//! their rows interleaved (`QMatrix::interleave`): one 64-byte load holds four values of 16
 //! rows, one `vpdpbusd` against four broadcast activation bytes adds into 16 integer lanes,
 //! one per output, so a block's sum stays an exact integer in its lane and meets the scales
 //! once, with no sum across lanes (the row-major VNNI kernel spends three float operations and
