@@ -64,8 +64,7 @@ enum X86Width {
 fn x86_width() -> X86Width {
     static CHOSEN: std::sync::OnceLock<X86Width> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| {
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
+        let avx2 = matmul::Isa::Avx2.supported();
         let avx512 = avx2
             && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
