@@ -68,11 +68,34 @@ pub(crate) fn without_possessive<'a>(name: &'a str, text: &str) -> &'a str {
             continue;
         }
         let bare = bare.trim_end();
-        if !bare.is_empty() && used_bare(text, bare) {
+        if !bare.is_empty() && (used_bare(text, bare) || owns_a_noun(text, name)) {
             return bare;
         }
     }
     name
+}
+
+/// Whether `text` writes `name` (ending in a possessive) before a lowercase word that is not
+/// a verb: "FC Spartak Moscow's youth team", "the Pontiac Rageous's produced". A name that
+/// ends in "'s" is followed by its verb ("St John's is a city") or by nothing.
+fn owns_a_noun(text: &str, name: &str) -> bool {
+    const VERBS: &[&str] = &[
+        "is", "was", "are", "were", "has", "had", "have", "does", "did", "will", "would", "can",
+        "could", "may", "might", "must", "shall", "should", "and", "or", "in", "of", "at", "on",
+    ];
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let rest = &text[at + name.len()..];
+        let Some(word) = rest
+            .strip_prefix(' ')
+            .and_then(|r| r.split(|c: char| !c.is_alphabetic()).next())
+        else {
+            return false;
+        };
+        before.is_none_or(|c| !c.is_alphanumeric())
+            && word.chars().next().is_some_and(char::is_lowercase)
+            && !VERBS.contains(&word)
+    })
 }
 
 /// `name` without the words of its triple's `relation` glued to it, when the text uses the
@@ -443,11 +466,15 @@ impl Names {
 /// description or added article before it, and the text's own spelling where the model
 /// respelled the text's words ("choppedFruits" for "chopped fruits").
 pub(crate) fn proper<'a>(raw: &'a str, text: &'a str) -> &'a str {
+    // The possessive twice: a kind taken off ("FC Spartak Moscow's youth team") may leave one.
     let name = without_added_lead(
-        without_descriptor(without_kind(without_possessive(
-            without_lead_preposition(without_run_on(raw)),
+        without_descriptor(without_possessive(
+            without_kind(without_possessive(
+                without_lead_preposition(without_run_on(raw)),
+                text,
+            )),
             text,
-        ))),
+        )),
         text,
     );
     // A number stays the number `without_kind` left: the text's span around it may carry a
@@ -525,6 +552,24 @@ mod tests {
         assert_eq!(without_possessive("Detroit", text), "Detroit");
         // "Rage" occurs only inside "Rageous": not a use of the bare name.
         assert_eq!(without_possessive("Rage's", text), "Rage's");
+        // Before a noun: the possessor, though the text never writes the name bare.
+        let text = "He played for FC Spartak Moscow's youth team. The last Pontiac Rageous's \
+                    produced were made in 1997. St John's is a city. Bob's.";
+        assert_eq!(
+            without_possessive("FC Spartak Moscow's", text),
+            "FC Spartak Moscow"
+        );
+        assert_eq!(
+            without_possessive("Pontiac Rageous's", text),
+            "Pontiac Rageous"
+        );
+        assert_eq!(without_possessive("St John's", text), "St John's");
+        assert_eq!(without_possessive("Bob's", text), "Bob's");
+        // The kind after it taken off, then the possessive it leaves.
+        assert_eq!(
+            proper("FC Spartak Moscow's youth team", text),
+            "FC Spartak Moscow"
+        );
     }
 
     #[test]
