@@ -79,7 +79,8 @@ pub(crate) fn without_possessive<'a>(name: &'a str, text: &str) -> &'a str {
 /// a verb: "FC Spartak Moscow's youth team", "the Pontiac Rageous's produced". A name that
 /// ends in "'s" is followed by its verb ("St John's is a city") or by nothing.
 fn owns_a_noun(text: &str, name: &str) -> bool {
-    const VERBS: &[&str] = &[
+    // What follows a name whose "'s" is its own: a verb, a conjunction, a preposition.
+    const NOT_A_NOUN: &[&str] = &[
         "is", "was", "are", "were", "has", "had", "have", "does", "did", "will", "would", "can",
         "could", "may", "might", "must", "shall", "should", "and", "or", "in", "of", "at", "on",
     ];
@@ -94,7 +95,7 @@ fn owns_a_noun(text: &str, name: &str) -> bool {
         };
         before.is_none_or(|c| !c.is_alphanumeric())
             && word.chars().next().is_some_and(char::is_lowercase)
-            && !VERBS.contains(&word)
+            && !NOT_A_NOUN.contains(&word)
     })
 }
 
