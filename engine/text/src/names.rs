@@ -42,12 +42,21 @@ fn used_bare(text: &str, name: &str) -> bool {
 /// Whether `text` has `name` between word boundaries; with `bare`, not followed by an
 /// apostrophe either (a possessive is another use of the name).
 fn whole_word_match(text: &str, name: &str, bare: bool) -> bool {
+    starts_word_before(text, name, |rest| {
+        rest.chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric() && !(bare && (c == '\'' || c == '\u{2019}')))
+    })
+}
+
+/// Whether `text` has `name` at the start of a word with `follows` true of the text after it.
+fn starts_word_before(text: &str, name: &str, follows: impl Fn(&str) -> bool) -> bool {
     text.match_indices(name).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + name.len()..].chars().next();
-        before.is_none_or(|c| !c.is_alphanumeric())
-            && after
-                .is_none_or(|c| !c.is_alphanumeric() && !(bare && (c == '\'' || c == '\u{2019}')))
+        text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric())
+            && follows(&text[at + name.len()..])
     })
 }
 
@@ -84,18 +93,12 @@ fn owns_a_noun(text: &str, name: &str) -> bool {
         "is", "was", "are", "were", "has", "had", "have", "does", "did", "will", "would", "can",
         "could", "may", "might", "must", "shall", "should", "and", "or", "in", "of", "at", "on",
     ];
-    text.match_indices(name).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let rest = &text[at + name.len()..];
-        let Some(word) = rest
-            .strip_prefix(' ')
+    starts_word_before(text, name, |rest| {
+        rest.strip_prefix(' ')
             .and_then(|r| r.split(|c: char| !c.is_alphabetic()).next())
-        else {
-            return false;
-        };
-        before.is_none_or(|c| !c.is_alphanumeric())
-            && word.chars().next().is_some_and(char::is_lowercase)
-            && !NOT_A_NOUN.contains(&word)
+            .is_some_and(|word| {
+                word.chars().next().is_some_and(char::is_lowercase) && !NOT_A_NOUN.contains(&word)
+            })
     })
 }
 
