@@ -27,8 +27,9 @@ pub struct TextReport {
     pub source: String,
     /// Canonical triples written (subject, predicate, object in N-Triples).
     pub triples: Vec<[String; 3]>,
-    /// The same triples as names: the entity's name as the text gave it, the relation's
-    /// label, the literal's value.
+    /// The same triples as names: the entity's name (the label of the known entity a mention
+    /// linked to, else the name as the text gave it), the relation's label, the literal's
+    /// value.
     pub facts: Vec<[String; 3]>,
     /// For each written triple, the sentence of the text that stated it (the sentence of its
     /// chunk that names the most of its subject and object).
@@ -291,7 +292,7 @@ pub(crate) fn commit(
         if is_source(tx, source.as_ref())? {
             drop_source_in(tx, source.as_ref())?;
         }
-        let mut entity_cache: HashMap<String, (NamedNode, Naming)> = HashMap::new();
+        let mut entity_cache: HashMap<String, Resolved> = HashMap::new();
         let add = |tx: &mut Transaction<'_>, s: &NamedNode, p: &NamedNode, o: Term| {
             for g in [&target, &source_graph] {
                 tx.insert(&Quad::new(s.clone(), p.clone(), o.clone(), g.clone()));
@@ -331,7 +332,7 @@ pub(crate) fn commit(
                 RelationRef::Schema(r) => nn(&r.iri)?,
                 RelationRef::New(i) => new_iris[*i].clone(),
             };
-            let subject = resolve_entity(
+            let (subject, subject_name) = resolve_entity(
                 tx,
                 &cfg.entity_base,
                 &t.subject,
@@ -339,22 +340,25 @@ pub(crate) fn commit(
                 &mut entity_cache,
                 &mut report,
             )?;
-            let object: Term = match &t.object {
-                Object::Entity(name) => resolve_entity(
-                    tx,
-                    &cfg.entity_base,
-                    name,
-                    links,
-                    &mut entity_cache,
-                    &mut report,
-                )?
-                .into(),
+            let (object, object_name): (Term, String) = match &t.object {
+                Object::Entity(name) => {
+                    let (iri, shown) = resolve_entity(
+                        tx,
+                        &cfg.entity_base,
+                        name,
+                        links,
+                        &mut entity_cache,
+                        &mut report,
+                    )?;
+                    (iri.into(), shown)
+                }
                 Object::Literal { value, datatype } => {
-                    if datatype == xsd::STRING.as_str() {
-                        Literal::new_simple_literal(value).into()
+                    let literal = if datatype == xsd::STRING.as_str() {
+                        Literal::new_simple_literal(value)
                     } else {
-                        Literal::new_typed_literal(value, nn(datatype)?).into()
-                    }
+                        Literal::new_typed_literal(value, nn(datatype)?)
+                    };
+                    (literal.into(), value.clone())
                 }
             };
             add(tx, &subject, &predicate, object.clone());
@@ -387,17 +391,17 @@ pub(crate) fn commit(
                     stating_sentence(&c.text, &t.extracted[0], &t.extracted[2])
                 }));
             report.facts.push([
-                t.subject.clone(),
+                subject_name,
                 match &t.relation {
                     RelationRef::Schema(r) => r.label.clone(),
                     RelationRef::New(i) => plan.new_relations[*i].name.clone(),
                 },
-                t.object.text().to_owned(),
+                object_name,
             ]);
         }
         let alt_label = skos::ALT_LABEL.into_owned();
         let same_as = owl::SAME_AS.into_owned();
-        for (name, (iri, naming)) in &entity_cache {
+        for (name, Resolved { iri, naming, .. }) in &entity_cache {
             report
                 .labels_written
                 .push((iri.as_str().to_owned(), name.clone()));
@@ -590,20 +594,39 @@ fn subject_exists(tx: &Transaction<'_>, iri: &NamedNode) -> Result<bool, TextErr
         .is_some())
 }
 
-/// The entity a mention names: the link chosen before the commit (when the entity still
-/// exists), else an entity whose IRI is the mention's minted IRI, else one whose `rdfs:label`
-/// is the mention, else a new one.
+/// A mention resolved to an entity within one commit.
+struct Resolved {
+    iri: NamedNode,
+    naming: Naming,
+    /// The name the report gives the entity: a known entity's label when the mention is
+    /// another spelling of it, so one entity reads the same in every report.
+    shown: String,
+}
+
+/// The first `rdfs:label` of an entity.
+fn known_label(tx: &Transaction<'_>, iri: &NamedNode) -> Result<Option<String>, TextError> {
+    for q in tx.quads_for_pattern(Some(iri.as_ref().into()), Some(rdfs::LABEL), None, None) {
+        if let Term::Literal(l) = q?.object {
+            return Ok(Some(l.value().to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// The entity a mention names, and the name the report gives it: the link chosen before the
+/// commit (when the entity still exists), else an entity whose IRI is the mention's minted
+/// IRI, else one whose `rdfs:label` is the mention, else a new one.
 fn resolve_entity(
     tx: &Transaction<'_>,
     base: &str,
     raw: &str,
     links: &HashMap<String, Link>,
-    cache: &mut HashMap<String, (NamedNode, Naming)>,
+    cache: &mut HashMap<String, Resolved>,
     report: &mut TextReport,
-) -> Result<NamedNode, TextError> {
+) -> Result<(NamedNode, String), TextError> {
     let mention = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some((iri, _)) = cache.get(&mention) {
-        return Ok(iri.clone());
+    if let Some(r) = cache.get(&mention) {
+        return Ok((r.iri.clone(), r.shown.clone()));
     }
     let minted = nn(&entity_iri(base, &mention))?;
     let minted_exists = subject_exists(tx, &minted)?;
@@ -665,14 +688,120 @@ fn resolve_entity(
             }
         }
     };
-    let iri = resolved.0.clone();
-    cache.insert(mention, resolved);
-    Ok(iri)
+    let (iri, naming) = resolved;
+    let shown = match naming {
+        Naming::AltLabel => known_label(tx, &iri)?.unwrap_or_else(|| mention.clone()),
+        _ => mention.clone(),
+    };
+    cache.insert(
+        mention,
+        Resolved {
+            iri: iri.clone(),
+            naming,
+            shown: shown.clone(),
+        },
+    );
+    Ok((iri, shown))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use oxigraph::model::{GraphNameRef, NamedNodeRef, QuadRef};
+
+    fn one_fact_plan(text: &str, subject: &str, object: &str) -> Plan {
+        Plan {
+            chunks: vec![crate::chunk::Chunk {
+                start: 0,
+                end: text.chars().count(),
+                text: text.into(),
+            }],
+            triples: vec![crate::pipeline::PlannedTriple {
+                subject: subject.into(),
+                relation: RelationRef::Schema(tessera_storage::Relation {
+                    iri: "http://example.org/location".into(),
+                    label: "location".into(),
+                    definition: "The subject entity is located in the object entity.".into(),
+                    range: None,
+                }),
+                object: Object::Entity(object.into()),
+                chunk: 0,
+                extracted: [subject.into(), "location".into(), object.into()],
+                decision: crate::pipeline::Decision::Name,
+                support: None,
+            }],
+            new_relations: Vec::new(),
+            dropped: Vec::new(),
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_mention_linked_to_a_known_entity_reads_as_its_label() {
+        let storage = Storage::in_memory().expect("store");
+        let cfg = TextConfig::default();
+        let opts = TextOptions {
+            graph: Some(NamedNode::new_unchecked("http://example.org/facts")),
+            ..TextOptions::default()
+        };
+        let prov = |seq| Provenance {
+            model: "scripted".into(),
+            embedder: "scripted".into(),
+            schema_fingerprint: "none".into(),
+            index_node: NamedNode::new_unchecked("http://example.org/index"),
+            seq,
+        };
+        let first = "Agremiação Sportiva Arapiraquense plays in Arapiraca.";
+        let plan = one_fact_plan(first, "Agremiação Sportiva Arapiraquense", "Arapiraca");
+        let report = commit(
+            &storage,
+            &cfg,
+            first,
+            plan,
+            &HashMap::new(),
+            &opts,
+            &prov(1),
+        )
+        .expect("first commit");
+        let club = report.triples[0][0].trim_matches(['<', '>']).to_owned();
+        // The second text spells the club without diacritics; linking found it.
+        let second = "Agremiacao Sportiva Arapiraquense is in Arapiraca, Brazil.";
+        let plan = one_fact_plan(second, "Agremiacao Sportiva Arapiraquense", "Brazil");
+        let links = HashMap::from([(
+            "Agremiacao Sportiva Arapiraquense".to_owned(),
+            Link::Existing {
+                iri: club.clone(),
+                alias: true,
+            },
+        )]);
+        let report =
+            commit(&storage, &cfg, second, plan, &links, &opts, &prov(2)).expect("second commit");
+        assert_eq!(report.triples[0][0], format!("<{club}>"));
+        assert_eq!(
+            report.facts[0],
+            [
+                "Agremiação Sportiva Arapiraquense".to_owned(),
+                "location".to_owned(),
+                "Brazil".to_owned()
+            ],
+            "the fact names the known entity by its label"
+        );
+        assert_eq!(report.aliases_added, 1);
+        // The text's spelling is kept as an alias of the entity.
+        let alias = Literal::new_simple_literal("Agremiacao Sportiva Arapiraquense");
+        let iri = NamedNode::new_unchecked(club);
+        let has_alias = storage
+            .store()
+            .contains(QuadRef::new(
+                iri.as_ref(),
+                skos::ALT_LABEL,
+                alias.as_ref(),
+                GraphNameRef::NamedNode(NamedNodeRef::new_unchecked("http://example.org/facts")),
+            ))
+            .expect("read");
+        assert!(has_alias);
+    }
 
     #[test]
     fn the_stating_sentence_is_the_one_naming_both_ends() {
